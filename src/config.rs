@@ -1,0 +1,286 @@
+//! The server's settings: every flag of the contract's section 1, read from the command
+//! line and from `GOLAMBDA_<FLAG>` environment variables (the flag wins). Owns validation of
+//! the values and the `--help` text; never touches the file system.
+
+use crate::units::{parse_duration, parse_size};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the server needs to know before it starts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: String,
+    pub allow_unauthenticated: bool,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub max_queue: usize,
+    pub timeout: Duration,
+    pub max_body: u64,
+    pub max_output: u64,
+    pub go: PathBuf,
+    pub compile_timeout: Duration,
+    pub compile_jobs: usize,
+    pub max_source: u64,
+    pub log_level: log::LevelFilter,
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Serve(Config),
+    Help,
+    Version,
+}
+
+/// Flags that take a value, with their defaults.
+const VALUE_FLAGS: &[(&str, &str)] = &[
+    ("addr", "127.0.0.1:8080"),
+    ("data-dir", "."),
+    ("workers", "32"),
+    ("max-queue", "1024"),
+    ("timeout", "30s"),
+    ("max-body", "6MiB"),
+    ("max-output", "6MiB"),
+    ("go", "go"),
+    ("compile-timeout", "120s"),
+    ("compile-jobs", ""),
+    ("max-source", "1MiB"),
+    ("log-level", "info"),
+];
+
+/// Flags that are switches.
+const SWITCH_FLAGS: &[&str] = &["allow-unauthenticated"];
+
+pub const HELP: &str = "\
+golambda: register Go programs over HTTP and run them on request or on a cron schedule
+
+usage: golambda [serve] [--flag value]...
+
+flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag wins):
+  --addr ADDR               listen address [127.0.0.1:8080]
+  --allow-unauthenticated   allow a non-loopback --addr (the admin API is then open to the network)
+  --data-dir DIR            holds plugins/, user_functions/, registry/ [.]
+  --workers N               request-handling threads [32]
+  --max-queue N             requests waiting for a worker before 503 [1024]
+  --timeout DURATION        default time limit of a function run [30s]
+  --max-body SIZE           largest request body [6MiB]
+  --max-output SIZE         largest stdout of a run [6MiB]
+  --go PATH                 Go toolchain used to compile [go on PATH]
+  --compile-timeout DURATION  limit of one compilation [120s]
+  --compile-jobs N          compilations at once [number of cores]
+  --max-source SIZE         largest decoded source [1MiB]
+  --log-level LEVEL         error, warn, info, debug, trace [info]
+  -h, --help                this text
+  -V, --version             the version
+";
+
+impl Command {
+    /// Reads the command line (without the program name) and the environment.
+    pub fn parse(args: &[String], env: &HashMap<String, String>) -> Result<Command, String> {
+        let mut given: HashMap<&'static str, String> = HashMap::new();
+        let mut iter = args.iter().peekable();
+        if iter.peek().map(|a| a.as_str()) == Some("serve") {
+            iter.next();
+        }
+        while let Some(arg) = iter.next() {
+            match arg.as_str() {
+                "-h" | "--help" | "help" => return Ok(Command::Help),
+                "-V" | "--version" => return Ok(Command::Version),
+                _ => {}
+            }
+            let body = arg
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument '{arg}'; see --help"))?;
+            let (name, inline) = match body.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (body, None),
+            };
+            if let Some(&switch) = SWITCH_FLAGS.iter().find(|s| **s == name) {
+                let value = inline.unwrap_or_else(|| "true".into());
+                given.insert(switch, value);
+                continue;
+            }
+            let (flag, _) = VALUE_FLAGS
+                .iter()
+                .find(|(f, _)| *f == name)
+                .ok_or_else(|| format!("unknown flag '--{name}'; see --help"))?;
+            let value = match inline {
+                Some(value) => value,
+                None => iter
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("flag '--{name}' needs a value"))?,
+            };
+            given.insert(flag, value);
+        }
+        let lookup = |flag: &'static str, default: &str| -> String {
+            if let Some(value) = given.get(flag) {
+                return value.clone();
+            }
+            let var = format!("GOLAMBDA_{}", flag.to_ascii_uppercase().replace('-', "_"));
+            env.get(&var).cloned().unwrap_or_else(|| default.into())
+        };
+        let value = |flag: &'static str| -> String {
+            let default = VALUE_FLAGS
+                .iter()
+                .find(|(f, _)| *f == flag)
+                .map(|(_, d)| *d)
+                .unwrap_or("");
+            lookup(flag, default)
+        };
+        let count = |flag: &'static str, min: usize| -> Result<usize, String> {
+            let text = value(flag);
+            match text.trim().parse::<usize>() {
+                Ok(n) if n >= min && n <= 100_000 => Ok(n),
+                _ => Err(format!(
+                    "--{flag} must be a whole number from {min} to 100000, not '{text}'"
+                )),
+            }
+        };
+        let duration = |flag: &'static str| -> Result<Duration, String> {
+            let d = parse_duration(&value(flag)).map_err(|e| format!("--{flag}: {e}"))?;
+            if d.is_zero() {
+                return Err(format!("--{flag} must be longer than zero"));
+            }
+            Ok(d)
+        };
+        let size = |flag: &'static str| -> Result<u64, String> {
+            parse_size(&value(flag)).map_err(|e| format!("--{flag}: {e}"))
+        };
+        let switch = |flag: &'static str| -> Result<bool, String> {
+            match lookup(flag, "false").to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" | "" => Ok(false),
+                other => Err(format!("--{flag} takes true or false, not '{other}'")),
+            }
+        };
+        let compile_jobs = if value("compile-jobs").is_empty() {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            count("compile-jobs", 1)?
+        };
+        let log_level = match value("log-level").to_ascii_lowercase().as_str() {
+            "error" => log::LevelFilter::Error,
+            "warn" => log::LevelFilter::Warn,
+            "info" => log::LevelFilter::Info,
+            "debug" => log::LevelFilter::Debug,
+            "trace" => log::LevelFilter::Trace,
+            other => {
+                return Err(format!(
+                    "--log-level must be error, warn, info, debug or trace, not '{other}'"
+                ))
+            }
+        };
+        let config = Config {
+            addr: value("addr"),
+            allow_unauthenticated: switch("allow-unauthenticated")?,
+            data_dir: PathBuf::from(value("data-dir")),
+            workers: count("workers", 1)?,
+            max_queue: count("max-queue", 0)?,
+            timeout: duration("timeout")?,
+            max_body: size("max-body")?,
+            max_output: size("max-output")?,
+            go: PathBuf::from(value("go")),
+            compile_timeout: duration("compile-timeout")?,
+            compile_jobs,
+            max_source: size("max-source")?,
+            log_level,
+        };
+        config.check_addr()?;
+        Ok(Command::Serve(config))
+    }
+}
+
+impl Config {
+    /// Refuses a listen address reachable from other hosts unless the user said so: the
+    /// admin API would be open to anyone who can reach the port.
+    fn check_addr(&self) -> Result<(), String> {
+        let addr: SocketAddr = self.addr.parse().map_err(|_| {
+            format!(
+                "--addr must be IP:PORT such as 127.0.0.1:8080, not '{}'",
+                self.addr
+            )
+        })?;
+        if !addr.ip().is_loopback() && !self.allow_unauthenticated {
+            return Err(format!(
+                "refusing to listen on {addr}: anyone who can reach it could register and run code. \
+                 Listen on 127.0.0.1 (the default) behind a reverse proxy that authenticates, \
+                 or pass --allow-unauthenticated if this network is trusted"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Threads that run cron fires, apart from the request pool.
+    pub fn cron_workers(&self) -> usize {
+        (self.workers / 4).clamp(2, 8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match Command::parse(&args, &env)? {
+            Command::Serve(config) => Ok(config),
+            other => Err(format!("not serve: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = parse(&[], &[]).expect("defaults parse");
+        assert_eq!(c.addr, "127.0.0.1:8080");
+        assert_eq!(c.workers, 32);
+        assert_eq!(c.max_queue, 1024);
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.max_body, 6 << 20);
+        assert_eq!(c.max_source, 1 << 20);
+        assert_eq!(c.go, PathBuf::from("go"));
+        assert!(c.compile_jobs >= 1);
+    }
+
+    #[test]
+    fn flag_beats_environment() {
+        let c = parse(
+            &["serve", "--workers", "4", "--timeout=2s"],
+            &[("GOLAMBDA_WORKERS", "9"), ("GOLAMBDA_MAX_QUEUE", "7")],
+        )
+        .expect("parses");
+        assert_eq!(c.workers, 4);
+        assert_eq!(c.max_queue, 7);
+        assert_eq!(c.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        for (args, needle) in [
+            (vec!["--workers", "0"], "--workers"),
+            (vec!["--timeout", "soon"], "--timeout"),
+            (vec!["--max-body", "lots"], "--max-body"),
+            (vec!["--bogus", "1"], "--bogus"),
+            (vec!["--addr"], "--addr"),
+            (vec!["--log-level", "loud"], "--log-level"),
+        ] {
+            let err = parse(&args, &[]).expect_err("must fail");
+            assert!(err.contains(needle), "{err} should name {needle}");
+        }
+    }
+
+    #[test]
+    fn public_address_needs_explicit_consent() {
+        let err = parse(&["--addr", "0.0.0.0:8080"], &[]).expect_err("refused");
+        assert!(err.contains("--allow-unauthenticated"));
+        let c = parse(&["--addr", "0.0.0.0:8080", "--allow-unauthenticated"], &[]).expect("ok");
+        assert!(c.allow_unauthenticated);
+        assert!(parse(&["--addr", "[::1]:0"], &[]).is_ok());
+    }
+}

@@ -1,0 +1,280 @@
+//! Every error the API answers with: one variant per failure, carrying its context; all
+//! sentences are written here, and each variant knows its status code and extra headers.
+
+use crate::units::format_duration;
+use serde_json::{json, Map, Value};
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body is not JSON, or not a JSON object.
+    BodyMalformed {
+        reason: String,
+    },
+    /// A required field is absent.
+    FieldMissing {
+        field: &'static str,
+    },
+    /// A field has a value the contract does not allow.
+    FieldInvalid {
+        field: &'static str,
+        reason: String,
+    },
+    /// A path names no function.
+    FunctionUnknown {
+        name: String,
+    },
+    /// A path names nothing at all.
+    RouteUnknown {
+        path: String,
+    },
+    /// The route exists but not for this method.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    /// A cron function was called at `/{name}`.
+    FunctionIsCron {
+        name: String,
+    },
+    BodyTooLarge {
+        limit: u64,
+    },
+    SourceTooLarge {
+        limit: u64,
+    },
+    CompileRejected {
+        details: String,
+    },
+    CompileTimedOut {
+        limit: Duration,
+    },
+    /// The function exited non-zero or was killed by a signal.
+    FunctionFailed {
+        exit_code: Option<i32>,
+        signal: Option<String>,
+        stdout: String,
+        stderr: String,
+    },
+    /// The function wrote more than `--max-output`.
+    OutputTooLarge {
+        limit: u64,
+    },
+    GoMissing {
+        go: String,
+        reason: String,
+    },
+    QueueFull,
+    ShuttingDown,
+    FunctionTimedOut {
+        limit: Duration,
+    },
+    /// Something on the server's side failed (files, spawning).
+    Internal {
+        context: String,
+    },
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BodyMalformed { .. }
+            | ApiError::FieldMissing { .. }
+            | ApiError::FieldInvalid { .. } => 400,
+            ApiError::FunctionUnknown { .. } | ApiError::RouteUnknown { .. } => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::FunctionIsCron { .. } => 409,
+            ApiError::BodyTooLarge { .. } | ApiError::SourceTooLarge { .. } => 413,
+            ApiError::CompileRejected { .. } | ApiError::CompileTimedOut { .. } => 422,
+            ApiError::FunctionFailed { .. } | ApiError::Internal { .. } => 500,
+            ApiError::OutputTooLarge { .. } => 502,
+            ApiError::GoMissing { .. } | ApiError::QueueFull | ApiError::ShuttingDown => 503,
+            ApiError::FunctionTimedOut { .. } => 504,
+        }
+    }
+
+    /// Headers the status calls for.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            ApiError::MethodNotAllowed { allow } => vec![("Allow", allow.to_string())],
+            ApiError::QueueFull => vec![("Retry-After", "1".into())],
+            ApiError::ShuttingDown => vec![("Retry-After", "5".into())],
+            ApiError::GoMissing { .. } => vec![("Retry-After", "60".into())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The JSON body: `{"error": sentence, ...details}`.
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::String(self.to_string()));
+        match self {
+            ApiError::FieldMissing { field } | ApiError::FieldInvalid { field, .. } => {
+                body.insert("field".into(), json!(field));
+            }
+            ApiError::CompileRejected { details } => {
+                body.insert("details".into(), json!(details));
+            }
+            ApiError::CompileTimedOut { limit } => {
+                body.insert(
+                    "details".into(),
+                    json!(format!(
+                        "go build ran past --compile-timeout ({})",
+                        format_duration(*limit)
+                    )),
+                );
+            }
+            ApiError::FunctionFailed {
+                exit_code,
+                signal,
+                stdout,
+                stderr,
+            } => {
+                body.insert("exit_code".into(), json!(exit_code));
+                body.insert("signal".into(), json!(signal));
+                body.insert("stdout".into(), json!(stdout));
+                body.insert("stderr".into(), json!(stderr));
+            }
+            _ => {}
+        }
+        Value::Object(body)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::BodyMalformed { reason } => {
+                write!(f, "the request body is not a valid JSON object: {reason}")
+            }
+            ApiError::FieldMissing { field } => write!(f, "field '{field}' is required"),
+            ApiError::FieldInvalid { field, reason } => write!(f, "field '{field}' {reason}"),
+            ApiError::FunctionUnknown { name } => write!(
+                f,
+                "no function named '{name}' is registered; register it with PUT /register"
+            ),
+            ApiError::RouteUnknown { path } => write!(f, "nothing is served at '{path}'"),
+            ApiError::MethodNotAllowed { allow } => {
+                write!(f, "this route answers only {allow}")
+            }
+            ApiError::FunctionIsCron { name } => write!(
+                f,
+                "function '{name}' runs on a cron schedule; run it now with POST /functions/{name}/invoke"
+            ),
+            ApiError::BodyTooLarge { limit } => write!(
+                f,
+                "the request body is larger than the {limit}-byte limit (--max-body)"
+            ),
+            ApiError::SourceTooLarge { limit } => write!(
+                f,
+                "the decoded source is larger than the {limit}-byte limit (--max-source)"
+            ),
+            ApiError::CompileRejected { .. } | ApiError::CompileTimedOut { .. } => {
+                write!(f, "compilation failed")
+            }
+            ApiError::FunctionFailed {
+                exit_code, signal, ..
+            } => match (exit_code, signal) {
+                (Some(code), _) => write!(f, "the function exited with status {code}"),
+                (None, Some(signal)) => write!(f, "the function was killed by {signal}"),
+                (None, None) => write!(f, "the function failed"),
+            },
+            ApiError::OutputTooLarge { limit } => write!(
+                f,
+                "the function wrote more than the {limit}-byte output limit (--max-output) and was stopped"
+            ),
+            ApiError::GoMissing { go, reason } => write!(
+                f,
+                "the Go toolchain '{go}' cannot be run ({reason}); install Go (on Debian or \
+                 Ubuntu: apt-get install golang-go; elsewhere see go.dev/doc/install) or \
+                 point --go at the go binary, then register again"
+            ),
+            ApiError::QueueFull => write!(
+                f,
+                "the server is at its request limit (--workers plus --max-queue); retry shortly"
+            ),
+            ApiError::ShuttingDown => write!(f, "the server is shutting down"),
+            ApiError::FunctionTimedOut { limit } => write!(
+                f,
+                "the function ran past its {} time limit and was stopped with every process it started",
+                format_duration(*limit)
+            ),
+            ApiError::Internal { context } => write!(f, "internal error: {context}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let cases: Vec<(ApiError, u16)> = vec![
+            (ApiError::FieldMissing { field: "name" }, 400),
+            (ApiError::FunctionUnknown { name: "x".into() }, 404),
+            (ApiError::MethodNotAllowed { allow: "GET" }, 405),
+            (ApiError::FunctionIsCron { name: "x".into() }, 409),
+            (ApiError::BodyTooLarge { limit: 1 }, 413),
+            (ApiError::SourceTooLarge { limit: 1 }, 413),
+            (
+                ApiError::CompileRejected {
+                    details: "x".into(),
+                },
+                422,
+            ),
+            (
+                ApiError::FunctionFailed {
+                    exit_code: Some(1),
+                    signal: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                },
+                500,
+            ),
+            (ApiError::OutputTooLarge { limit: 1 }, 502),
+            (ApiError::QueueFull, 503),
+            (
+                ApiError::GoMissing {
+                    go: "go".into(),
+                    reason: "x".into(),
+                },
+                503,
+            ),
+            (
+                ApiError::FunctionTimedOut {
+                    limit: Duration::from_secs(1),
+                },
+                504,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+            assert!(error.body()["error"].is_string());
+        }
+    }
+
+    #[test]
+    fn details_ride_along() {
+        let e = ApiError::CompileRejected {
+            details: "main.go:1: boom".into(),
+        };
+        assert_eq!(e.body()["error"], "compilation failed");
+        assert_eq!(e.body()["details"], "main.go:1: boom");
+        let e = ApiError::FieldInvalid {
+            field: "trigger",
+            reason: "is not a cron expression".into(),
+        };
+        assert!(e.to_string().contains("trigger"));
+        assert_eq!(e.body()["field"], "trigger");
+        assert_eq!(
+            ApiError::QueueFull.headers(),
+            vec![("Retry-After", "1".to_string())]
+        );
+        let missing = ApiError::GoMissing {
+            go: "go".into(),
+            reason: "not found".into(),
+        };
+        assert!(missing.to_string().contains("install Go"));
+    }
+}

@@ -1,0 +1,13 @@
+//! The HTTP side: the accept loop and pool ([`server`]), routing ([`router`]), the reply
+//! type and the error type. Handlers return `Result<Reply, ApiError>`; one function turns
+//! that into the response.
+
+mod api_error;
+mod body;
+mod reply;
+mod router;
+mod server;
+
+pub use api_error::ApiError;
+pub use reply::Reply;
+pub use server::serve;

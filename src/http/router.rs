@@ -1,0 +1,237 @@
+//! Routing: one `match` on method and path segments with a fallback arm, and the handlers
+//! of each route. Every handler returns `Result<Reply, ApiError>`.
+
+use super::body::read_body;
+use super::{ApiError, Reply};
+use crate::app::App;
+use crate::invocation::{self, Call, CgiRequest, Trigger};
+use crate::registration::{self, Limits, Registration};
+use crate::registry::name::is_reserved;
+use crate::registry::Function;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tiny_http::{Method, Request};
+
+pub fn route(app: &App, request: &mut Request, request_id: &str) -> Result<Reply, ApiError> {
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = request.method().clone();
+    use Method::{Delete, Get, Head, Post, Put};
+    match (&method, segments.as_slice()) {
+        (Get | Head, [""] | ["health" | "healthz"]) => Ok(health(app)),
+        (_, [""] | ["health" | "healthz"]) => {
+            Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
+        }
+        (Put, ["register"]) => register(app, request),
+        (_, ["register"]) => Err(ApiError::MethodNotAllowed { allow: "PUT" }),
+        (Get, ["functions"] | ["functions", ""]) => Ok(list(app)),
+        (_, ["functions"] | ["functions", ""]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (Get, ["functions", name]) => Ok(Reply::json(200, &app.metadata(&*known(app, name)?))),
+        (Delete, ["functions", name]) => {
+            app.delete(name)?;
+            Ok(Reply::empty(204))
+        }
+        (_, ["functions", _]) => Err(ApiError::MethodNotAllowed {
+            allow: "GET, DELETE",
+        }),
+        (Post, ["functions", name, "invoke"]) => {
+            let function = known(app, name)?;
+            call(
+                app,
+                request,
+                &function,
+                Trigger::Manual,
+                String::new(),
+                query,
+                request_id,
+            )
+        }
+        (_, ["functions", _, "invoke"]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (Get, ["functions", name, "source"]) => source(app, &*known(app, name)?),
+        (_, ["functions", _, "source"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (_, [name, rest @ ..]) if !is_reserved(name) && !name.is_empty() => {
+            let function = known(app, name)?;
+            if function
+                .current_version()
+                .is_some_and(|v| v.settings.is_cron())
+            {
+                return Err(ApiError::FunctionIsCron {
+                    name: function.name.clone(),
+                });
+            }
+            let path_info = if rest.is_empty() {
+                String::new()
+            } else {
+                percent_decode(&format!("/{}", rest.join("/")))
+            };
+            call(
+                app,
+                request,
+                &function,
+                Trigger::Http,
+                path_info,
+                query,
+                request_id,
+            )
+        }
+        _ => Err(ApiError::RouteUnknown {
+            path: path.chars().take(100).collect(),
+        }),
+    }
+}
+
+fn health(app: &App) -> Reply {
+    Reply::json(
+        200,
+        &json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "functions": app.registry.len(),
+            "uptime_seconds": app.started.elapsed().as_secs(),
+        }),
+    )
+}
+
+fn list(app: &App) -> Reply {
+    let all: Vec<Value> = app
+        .registry
+        .list()
+        .iter()
+        .map(|f| app.metadata(f))
+        .collect();
+    Reply::json(200, &Value::Array(all))
+}
+
+fn known(app: &App, name: &str) -> Result<Arc<Function>, ApiError> {
+    app.registry
+        .get(name)
+        .ok_or_else(|| ApiError::FunctionUnknown {
+            name: name.chars().take(64).collect(),
+        })
+}
+
+fn register(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
+    let body = read_body(request, app.config.max_body)?;
+    let limits = Limits {
+        max_source: app.config.max_source,
+        default_timeout: app.config.timeout,
+    };
+    let registration = Registration::parse(&body, &limits)?;
+    let (status, metadata) = registration::register(app, registration)?;
+    Ok(Reply::json(status, &metadata))
+}
+
+fn source(app: &App, function: &Function) -> Result<Reply, ApiError> {
+    let version = function
+        .current_version()
+        .ok_or_else(|| ApiError::Internal {
+            context: "the function has no version".into(),
+        })?;
+    let text = std::fs::read(app.registry.data().resolve(&version.source)).map_err(|err| {
+        ApiError::Internal {
+            context: format!("cannot read the stored source: {err}"),
+        }
+    })?;
+    Ok(Reply::bytes(200, "text/plain; charset=utf-8", text))
+}
+
+/// Runs a function for an HTTP request.
+fn call(
+    app: &App,
+    request: &mut Request,
+    function: &Function,
+    trigger: Trigger,
+    path_info: String,
+    query: &str,
+    request_id: &str,
+) -> Result<Reply, ApiError> {
+    let body = read_body(request, app.config.max_body)?;
+    let local = app.local_addr.get().copied();
+    let host_header = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Host"))
+        .map(|h| h.value.as_str().to_string());
+    let server_name = host_header
+        .as_deref()
+        .map(strip_port)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .or_else(|| local.map(|a| a.ip().to_string()))
+        .unwrap_or_default();
+    let remote = request.remote_addr().copied();
+    let cgi = CgiRequest {
+        method: request.method().to_string(),
+        path_info,
+        query: query.to_string(),
+        protocol: format!("HTTP/{}", request.http_version()),
+        remote_addr: remote.map(|a| a.ip().to_string()).unwrap_or_default(),
+        remote_port: remote.map(|a| a.port().to_string()).unwrap_or_default(),
+        server_name,
+        server_port: local.map(|a| a.port().to_string()).unwrap_or_default(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+            .collect(),
+    };
+    invocation::invoke(
+        app,
+        function,
+        Call {
+            trigger,
+            request_id: request_id.to_string(),
+            body,
+            request: Some(cgi),
+        },
+    )
+}
+
+/// `host:port` or `[v6]:port` → the host part.
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Decodes `%XX` escapes; text that does not decode to UTF-8 is kept as it came.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{percent_decode, strip_port};
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("/a%20b/c"), "/a b/c");
+        assert_eq!(percent_decode("/%zz%4"), "/%zz%4");
+        assert_eq!(percent_decode("/%ff"), "/%ff");
+        assert_eq!(percent_decode("/x%2F"), "/x/");
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("localhost"), "localhost");
+    }
+}

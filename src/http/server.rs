@@ -1,0 +1,136 @@
+//! The accept loop: a tiny_http server hands each request to a fixed pool of `--workers`
+//! threads; past `--workers + --max-queue` outstanding requests the loop answers 503 itself.
+//! Every handler runs inside `catch_unwind`, so a panic is a 500, never a dead worker. On
+//! the stop signal it stops accepting, answers what is still queued with 503, waits for the
+//! requests in progress, and returns.
+
+use super::{router, ApiError, Reply};
+use crate::app::App;
+use crate::ids::new_id;
+use crossbeam_channel::Receiver;
+use std::io::{self, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use threadpool::ThreadPool;
+use tiny_http::{Header, Request, Response, Server, StatusCode};
+
+/// How often the loop looks at the stop signal while idle.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Serves until `stop` receives (or its sender is dropped).
+pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
+    let server = Server::http(&app.config.addr).map_err(|err| {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("cannot listen on {}: {err}", app.config.addr),
+        )
+    })?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| io::Error::other("the server is not on an IP address"))?;
+    let _ = app.local_addr.set(addr);
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "golambda listening on http://{addr}")?;
+        out.flush()?;
+    }
+    log::info!(
+        "listening on {addr} with {} workers, {} queue places, {} functions",
+        app.config.workers,
+        app.config.max_queue,
+        app.registry.len()
+    );
+    let pool = ThreadPool::with_name("http-worker".into(), app.config.workers);
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let capacity = app.config.workers + app.config.max_queue;
+    loop {
+        if !matches!(stop.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
+            break;
+        }
+        let request = match server.recv_timeout(POLL) {
+            Ok(Some(request)) => request,
+            Ok(None) => continue,
+            Err(err) => {
+                log::warn!("accept failed: {err}");
+                continue;
+            }
+        };
+        if outstanding.load(Ordering::SeqCst) >= capacity {
+            answer_without_handler(request, &ApiError::QueueFull);
+            continue;
+        }
+        outstanding.fetch_add(1, Ordering::SeqCst);
+        let app = app.clone();
+        let outstanding = outstanding.clone();
+        pool.execute(move || {
+            handle(&app, request);
+            outstanding.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    log::info!(
+        "stopping: no new requests; waiting for {} in progress",
+        outstanding.load(Ordering::SeqCst)
+    );
+    while let Ok(Some(request)) = server.try_recv() {
+        answer_without_handler(request, &ApiError::ShuttingDown);
+    }
+    drop(server);
+    pool.join();
+    Ok(())
+}
+
+/// Runs the router for one request and sends its answer.
+fn handle(app: &App, mut request: Request) {
+    let started = Instant::now();
+    let request_id = new_id();
+    let method = request.method().to_string();
+    let path: String = request
+        .url()
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    let reply = catch_unwind(AssertUnwindSafe(|| {
+        router::route(app, &mut request, &request_id)
+    }))
+    .unwrap_or_else(|_| {
+        Err(ApiError::Internal {
+            context: "the request handler panicked".into(),
+        })
+    })
+    .unwrap_or_else(|error| Reply::from_error(&error));
+    let status = reply.status;
+    respond(request, reply, &request_id);
+    log::info!(
+        "{method} {path} {status} {:.1}ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+fn answer_without_handler(request: Request, error: &ApiError) {
+    let method = request.method().to_string();
+    let path: String = request.url().chars().take(200).collect();
+    respond(request, Reply::from_error(error), &new_id());
+    log::info!("{method} {path} {} 0.0ms", error.status());
+}
+
+fn respond(request: Request, reply: Reply, request_id: &str) {
+    let mut response = Response::from_data(reply.body).with_status_code(StatusCode(reply.status));
+    let fixed = [
+        ("Content-Type".to_string(), reply.content_type.to_string()),
+        ("X-Request-Id".to_string(), request_id.to_string()),
+    ];
+    for (name, value) in fixed.into_iter().chain(reply.headers) {
+        if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(header);
+        }
+    }
+    if let Err(err) = request.respond(response) {
+        log::debug!("client went away before the answer: {err}");
+    }
+}

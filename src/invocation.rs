@@ -1,0 +1,228 @@
+//! One invocation of a function, whatever triggered it: builds the environment a function
+//! sees (contract section 5: CGI/1.1 meta-variables and the GOLAMBDA_* ones), runs it, turns
+//! how it ended into an answer, and logs the outcome. Holds no lock while the function runs.
+
+use crate::app::App;
+use crate::http::{ApiError, Reply};
+use crate::platform;
+use crate::registry::{Function, ResponseMode};
+use crate::runner::{self, Ending, Invocation};
+use serde_json::json;
+use std::time::Duration;
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Http,
+    Cron,
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+            Trigger::Cron => "cron",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// The HTTP request behind a run, as CGI describes it.
+#[derive(Debug, Default)]
+pub struct CgiRequest {
+    pub method: String,
+    pub path_info: String,
+    pub query: String,
+    pub protocol: String,
+    pub remote_addr: String,
+    pub remote_port: String,
+    pub server_name: String,
+    pub server_port: String,
+    /// Header names as received, with their values.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Everything needed to run a function once.
+pub struct Call {
+    pub trigger: Trigger,
+    pub request_id: String,
+    pub body: Vec<u8>,
+    /// None for cron fires, which have no request.
+    pub request: Option<CgiRequest>,
+}
+
+/// Runs the function's current version and answers as its response mode says.
+pub fn invoke(app: &App, function: &Function, call: Call) -> Result<Reply, ApiError> {
+    let version = function
+        .current_version()
+        .ok_or_else(|| ApiError::Internal {
+            context: format!("function '{}' has no version", function.name),
+        })?;
+    let settings = &version.settings;
+    let mut env: Vec<(String, String)> = settings
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(request) = &call.request {
+        cgi_variables(&mut env, &function.name, request, call.body.len());
+    }
+    env.push(("GOLAMBDA_FUNCTION".into(), function.name.clone()));
+    env.push(("GOLAMBDA_VERSION".into(), version.number.to_string()));
+    env.push(("GOLAMBDA_TRIGGER".into(), call.trigger.as_str().into()));
+    env.push(("GOLAMBDA_REQUEST_ID".into(), call.request_id.clone()));
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    let finished = runner::run(
+        Invocation {
+            executable: app.registry.data().resolve(&version.executable),
+            env,
+            stdin: call.body,
+            timeout,
+            max_output: app.config.max_output,
+            run_id: call.request_id.clone(),
+        },
+        &app.work_root,
+    );
+    let finished = match finished {
+        Ok(finished) => finished,
+        Err(err) => {
+            log::error!(
+                "run {} trigger={} status=error: cannot start {}: {err}",
+                function.name,
+                call.trigger.as_str(),
+                version.executable
+            );
+            return Err(ApiError::Internal {
+                context: format!("cannot start the function's executable: {err}"),
+            });
+        }
+    };
+    let (status, exit) = match finished.ending {
+        Ending::Exited(0) => ("ok", "0".to_string()),
+        Ending::Exited(code) => ("error", code.to_string()),
+        Ending::Signalled(signal) => ("error", platform::signal_name(signal)),
+        Ending::TimedOut => ("timeout", "killed".into()),
+        Ending::OutputTooLarge => ("error", "killed: output limit".into()),
+    };
+    log::info!(
+        "run {} trigger={} version={} status={status} exit={exit} {:.1}ms",
+        function.name,
+        call.trigger.as_str(),
+        version.number,
+        finished.duration.as_secs_f64() * 1000.0
+    );
+    let exec_ms = finished.duration.as_secs_f64() * 1000.0;
+    let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let reply = match finished.ending {
+        Ending::Exited(0) => match settings.response {
+            ResponseMode::Json => Reply::json(200, &json!({ "message": lossy(&finished.stdout) })),
+            ResponseMode::Raw => Reply::bytes(200, "text/plain; charset=utf-8", finished.stdout),
+        },
+        Ending::Exited(code) => {
+            return Err(ApiError::FunctionFailed {
+                exit_code: Some(code),
+                signal: None,
+                stdout: lossy(&finished.stdout),
+                stderr: lossy(&finished.stderr),
+            })
+        }
+        Ending::Signalled(signal) => {
+            return Err(ApiError::FunctionFailed {
+                exit_code: None,
+                signal: Some(platform::signal_name(signal)),
+                stdout: lossy(&finished.stdout),
+                stderr: lossy(&finished.stderr),
+            })
+        }
+        Ending::TimedOut => return Err(ApiError::FunctionTimedOut { limit: timeout }),
+        Ending::OutputTooLarge => {
+            return Err(ApiError::OutputTooLarge {
+                limit: app.config.max_output,
+            })
+        }
+    };
+    Ok(reply.with_header("Server-Timing", format!("exec;dur={exec_ms:.1}")))
+}
+
+/// Adds the RFC 3875 meta-variables of a request.
+fn cgi_variables(
+    env: &mut Vec<(String, String)>,
+    name: &str,
+    request: &CgiRequest,
+    body_len: usize,
+) {
+    let mut set = |key: &str, value: &str| env.push((key.to_string(), value.to_string()));
+    set("GATEWAY_INTERFACE", "CGI/1.1");
+    set("REQUEST_METHOD", &request.method);
+    set("SCRIPT_NAME", &format!("/{name}"));
+    set("PATH_INFO", &request.path_info);
+    set("QUERY_STRING", &request.query);
+    set("SERVER_NAME", &request.server_name);
+    set("SERVER_PORT", &request.server_port);
+    set("SERVER_PROTOCOL", &request.protocol);
+    set(
+        "SERVER_SOFTWARE",
+        concat!("golambda/", env!("CARGO_PKG_VERSION")),
+    );
+    set("REMOTE_ADDR", &request.remote_addr);
+    set("REMOTE_PORT", &request.remote_port);
+    set("CONTENT_LENGTH", &body_len.to_string());
+    for (header, value) in &request.headers {
+        let lower = header.to_ascii_lowercase();
+        match lower.as_str() {
+            "content-type" => set("CONTENT_TYPE", value),
+            // Credentials never reach a function; `Proxy` would set HTTP_PROXY (httpoxy);
+            // the body length is CONTENT_LENGTH already.
+            "authorization" | "proxy" | "content-length" => {}
+            _ if value.contains('\0') => {}
+            _ => set(
+                &format!("HTTP_{}", lower.to_ascii_uppercase().replace('-', "_")),
+                value,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn meta_variables_follow_rfc_3875() {
+        let request = CgiRequest {
+            method: "POST".into(),
+            path_info: "/a/b".into(),
+            query: "x=1".into(),
+            protocol: "HTTP/1.1".into(),
+            remote_addr: "127.0.0.1".into(),
+            remote_port: "5555".into(),
+            server_name: "localhost".into(),
+            server_port: "8080".into(),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("Authorization".into(), "Bearer secret".into()),
+                ("X-Trace-Id".into(), "abc".into()),
+                ("Proxy".into(), "evil:1".into()),
+            ],
+        };
+        let mut env = Vec::new();
+        cgi_variables(&mut env, "hello", &request, 12);
+        assert_eq!(lookup(&env, "GATEWAY_INTERFACE"), Some("CGI/1.1"));
+        assert_eq!(lookup(&env, "SCRIPT_NAME"), Some("/hello"));
+        assert_eq!(lookup(&env, "PATH_INFO"), Some("/a/b"));
+        assert_eq!(lookup(&env, "CONTENT_LENGTH"), Some("12"));
+        assert_eq!(lookup(&env, "CONTENT_TYPE"), Some("application/json"));
+        assert_eq!(lookup(&env, "HTTP_X_TRACE_ID"), Some("abc"));
+        assert_eq!(lookup(&env, "HTTP_AUTHORIZATION"), None);
+        assert_eq!(lookup(&env, "HTTP_PROXY"), None);
+        assert_eq!(lookup(&env, "HTTP_CONTENT_TYPE"), None);
+    }
+}

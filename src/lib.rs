@@ -1,0 +1,49 @@
+//! golambda: a small self-hosted serverless platform. Users register Go programs over
+//! HTTP; the server compiles them with `go build`, keeps source, executable and registry on
+//! disk, and runs them as child processes on request or on a cron schedule.
+//!
+//! Subsystems: [`http`] (accept loop, routing, answers), [`registry`] (what is registered,
+//! durably), [`compiler`] (go build), [`runner`] (one child process under limits),
+//! [`scheduler`] (cron), [`platform`] (everything OS-specific).
+
+pub mod app;
+pub mod compiler;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod invocation;
+pub mod platform;
+pub mod registration;
+pub mod registry;
+pub mod runner;
+pub mod scheduler;
+pub mod units;
+
+use app::App;
+use config::Config;
+use std::sync::Arc;
+
+/// Runs the server until SIGINT/SIGTERM (Ctrl-C/Ctrl-Break on Windows).
+pub fn run(config: Config) -> Result<(), String> {
+    let level = config.log_level;
+    let log_config = simplelog::ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_target_level(log::LevelFilter::Off)
+        .set_thread_level(log::LevelFilter::Off)
+        .build();
+    let _ = simplelog::WriteLogger::init(level, log_config, std::io::stderr());
+
+    let app =
+        Arc::new(App::open(config).map_err(|err| format!("cannot open the data dir: {err}"))?);
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .map_err(|err| format!("cannot install the stop handler: {err}"))?;
+    app.restore();
+    let served = http::serve(&app, &stop_rx);
+    app.scheduler.stop();
+    served.map_err(|err| err.to_string())?;
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Unix side of the platform API: process groups, signals, directory fsync.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
+
+/// Suffix of executables the Go toolchain writes.
+pub const EXE_SUFFIX: &str = "";
+
+/// `PATH` given to functions.
+pub const FUNCTION_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Variables the OS itself needs in a child's environment (none on Unix).
+pub fn system_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+/// Prepares a command so that it and everything it starts form one process group.
+pub fn isolate(command: &mut Command) {
+    command.process_group(0);
+}
+
+/// The kill target for a child and everything it started: its process group.
+#[derive(Debug)]
+pub struct ProcessTree {
+    group: libc::pid_t,
+}
+
+impl ProcessTree {
+    /// Takes charge of a child spawned from a command that went through [`isolate`].
+    pub fn attach(child: &Child) -> io::Result<ProcessTree> {
+        let group = libc::pid_t::try_from(child.id())
+            .map_err(|_| io::Error::other("child pid out of range"))?;
+        Ok(ProcessTree { group })
+    }
+
+    /// Asks the whole tree to stop (SIGTERM to the group).
+    pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Ends the whole tree at once (SIGKILL to the group).
+    pub fn kill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if self.group > 1 {
+            // SAFETY: kill(2) with a negative pid signals a process group; it has no memory
+            // effects and an error (the group is already gone) is harmless.
+            unsafe {
+                libc::kill(-self.group, signal);
+            }
+        }
+    }
+}
+
+/// The signal that ended a child, if a signal did.
+pub fn exit_signal(status: &ExitStatus) -> Option<i32> {
+    status.signal()
+}
+
+/// The conventional name of a signal number, for error messages.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}
+
+/// Makes a directory's entries durable after a create, rename or delete in it.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Makes a directory readable by its owner only.
+pub fn make_private(dir: &Path) -> io::Result<()> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}

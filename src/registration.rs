@@ -1,0 +1,587 @@
+//! `PUT /register`: the body's parser (every field checked, errors naming the field) and the
+//! registration itself: compile outside every lock but the function's own name lock, write
+//! the files, then the registry, then reschedule; a failure at any step leaves everything as
+//! it was and the previous version serving.
+
+use crate::app::App;
+use crate::compiler::CompileError;
+use crate::http::ApiError;
+use crate::registry::function::KEPT_VERSIONS;
+use crate::registry::name::check_name;
+use crate::registry::{remove_file_if_present, DataDir, Function, ResponseMode, Settings, Version};
+use crate::scheduler::CronExpr;
+use crate::units::{parse_duration, parse_size};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use chrono::Utc;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Longest per-function timeout accepted.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+const FIELDS: &[&str] = &[
+    "name",
+    "trigger",
+    "code",
+    "runtime",
+    "timeout",
+    "timeout_ms",
+    "memory",
+    "max_concurrency",
+    "env",
+    "secrets",
+    "response",
+    "network",
+];
+
+/// A checked registration request.
+#[derive(Debug)]
+pub struct Registration {
+    pub name: String,
+    pub source: Vec<u8>,
+    pub settings: Settings,
+    pub schedule: Option<CronExpr>,
+}
+
+/// Limits and defaults the parser applies.
+pub struct Limits {
+    pub max_source: u64,
+    pub default_timeout: Duration,
+}
+
+impl Registration {
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Registration, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|err| ApiError::BodyMalformed {
+            reason: err.to_string(),
+        })?;
+        let Value::Object(object) = value else {
+            return Err(ApiError::BodyMalformed {
+                reason: "expected an object such as {\"name\":…,\"trigger\":…,\"code\":…}".into(),
+            });
+        };
+        if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(ApiError::FieldInvalid {
+                field: "body",
+                reason: format!(
+                    "has an unknown field '{}'; the fields are {}",
+                    truncate(unknown, 64),
+                    FIELDS.join(", ")
+                ),
+            });
+        }
+        let name = required_string(&object, "name")?;
+        check_name(name).map_err(|reason| ApiError::FieldInvalid {
+            field: "name",
+            reason: format!("'{}' {reason}", truncate(name, 80)),
+        })?;
+        let trigger = required_string(&object, "trigger")?.trim().to_string();
+        let schedule = if trigger == "http" {
+            None
+        } else {
+            Some(
+                CronExpr::parse(&trigger).map_err(|err| ApiError::FieldInvalid {
+                    field: "trigger",
+                    reason: format!(
+                        "must be \"http\" or a cron expression such as \"0 */5 * * * *\": {err}"
+                    ),
+                })?,
+            )
+        };
+        let source = decode_code(required_string(&object, "code")?, limits.max_source)?;
+        let runtime = optional_string(&object, "runtime")?.unwrap_or("go");
+        if runtime != "go" {
+            return Err(invalid("runtime", "must be \"go\", the only runtime"));
+        }
+        let response = match optional_string(&object, "response")?.unwrap_or("json") {
+            "json" => ResponseMode::Json,
+            "raw" => ResponseMode::Raw,
+            "cgi" | "fcgi" => {
+                return Err(invalid(
+                    "response",
+                    "is not supported by this server yet; use \"json\" or \"raw\"",
+                ))
+            }
+            _ => return Err(invalid("response", "must be \"json\" or \"raw\"")),
+        };
+        if object.contains_key("secrets") {
+            return Err(invalid(
+                "secrets",
+                "is not supported by this server yet; nothing was registered",
+            ));
+        }
+        let settings = Settings {
+            trigger,
+            runtime: runtime.to_string(),
+            response,
+            timeout_ms: parse_timeout(&object, limits.default_timeout)?,
+            memory: match optional_string(&object, "memory")? {
+                None => None,
+                Some(text) => Some(
+                    parse_size(text)
+                        .map_err(|e| invalid("memory", &format!("is not a size: {e}")))?,
+                ),
+            },
+            max_concurrency: match object.get("max_concurrency") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n <= 100_000)
+                    .ok_or_else(|| {
+                        invalid("max_concurrency", "must be a whole number from 0 to 100000")
+                    })?,
+            },
+            network: match object.get("network") {
+                None | Some(Value::Null) => true,
+                Some(v) => v
+                    .as_bool()
+                    .ok_or_else(|| invalid("network", "must be true or false"))?,
+            },
+            env: parse_env(&object)?,
+        };
+        Ok(Registration {
+            name: name.to_string(),
+            source,
+            settings,
+            schedule,
+        })
+    }
+}
+
+fn invalid(field: &'static str, reason: &str) -> ApiError {
+    ApiError::FieldInvalid {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+fn required_string<'a>(
+    object: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(ApiError::FieldMissing { field }),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(invalid(field, "must be a string")),
+    }
+}
+
+fn optional_string<'a>(
+    object: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(field, "must be a string")),
+    }
+}
+
+/// Decodes standard base64 with or without padding; line breaks (as `base64` writes them)
+/// are ignored. The size is checked before decoding.
+fn decode_code(code: &str, max_source: u64) -> Result<Vec<u8>, ApiError> {
+    let compact: String = code.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let decoded_len = (compact.len() as u64 / 4) * 3 + 3;
+    if decoded_len > max_source + 3 {
+        return Err(ApiError::SourceTooLarge { limit: max_source });
+    }
+    let engine = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let source = engine.decode(compact.as_bytes()).map_err(|err| {
+        invalid(
+            "code",
+            &format!("is not valid base64 (standard alphabet): {err}"),
+        )
+    })?;
+    if source.len() as u64 > max_source {
+        return Err(ApiError::SourceTooLarge { limit: max_source });
+    }
+    if source.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(invalid("code", "decodes to an empty program"));
+    }
+    Ok(source)
+}
+
+fn parse_timeout(object: &Map<String, Value>, default: Duration) -> Result<u64, ApiError> {
+    let from_text = match optional_string(object, "timeout")? {
+        None => None,
+        Some(text) => Some(
+            parse_duration(text)
+                .map_err(|e| invalid("timeout", &format!("is not a duration: {e}")))?,
+        ),
+    };
+    let from_ms = match object.get("timeout_ms") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(Duration::from_millis(v.as_u64().ok_or_else(|| {
+            invalid("timeout_ms", "must be a whole number of milliseconds")
+        })?)),
+    };
+    let (field, timeout) = match (from_text, from_ms) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(
+                "timeout",
+                "and timeout_ms disagree; give one of them",
+            ))
+        }
+        (Some(t), _) => ("timeout", t),
+        (None, Some(t)) => ("timeout_ms", t),
+        (None, None) => return Ok(default.as_millis() as u64),
+    };
+    if timeout < Duration::from_millis(1) || timeout > MAX_TIMEOUT {
+        return Err(invalid(field, "must be between 1ms and 24h"));
+    }
+    Ok(timeout.as_millis() as u64)
+}
+
+fn parse_env(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut env = BTreeMap::new();
+    let entries = match object.get("env") {
+        None | Some(Value::Null) => return Ok(env),
+        Some(Value::Object(entries)) => entries,
+        Some(_) => return Err(invalid("env", "must be an object of strings")),
+    };
+    if entries.len() > 256 {
+        return Err(invalid("env", "may hold at most 256 variables"));
+    }
+    for (key, value) in entries {
+        let valid_key = key.len() <= 128
+            && key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(invalid(
+                "env",
+                &format!(
+                    "has a variable name '{}' that is not [A-Za-z_][A-Za-z0-9_]*",
+                    truncate(key, 64)
+                ),
+            ));
+        }
+        let Value::String(value) = value else {
+            return Err(invalid("env", &format!("variable {key} must be a string")));
+        };
+        if value.contains('\0') || value.len() > 32 * 1024 {
+            return Err(invalid(
+                "env",
+                &format!("variable {key} must be under 32 KiB with no NUL byte"),
+            ));
+        }
+        env.insert(key.clone(), value.clone());
+    }
+    Ok(env)
+}
+
+/// Registers the function; answers 201 for a new function, 200 otherwise.
+pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), ApiError> {
+    let name = registration.name.clone();
+    let name_lock = app.registry.lock_name(&name);
+    let _held = name_lock.hold();
+    let sha256 = hex(&Sha256::digest(&registration.source));
+    let existing = app.registry.get(&name);
+    if let Some(current) = existing.as_ref().and_then(|f| f.current_version()) {
+        if current.sha256 == sha256 && current.settings == registration.settings {
+            log::info!(
+                "registered {name} version {} (unchanged, nothing compiled)",
+                current.number
+            );
+            return Ok((
+                200,
+                app.metadata(
+                    existing
+                        .as_deref()
+                        .ok_or_else(|| internal("function vanished"))?,
+                ),
+            ));
+        }
+    }
+    let number = existing.as_ref().map_or(1, |f| f.next_number());
+    let (source_rel, exe_rel) = DataDir::version_files(&name, number);
+    let data = app.registry.data();
+    let (source_path, exe_path) = (data.resolve(&source_rel), data.resolve(&exe_rel));
+    let started = Instant::now();
+    let built = write_and_build(app, &registration.source, &source_path, &exe_path);
+    let executable_size = match built {
+        Ok(size) => size,
+        Err(err) => {
+            let _ = remove_file_if_present(&source_path);
+            let _ = remove_file_if_present(&exe_path);
+            if existing.is_none() {
+                // Only empty folders go; anything else stays as it was.
+                for path in [&source_path, &exe_path] {
+                    if let Some(dir) = path.parent() {
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                }
+            }
+            log::warn!(
+                "compilation of {name} failed: {}",
+                one_line(&err.to_string())
+            );
+            return Err(err);
+        }
+    };
+    log::info!(
+        "compiled {name} version {number} in {} ms",
+        started.elapsed().as_millis()
+    );
+    let now = Utc::now();
+    let version = Version {
+        number,
+        sha256,
+        created_at: now,
+        settings: registration.settings,
+        source: source_rel,
+        executable: exe_rel,
+        executable_size,
+    };
+    let mut function = match &existing {
+        Some(f) => (**f).clone(),
+        None => Function {
+            name: name.clone(),
+            created_at: now,
+            updated_at: now,
+            current: number,
+            paused: false,
+            versions: Vec::new(),
+        },
+    };
+    function.updated_at = now;
+    function.current = number;
+    function.versions.push(version);
+    let dropped: Vec<Version> = if function.versions.len() > KEPT_VERSIONS {
+        let excess = function.versions.len() - KEPT_VERSIONS;
+        function.versions.drain(..excess).collect()
+    } else {
+        Vec::new()
+    };
+    if let Err(err) = app.registry.put(function.clone()) {
+        let _ = remove_file_if_present(&source_path);
+        let _ = remove_file_if_present(&exe_path);
+        return Err(internal(&format!("cannot write the registry: {err}")));
+    }
+    for old in dropped {
+        let _ = remove_file_if_present(&data.resolve(&old.source));
+        let _ = remove_file_if_present(&data.resolve(&old.executable));
+    }
+    app.reschedule(&function, registration.schedule);
+    log::info!("registered {name} version {number}");
+    let status = if existing.is_some() { 200 } else { 201 };
+    Ok((status, app.metadata(&function)))
+}
+
+/// Writes the source durably and compiles it; returns the executable's size.
+fn write_and_build(
+    app: &App,
+    source: &[u8],
+    source_path: &std::path::Path,
+    exe_path: &std::path::Path,
+) -> Result<u64, ApiError> {
+    for dir in [source_path.parent(), exe_path.parent()]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| internal(&format!("cannot create {}: {e}", dir.display())))?;
+    }
+    crate::platform::write_atomically(source_path, source)
+        .map_err(|e| internal(&format!("cannot store the source: {e}")))?;
+    app.compiler
+        .compile(source, exe_path)
+        .map_err(|err| compile_error(app, err))?;
+    std::fs::metadata(exe_path)
+        .map(|m| m.len())
+        .map_err(|e| internal(&format!("the executable vanished after building: {e}")))
+}
+
+/// Maps a compiler failure to its API answer.
+pub fn compile_error(app: &App, err: CompileError) -> ApiError {
+    match err {
+        CompileError::ToolchainMissing { source, .. } => ApiError::GoMissing {
+            go: app.compiler.go().display().to_string(),
+            reason: source.to_string(),
+        },
+        CompileError::Rejected { output } => ApiError::CompileRejected { details: output },
+        CompileError::TimedOut { limit } => ApiError::CompileTimedOut { limit },
+        CompileError::Io(err) => internal(&format!("build files: {err}")),
+    }
+}
+
+fn internal(context: &str) -> ApiError {
+    ApiError::Internal {
+        context: context.to_string(),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    truncate(&text.replace('\n', " | "), 300)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_source: 1024,
+            default_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn parse(body: &str) -> Result<Registration, ApiError> {
+        Registration::parse(body.as_bytes(), &limits())
+    }
+
+    fn field_of(result: Result<Registration, ApiError>) -> String {
+        match result {
+            Err(ApiError::FieldInvalid { field, .. }) | Err(ApiError::FieldMissing { field }) => {
+                field.into()
+            }
+            Err(other) => format!("other: {other:?}"),
+            Ok(r) => format!("accepted: {r:?}"),
+        }
+    }
+
+    const HELLO: &str = "cGFja2FnZSBtYWluCg=="; // "package main\n"
+
+    #[test]
+    fn minimal_registration() {
+        let r = parse(&format!(
+            r#"{{"name":"hello","trigger":"http","code":"{HELLO}"}}"#
+        ))
+        .expect("valid");
+        assert_eq!(r.name, "hello");
+        assert_eq!(r.source, b"package main\n");
+        assert_eq!(r.settings.timeout_ms, 30_000);
+        assert_eq!(r.settings.response, ResponseMode::Json);
+        assert!(r.schedule.is_none());
+    }
+
+    #[test]
+    fn base64_without_padding_and_with_line_breaks() {
+        let r =
+            parse(r#"{"name":"a","trigger":"http","code":"cGFja2Fn\nZSBtYWluCg"}"#).expect("valid");
+        assert_eq!(r.source, b"package main\n");
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (r#"{"trigger":"http","code":"eA=="}"#.to_string(), "name"),
+            (
+                format!(r#"{{"name":"Bad","trigger":"http","code":"{HELLO}"}}"#),
+                "name",
+            ),
+            (format!(r#"{{"name":"a","code":"{HELLO}"}}"#), "trigger"),
+            (
+                format!(r#"{{"name":"a","trigger":"61 * * * * *","code":"{HELLO}"}}"#),
+                "trigger",
+            ),
+            (
+                r#"{"name":"a","trigger":"http","code":"!!!"}"#.to_string(),
+                "code",
+            ),
+            (
+                r#"{"name":"a","trigger":"http","code":7}"#.to_string(),
+                "code",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","timeout":"-1s"}}"#),
+                "timeout",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","timeout_ms":-5}}"#),
+                "timeout_ms",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","timeout":"48h"}}"#),
+                "timeout",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","env":{{"1X":"y"}}}}"#),
+                "env",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","env":{{"X":1}}}}"#),
+                "env",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","response":"xml"}}"#),
+                "response",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","runtime":"python"}}"#),
+                "runtime",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","network":"no"}}"#),
+                "network",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","memory":"lots"}}"#),
+                "memory",
+            ),
+            (
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","timout":"1s"}}"#),
+                "body",
+            ),
+        ];
+        for (body, field) in cases {
+            assert_eq!(field_of(parse(&body)), field, "{body}");
+        }
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        for body in ["", "[]", "{", "null", "\"x\"", &"[".repeat(10_000)] {
+            assert!(
+                matches!(parse(body), Err(ApiError::BodyMalformed { .. })),
+                "{body:.20}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_source_is_413() {
+        let big = base64::engine::general_purpose::STANDARD.encode(vec![b'a'; 2048]);
+        let result = parse(&format!(
+            r#"{{"name":"a","trigger":"http","code":"{big}"}}"#
+        ));
+        assert!(matches!(result, Err(ApiError::SourceTooLarge { .. })));
+    }
+
+    #[test]
+    fn settings_are_read() {
+        let r = parse(&format!(
+            r#"{{"name":"a","trigger":"@every 5s","code":"{HELLO}","timeout":"1500ms","env":{{"GREETING":"hi"}},"response":"raw","max_concurrency":3,"network":false,"memory":"64MiB"}}"#
+        ))
+        .expect("valid");
+        assert_eq!(r.settings.timeout_ms, 1500);
+        assert_eq!(
+            r.settings.env.get("GREETING").map(String::as_str),
+            Some("hi")
+        );
+        assert_eq!(r.settings.response, ResponseMode::Raw);
+        assert_eq!(r.settings.max_concurrency, 3);
+        assert!(!r.settings.network);
+        assert_eq!(r.settings.memory, Some(64 << 20));
+        assert!(r.schedule.is_some());
+    }
+}

@@ -1,0 +1,65 @@
+//! Runs a function's executable for one invocation: a fresh private working directory
+//! (removed afterwards), an environment built from scratch, the time limit and output cap.
+//! Never holds any registry lock; knows nothing of HTTP.
+
+pub mod child;
+
+use crate::platform;
+pub use child::{Ending, Finished};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// How much stderr a run keeps (the rest is read and dropped).
+pub const STDERR_KEEP: usize = 64 * 1024;
+
+/// One run of a function.
+pub struct Invocation {
+    pub executable: PathBuf,
+    /// The function's own variables and the request's meta-variables; the runner adds
+    /// `PATH`, `HOME`, `TMPDIR` and `LANG` before them.
+    pub env: Vec<(String, String)>,
+    pub stdin: Vec<u8>,
+    pub timeout: Duration,
+    pub max_output: u64,
+    pub run_id: String,
+}
+
+/// Runs the invocation in a new directory under `work_root`.
+pub fn run(invocation: Invocation, work_root: &Path) -> io::Result<Finished> {
+    let work_dir = work_root.join(format!("golambda-run-{}", invocation.run_id));
+    std::fs::create_dir_all(&work_dir)?;
+    let result = run_in(invocation, &work_dir);
+    if let Err(err) = std::fs::remove_dir_all(&work_dir) {
+        log::warn!(
+            "could not remove working directory {}: {err}",
+            work_dir.display()
+        );
+    }
+    result
+}
+
+fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
+    platform::make_private(work_dir)?;
+    let mut command = Command::new(&invocation.executable);
+    let dir = work_dir.to_string_lossy().into_owned();
+    command
+        .env_clear()
+        .envs(platform::system_env())
+        .env("PATH", platform::FUNCTION_PATH)
+        .env("HOME", &dir)
+        .env("TMPDIR", &dir)
+        .env("TMP", &dir)
+        .env("TEMP", &dir)
+        .env("LANG", "C.UTF-8")
+        .envs(invocation.env)
+        .current_dir(work_dir);
+    child::run(child::ChildSpec {
+        command,
+        stdin: invocation.stdin,
+        timeout: invocation.timeout,
+        stdout_limit: Some(invocation.max_output),
+        keep: STDERR_KEEP,
+    })
+}
