@@ -55,6 +55,7 @@ impl App {
     /// Brings every registered function back: rebuilds a missing or changed executable from
     /// its stored source, and schedules cron functions. Starts the cron threads.
     pub fn restore(self: &Arc<Self>) {
+        self.sweep_scratch();
         for function in self.registry.list() {
             let Some(version) = function.current_version() else {
                 log::error!("function {} has no version in the registry", function.name);
@@ -99,6 +100,18 @@ impl App {
         let weak = Arc::downgrade(self);
         self.scheduler
             .start(self.config.cron_workers(), Arc::new(CronRunner(weak)));
+    }
+
+    /// Removes build directories a crash left behind.
+    fn sweep_scratch(&self) {
+        let Ok(entries) = std::fs::read_dir(self.registry.data().cache()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("build-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     /// A rebuilt executable can differ in size from the recorded one (another toolchain):

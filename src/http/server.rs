@@ -62,12 +62,11 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             answer_without_handler(request, &ApiError::QueueFull);
             continue;
         }
-        outstanding.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot::take(&outstanding);
         let app = app.clone();
-        let outstanding = outstanding.clone();
         pool.execute(move || {
+            let _slot = slot;
             handle(&app, request);
-            outstanding.fetch_sub(1, Ordering::SeqCst);
         });
     }
     log::info!(
@@ -80,6 +79,23 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
     drop(server);
     pool.join();
     Ok(())
+}
+
+/// One accepted request counted against the pool's capacity until it is answered (or its
+/// thread unwinds).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(counter: &Arc<AtomicUsize>) -> Slot {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Slot(counter.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Runs the router for one request and sends its answer.

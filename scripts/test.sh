@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests and the integration tests, which start the real
+# server binary with the real Go toolchain. Installs Go first when it is missing.
+# Extra arguments go to `cargo test` (for example a test name filter).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/ensure-go.sh
+. "$root/scripts/ensure-go.sh"
+golambda_ensure_go
+echo "go: $(go version)"
+cd "$root"
+cargo test --locked "$@"
