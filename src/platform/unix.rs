@@ -12,6 +12,9 @@ pub const EXE_SUFFIX: &str = "";
 /// `PATH` given to functions.
 pub const FUNCTION_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// The variables that name a child's temporary directory.
+pub const TEMP_VARS: &[&str] = &["TMPDIR"];
+
 /// Variables the OS itself needs in a child's environment (none on Unix).
 pub fn system_env() -> Vec<(String, String)> {
     Vec::new()
@@ -36,13 +39,21 @@ impl ProcessTree {
         Ok(ProcessTree { group })
     }
 
-    /// Asks the whole tree to stop (SIGTERM to the group).
-    pub fn terminate(&self) {
-        self.signal(libc::SIGTERM);
-    }
-
     /// Ends the whole tree at once (SIGKILL to the group).
     pub fn kill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Ends the group and, while the leader still lives, every descendant that left the
+    /// group (`setsid`): the group is frozen first so nobody forks during the walk.
+    pub fn kill_all(&self) {
+        self.signal(libc::SIGSTOP);
+        for pid in descendants(self.group) {
+            // SAFETY: kill(2) on a pid read from /proc; an error means it is gone.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
         self.signal(libc::SIGKILL);
     }
 
@@ -92,4 +103,41 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Makes a directory readable by its owner only.
 pub fn make_private(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Every live descendant of `root`, from the parent links in `/proc` (Linux); elsewhere none.
+fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut links: Vec<(libc::pid_t, libc::pid_t)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        if let Some(parent) = parent {
+            links.push((pid, parent));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(links.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
 }

@@ -19,6 +19,9 @@ pub const EXE_SUFFIX: &str = ".exe";
 /// `PATH` given to functions.
 pub const FUNCTION_PATH: &str = "C:\\Windows\\System32;C:\\Windows";
 
+/// The variables that name a child's temporary directory (Windows programs read TMP/TEMP).
+pub const TEMP_VARS: &[&str] = &["TMPDIR", "TMP", "TEMP"];
+
 /// Variables Windows programs (the Go toolchain among them) cannot start without.
 pub fn system_env() -> Vec<(String, String)> {
     [
@@ -79,8 +82,8 @@ impl ProcessTree {
         }
     }
 
-    /// Windows has no polite stop for a windowless child: ends the tree.
-    pub fn terminate(&self) {
+    /// A job holds every descendant already.
+    pub fn kill_all(&self) {
         self.kill();
     }
 

@@ -13,8 +13,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
-/// How long a stopped tree gets between the polite stop and the kill.
-const GRACE: Duration = Duration::from_millis(200);
 /// How long to wait for the pipe readers once the child is gone: a descendant that left the
 /// group may still hold the pipes open, and we do not wait for it.
 const READER_DEADLINE: Duration = Duration::from_secs(2);
@@ -101,14 +99,9 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
     let status = match child.wait_timeout(spec.timeout)? {
         Some(status) => Some(status),
         None => {
-            tree.terminate();
-            match child.wait_timeout(GRACE)? {
-                Some(_) => {}
-                None => {
-                    tree.kill();
-                    child.wait()?;
-                }
-            }
+            // Killed outright, before the leader can exit and orphan what it started.
+            tree.kill_all();
+            child.wait()?;
             None
         }
     };
@@ -165,7 +158,7 @@ fn drain<R: Read + Send + 'static>(
                 truncated = true;
                 if let Some((tree, flag)) = &on_overflow {
                     flag.store(true, Ordering::SeqCst);
-                    tree.kill();
+                    tree.kill_all();
                 }
             }
         }

@@ -49,9 +49,7 @@ fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
         .envs(platform::system_env())
         .env("PATH", platform::FUNCTION_PATH)
         .env("HOME", &dir)
-        .env("TMPDIR", &dir)
-        .env("TMP", &dir)
-        .env("TEMP", &dir)
+        .envs(platform::TEMP_VARS.iter().map(|var| (*var, &dir)))
         .env("LANG", "C.UTF-8")
         .envs(invocation.env)
         .current_dir(work_dir);

@@ -1,0 +1,26 @@
+//! Integration tests of the golambda server: one test binary (as casey/just does) so that the
+//! crate links once. Every test starts the real server binary on port 0 in its own temp dir,
+//! talks to it over plain HTTP/1.1 and compiles real Go functions with the installed toolchain.
+//!
+//! Cargo builds every `tests/*.rs` as a separate binary, so the test modules live in
+//! `tests/suite/` and the harness in `tests/harness/`; this file is the only crate root.
+#![cfg(unix)]
+
+mod harness;
+
+#[path = "suite/concurrency.rs"]
+mod concurrency;
+#[path = "suite/cron.rs"]
+mod cron;
+#[path = "suite/durability.rs"]
+mod durability;
+#[path = "suite/errors.rs"]
+mod errors;
+#[path = "suite/invoke.rs"]
+mod invoke;
+#[path = "suite/lifecycle.rs"]
+mod lifecycle;
+#[path = "suite/management.rs"]
+mod management;
+#[path = "suite/register.rs"]
+mod register;

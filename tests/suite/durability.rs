@@ -1,0 +1,249 @@
+//! What survives: registry.json stays valid, failed registrations change nothing, restarts
+//! restore without compiling, missing executables are rebuilt, and a crash mid-registration
+//! loses nothing that was acknowledged.
+
+use crate::harness::server::registration_body;
+use crate::harness::{assert_error, eventually, go, http, Server};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[test]
+fn registry_json_is_valid_after_every_change() {
+    let mut server = Server::new().start();
+    server.register_ok("alpha", &go::say("a1"), json!({}));
+    assert_eq!(server.registry_names(), vec!["alpha"]);
+    server.register_ok("beta", &go::say("b1"), json!({}));
+    assert_eq!(server.registry_names(), vec!["alpha", "beta"]);
+    server.register_ok("alpha", &go::say("a2"), json!({}));
+    assert_eq!(server.registry_names(), vec!["alpha", "beta"]);
+    server.delete("/functions/beta").expect(204);
+    assert_eq!(server.registry_names(), vec!["alpha"]);
+    server.register("alpha", go::BROKEN, json!({})).expect(422);
+    assert_eq!(server.registry_names(), vec!["alpha"]);
+
+    // what is on disk is what the API said
+    server.restart();
+    assert_eq!(server.metadata("alpha")["version"], 2);
+    assert_eq!(server.get("/alpha").message(), "a2\n");
+    server.get("/functions/beta").expect(404);
+    assert_eq!(server.registry_names(), vec!["alpha"]);
+}
+
+#[test]
+fn a_failed_compilation_changes_nothing() {
+    let server = Server::new().start();
+    let first = server.register_ok("keep", go::HELLO, json!({}));
+    let registry_before = std::fs::read(server.data_dir().join("registry/registry.json")).unwrap();
+    let files_before = server.stored_files();
+
+    let failed = server.register("keep", go::BROKEN, json!({}));
+    let body = assert_error(&failed, 422, &[]);
+    assert_eq!(body["error"], "compilation failed", "{body}");
+    assert!(
+        body["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("Printx")),
+        "details should carry the compiler output: {body}"
+    );
+    let failed_new = server.register("newbie", go::BROKEN, json!({}));
+    assert_error(&failed_new, 422, &[]);
+
+    assert_eq!(server.metadata("keep"), first, "metadata changed");
+    assert_eq!(
+        server.get("/keep").message(),
+        "Hello, World!\n",
+        "the old version must keep serving"
+    );
+    server.get("/functions/newbie").expect(404);
+    server.get("/newbie").expect(404);
+    assert_eq!(
+        std::fs::read(server.data_dir().join("registry/registry.json")).unwrap(),
+        registry_before,
+        "registry.json changed"
+    );
+    assert_eq!(server.stored_files(), files_before, "stored files changed");
+}
+
+fn starts(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("start"))
+        .count()
+}
+
+/// Metadata without the fields that legitimately move with time.
+fn stable(meta: &Value) -> Value {
+    let mut meta = meta.clone();
+    if let Some(object) = meta.as_object_mut() {
+        object.remove("next_run");
+    }
+    meta
+}
+
+#[test]
+fn restart_restores_functions_and_schedules_without_compiling() {
+    let mut server = Server::new().start();
+    let out = server.io_path("ticks");
+    server.register_ok("hello", go::HELLO, json!({}));
+    server.register_ok(
+        "tick",
+        &go::appender(0),
+        json!({"trigger": "@every 1s", "env": {"OUT": out.display().to_string()}}),
+    );
+    assert!(
+        eventually(Duration::from_secs(6), || starts(&out) > 0),
+        "tick never fired"
+    );
+    let before: Vec<Value> = server
+        .get("/functions")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(stable)
+        .collect();
+
+    server.stop();
+    let fired_before_restart = starts(&out);
+    // No Go toolchain at all now: anything that answers was not recompiled.
+    server.restart_with(|b| b.go("/nonexistent/go"));
+
+    server.expect_log("restored hello version 1", Duration::from_secs(5));
+    server.expect_log("restored tick version 1", Duration::from_secs(5));
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+    let after: Vec<Value> = server
+        .get("/functions")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(stable)
+        .collect();
+    assert_eq!(after, before, "metadata changed across the restart");
+    assert!(
+        !server.metadata("tick")["next_run"].is_null(),
+        "schedule not restored"
+    );
+    assert!(
+        eventually(Duration::from_secs(6), || starts(&out)
+            > fired_before_restart),
+        "the cron schedule did not fire after the restart"
+    );
+    // and the toolchain really is unavailable in this run
+    assert_error(&server.register("other", go::HELLO, json!({})), 503, &[]);
+}
+
+#[test]
+fn a_missing_executable_is_rebuilt_from_source_on_restart() {
+    let mut server = Server::new().start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    server.stop();
+    let plugins = server.data_dir().join("plugins/hello");
+    for entry in std::fs::read_dir(&plugins).expect("plugins/hello") {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    server.restart();
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+    assert!(
+        plugins.join("v1").is_file(),
+        "plugins/hello/v1 was not rebuilt"
+    );
+}
+
+#[test]
+fn an_executable_of_the_wrong_size_is_rebuilt_on_restart() {
+    let mut server = Server::new().start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    server.stop();
+    let exe = server.data_dir().join("plugins/hello/v1");
+    let size = std::fs::metadata(&exe).expect("plugins/hello/v1").len();
+    let file = std::fs::OpenOptions::new().write(true).open(&exe).unwrap();
+    file.set_len(size / 2).unwrap();
+    drop(file);
+    server.restart();
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+}
+
+#[test]
+fn kill_9_during_registrations_loses_nothing_acknowledged() {
+    let mut server = Server::new().start();
+    let port = server.port();
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let crashed = Arc::new(AtomicBool::new(false));
+
+    let workers: Vec<_> = (0..3)
+        .map(|worker| {
+            let acknowledged = Arc::clone(&acknowledged);
+            let crashed = Arc::clone(&crashed);
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    if crashed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let name = format!("f{worker}-{i}");
+                    let body = registration_body(&name, &go::say(&name), json!({})).to_string();
+                    match http::request(
+                        port,
+                        "PUT",
+                        "/register",
+                        &[],
+                        http::Body::Fixed(body.as_bytes()),
+                    ) {
+                        Ok(r) if r.status == 201 || r.status == 200 => {
+                            acknowledged.lock().unwrap().push(name)
+                        }
+                        Ok(r) => panic!("registering {name}: {} {}", r.status, r.text()),
+                        Err(_) => return, // the server died under this request
+                    }
+                }
+            })
+        })
+        .collect();
+
+    assert!(
+        eventually(Duration::from_secs(90), || acknowledged
+            .lock()
+            .unwrap()
+            .len()
+            >= 5),
+        "registrations too slow"
+    );
+    server.kill9();
+    crashed.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.join().expect("a registration thread panicked");
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    server.restart();
+    let listed = server.registry_names(); // panics unless registry.json parses
+    for name in &acknowledged {
+        assert!(
+            listed.contains(name),
+            "{name} was acknowledged but is not in registry.json"
+        );
+        assert_eq!(server.metadata(name)["version"], 1);
+        assert_eq!(
+            server.get(&format!("/{name}")).message(),
+            format!("{name}\n")
+        );
+    }
+    // whatever else made it to disk must be whole
+    let api: Vec<Value> = server.get("/functions").json().as_array().unwrap().clone();
+    assert_eq!(api.len(), listed.len(), "API and registry.json disagree");
+    for meta in api {
+        let name = meta["name"].as_str().unwrap();
+        assert_eq!(
+            server.get(&format!("/{name}")).message(),
+            format!("{name}\n")
+        );
+    }
+}
