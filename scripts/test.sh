@@ -9,4 +9,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 golambda_ensure_go
 echo "go: $(go version)"
 cd "$root"
-cargo test --locked "$@"
+# Unit tests of the library, then the end-to-end suite (doc tests: none).
+cargo test --locked --lib --tests "$@"
