@@ -7,9 +7,12 @@ use crate::config::Config;
 use crate::http::ApiError;
 use crate::ids::new_id;
 use crate::invocation::{self, Call, Trigger};
+use crate::platform;
+use crate::registration::hex;
 use crate::registry::{DataDir, Function, Registry};
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
@@ -61,32 +64,12 @@ impl App {
                 log::error!("function {} has no version in the registry", function.name);
                 continue;
             };
-            let data = self.registry.data();
-            let exe = data.resolve(&version.executable);
-            let intact = std::fs::metadata(&exe)
-                .map(|m| m.len() == version.executable_size)
-                .unwrap_or(false);
-            if !intact {
-                log::warn!(
-                    "executable of {} version {} is missing or changed; rebuilding it from its source",
+            if let Err(err) = self.ensure_executable(&function, None) {
+                log::error!(
+                    "cannot rebuild {} version {}: {err}; it answers 500 until registered again",
                     function.name,
                     version.number
                 );
-                let rebuilt = std::fs::read(data.resolve(&version.source))
-                    .map_err(|err| format!("cannot read its source: {err}"))
-                    .and_then(|source| {
-                        self.compiler
-                            .compile(&source, &exe)
-                            .map_err(|err| err.to_string())
-                    });
-                match rebuilt {
-                    Ok(()) => self.record_rebuilt_size(&function, &exe),
-                    Err(err) => log::error!(
-                        "cannot rebuild {} version {}: {err}; it answers 500 until registered again",
-                        function.name,
-                        version.number
-                    ),
-                }
             }
             let schedule = self.schedule_of(&function);
             self.reschedule(&function, schedule);
@@ -114,29 +97,70 @@ impl App {
         }
     }
 
-    /// A rebuilt executable can differ in size from the recorded one (another toolchain):
-    /// record the new size so the next start does not rebuild it again.
-    fn record_rebuilt_size(&self, function: &Function, exe: &std::path::Path) {
-        let Ok(size) = std::fs::metadata(exe).map(|m| m.len()) else {
-            return;
-        };
-        let mut updated = function.clone();
-        if let Some(v) = updated
-            .versions
-            .iter_mut()
-            .find(|v| v.number == function.current)
-        {
-            if v.executable_size == size {
-                return;
+    /// Checks the current version's executable and, if it is missing or its size changed,
+    /// rebuilds it from the stored source (or from `source`, the same code just submitted,
+    /// when the stored file is gone). The source must still match the recorded digest.
+    pub fn ensure_executable(
+        &self,
+        function: &Function,
+        source: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let version = function
+            .current_version()
+            .ok_or_else(|| "it has no version".to_string())?;
+        let data = self.registry.data();
+        let exe = data.resolve(&version.executable);
+        let intact = std::fs::metadata(&exe)
+            .map(|m| m.len() == version.executable_size)
+            .unwrap_or(false);
+        if intact {
+            return Ok(());
+        }
+        log::warn!(
+            "executable of {} version {} is missing or changed; rebuilding it from its source",
+            function.name,
+            version.number
+        );
+        let source_path = data.resolve(&version.source);
+        let stored = match std::fs::read(&source_path) {
+            Ok(stored) => stored,
+            Err(err) => {
+                let submitted = source.ok_or_else(|| format!("cannot read its source: {err}"))?;
+                if let Some(dir) = source_path.parent() {
+                    platform::create_dir_durably(dir).map_err(|e| e.to_string())?;
+                }
+                platform::write_atomically(&source_path, submitted)
+                    .map_err(|e| format!("cannot store its source: {e}"))?;
+                submitted.to_vec()
             }
-            v.executable_size = size;
+        };
+        if hex(&Sha256::digest(&stored)) != version.sha256 {
+            return Err(format!(
+                "its stored source {} no longer matches the recorded sha256",
+                version.source
+            ));
         }
-        if let Err(err) = self.registry.put(updated) {
-            log::warn!(
-                "cannot record the rebuilt executable of {}: {err}",
-                function.name
-            );
+        self.compiler
+            .compile(&stored, &exe)
+            .map_err(|err| err.to_string())?;
+        let size = std::fs::metadata(&exe).map_err(|e| e.to_string())?.len();
+        if size != version.executable_size {
+            // Another toolchain can build another size: record it so the next start does
+            // not rebuild again.
+            let mut updated = function.clone();
+            if let Some(v) = updated
+                .versions
+                .iter_mut()
+                .find(|v| v.number == version.number)
+            {
+                v.executable_size = size;
+            }
+            self.registry
+                .put(updated)
+                .map_err(|e| format!("cannot record the rebuilt executable: {e}"))?;
         }
+        log::info!("rebuilt {} version {}", function.name, version.number);
+        Ok(())
     }
 
     fn schedule_of(&self, function: &Function) -> Option<CronExpr> {
@@ -176,6 +200,11 @@ impl App {
 
     /// Deletes a function: unscheduled, forgotten on disk, its files removed.
     pub fn delete(&self, name: &str) -> Result<(), ApiError> {
+        if self.registry.get(name).is_none() {
+            return Err(ApiError::FunctionUnknown {
+                name: name.chars().take(64).collect(),
+            });
+        }
         let name_lock = self.registry.lock_name(name);
         let _held = name_lock.hold();
         let removed = self

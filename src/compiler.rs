@@ -179,9 +179,16 @@ impl Compiler {
                 });
             }
         }
-        let file = std::fs::File::open(&partial).map_err(CompileError::Io)?;
+        // Opened for writing: Windows refuses to flush a read-only handle.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&partial)
+            .map_err(CompileError::Io)?;
         file.sync_all().map_err(CompileError::Io)?;
         drop(file);
+        if let Some(dir) = output.parent() {
+            std::fs::create_dir_all(dir).map_err(CompileError::Io)?;
+        }
         // The build dir lives in the data dir, so this rename never crosses file systems.
         platform::rename_durably(&partial, output).map_err(CompileError::Io)?;
         Ok(())

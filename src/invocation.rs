@@ -10,6 +10,9 @@ use crate::runner::{self, Ending, Invocation};
 use serde_json::json;
 use std::time::Duration;
 
+/// Longest header value passed to a function (the kernel refuses larger variables).
+const MAX_HEADER_VALUE: usize = 32 * 1024;
+
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -114,34 +117,28 @@ pub fn invoke(app: &App, function: &Function, call: Call) -> Result<Reply, ApiEr
     );
     let exec_ms = finished.duration.as_secs_f64() * 1000.0;
     let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    let reply = match finished.ending {
-        Ending::Exited(0) => match settings.response {
-            ResponseMode::Json => Reply::json(200, &json!({ "message": lossy(&finished.stdout) })),
-            ResponseMode::Raw => Reply::bytes(200, "text/plain; charset=utf-8", finished.stdout),
-        },
-        Ending::Exited(code) => {
-            return Err(ApiError::FunctionFailed {
-                exit_code: Some(code),
-                signal: None,
-                stdout: lossy(&finished.stdout),
-                stderr: lossy(&finished.stderr),
-            })
-        }
-        Ending::Signalled(signal) => {
-            return Err(ApiError::FunctionFailed {
-                exit_code: None,
-                signal: Some(platform::signal_name(signal)),
-                stdout: lossy(&finished.stdout),
-                stderr: lossy(&finished.stderr),
-            })
-        }
-        Ending::TimedOut => return Err(ApiError::FunctionTimedOut { limit: timeout }),
-        Ending::OutputTooLarge => {
-            return Err(ApiError::OutputTooLarge {
-                limit: app.config.max_output,
-            })
-        }
+    let failed = |exit_code, signal| ApiError::FunctionFailed {
+        exit_code,
+        signal,
+        stdout: lossy(&finished.stdout),
+        stderr: lossy(&finished.stderr),
     };
+    let outcome = match finished.ending {
+        Ending::Exited(0) => Ok(match settings.response {
+            ResponseMode::Json => Reply::json(200, &json!({ "message": lossy(&finished.stdout) })),
+            ResponseMode::Raw => {
+                Reply::bytes(200, "text/plain; charset=utf-8", finished.stdout.clone())
+            }
+        }),
+        Ending::Exited(code) => Err(failed(Some(code), None)),
+        Ending::Signalled(signal) => Err(failed(None, Some(platform::signal_name(signal)))),
+        Ending::TimedOut => Err(ApiError::FunctionTimedOut { limit: timeout }),
+        Ending::OutputTooLarge => Err(ApiError::OutputTooLarge {
+            limit: app.config.max_output,
+        }),
+    };
+    // Every answer of a run, failed ones too, says how long the function ran.
+    let reply = outcome.unwrap_or_else(|error| Reply::from_error(&error));
     Ok(reply.with_header("Server-Timing", format!("exec;dur={exec_ms:.1}")))
 }
 
@@ -168,20 +165,36 @@ fn cgi_variables(
     set("REMOTE_ADDR", &request.remote_addr);
     set("REMOTE_PORT", &request.remote_port);
     set("CONTENT_LENGTH", &body_len.to_string());
+    // Repeated headers are joined with ", " (RFC 3875 4.1.18); names that cannot be an
+    // environment variable, and values too long for one, are left out.
+    let mut headers: Vec<(String, String)> = Vec::new();
     for (header, value) in &request.headers {
         let lower = header.to_ascii_lowercase();
+        let usable = !lower.is_empty()
+            && lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !value.contains('\0')
+            && value.len() <= MAX_HEADER_VALUE;
         match lower.as_str() {
+            _ if !usable => {}
             "content-type" => set("CONTENT_TYPE", value),
             // Credentials never reach a function; `Proxy` would set HTTP_PROXY (httpoxy);
             // the body length is CONTENT_LENGTH already.
             "authorization" | "proxy" | "content-length" => {}
-            _ if value.contains('\0') => {}
-            _ => set(
-                &format!("HTTP_{}", lower.to_ascii_uppercase().replace('-', "_")),
-                value,
-            ),
+            _ => {
+                let key = format!("HTTP_{}", lower.to_ascii_uppercase().replace('-', "_"));
+                match headers.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, joined)) => {
+                        joined.push_str(", ");
+                        joined.push_str(value);
+                    }
+                    None => headers.push((key, value.clone())),
+                }
+            }
         }
     }
+    env.extend(headers);
 }
 
 #[cfg(test)]
@@ -211,6 +224,9 @@ mod tests {
                 ("Authorization".into(), "Bearer secret".into()),
                 ("X-Trace-Id".into(), "abc".into()),
                 ("Proxy".into(), "evil:1".into()),
+                ("X-Dup".into(), "1".into()),
+                ("x-dup".into(), "2".into()),
+                ("Bad=Name".into(), "x".into()),
             ],
         };
         let mut env = Vec::new();
@@ -224,5 +240,7 @@ mod tests {
         assert_eq!(lookup(&env, "HTTP_AUTHORIZATION"), None);
         assert_eq!(lookup(&env, "HTTP_PROXY"), None);
         assert_eq!(lookup(&env, "HTTP_CONTENT_TYPE"), None);
+        assert_eq!(lookup(&env, "HTTP_X_DUP"), Some("1, 2"));
+        assert!(env.iter().all(|(k, _)| !k.contains('=')));
     }
 }

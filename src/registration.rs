@@ -142,12 +142,34 @@ impl Registration {
             },
             env: parse_env(&object)?,
         };
+        refuse_unenforced(&settings)?;
         Ok(Registration {
             name: name.to_string(),
             source,
             settings,
             schedule,
         })
+    }
+}
+
+/// Settings the contract defines but this server does not enforce yet are refused rather
+/// than stored: a limit that is shown but not applied would mislead.
+fn refuse_unenforced(settings: &Settings) -> Result<(), ApiError> {
+    let unenforced = if settings.memory.is_some() {
+        Some("memory")
+    } else if settings.max_concurrency > 0 {
+        Some("max_concurrency")
+    } else if !settings.network {
+        Some("network")
+    } else {
+        None
+    };
+    match unenforced {
+        Some(field) => Err(invalid(
+            field,
+            "is not enforced by this server yet; leave it out (nothing was registered)",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -192,7 +214,7 @@ fn optional_string<'a>(
 fn decode_code(code: &str, max_source: u64) -> Result<Vec<u8>, ApiError> {
     let compact: String = code.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let decoded_len = (compact.len() as u64 / 4) * 3 + 3;
-    if decoded_len > max_source + 3 {
+    if decoded_len > max_source.saturating_add(3) {
         return Err(ApiError::SourceTooLarge { limit: max_source });
     }
     let engine = GeneralPurpose::new(
@@ -292,20 +314,19 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
     let _held = name_lock.hold();
     let sha256 = hex(&Sha256::digest(&registration.source));
     let existing = app.registry.get(&name);
-    if let Some(current) = existing.as_ref().and_then(|f| f.current_version()) {
-        if current.sha256 == sha256 && current.settings == registration.settings {
+    if let Some(function) = existing.as_deref() {
+        let current = function.current_version();
+        if current.is_some_and(|c| c.sha256 == sha256 && c.settings == registration.settings) {
+            // Nothing to compile, unless the executable was lost: then this repairs it.
+            app.ensure_executable(function, Some(&registration.source))
+                .map_err(|context| ApiError::Internal { context })?;
+            let refreshed = app.registry.get(&name);
+            let shown = refreshed.as_deref().unwrap_or(function);
             log::info!(
                 "registered {name} version {} (unchanged, nothing compiled)",
-                current.number
+                shown.current
             );
-            return Ok((
-                200,
-                app.metadata(
-                    existing
-                        .as_deref()
-                        .ok_or_else(|| internal("function vanished"))?,
-                ),
-            ));
+            return Ok((200, app.metadata(shown)));
         }
     }
     let number = existing.as_ref().map_or(1, |f| f.next_number());
@@ -394,7 +415,7 @@ fn write_and_build(
         .into_iter()
         .flatten()
     {
-        std::fs::create_dir_all(dir)
+        crate::platform::create_dir_durably(dir)
             .map_err(|e| internal(&format!("cannot create {}: {e}", dir.display())))?;
     }
     crate::platform::write_atomically(source_path, source)
@@ -570,7 +591,7 @@ mod tests {
     #[test]
     fn settings_are_read() {
         let r = parse(&format!(
-            r#"{{"name":"a","trigger":"@every 5s","code":"{HELLO}","timeout":"1500ms","env":{{"GREETING":"hi"}},"response":"raw","max_concurrency":3,"network":false,"memory":"64MiB"}}"#
+            r#"{{"name":"a","trigger":"@every 5s","code":"{HELLO}","timeout":"1500ms","env":{{"GREETING":"hi"}},"response":"raw","max_concurrency":0,"network":true}}"#
         ))
         .expect("valid");
         assert_eq!(r.settings.timeout_ms, 1500);
@@ -579,9 +600,21 @@ mod tests {
             Some("hi")
         );
         assert_eq!(r.settings.response, ResponseMode::Raw);
-        assert_eq!(r.settings.max_concurrency, 3);
-        assert!(!r.settings.network);
-        assert_eq!(r.settings.memory, Some(64 << 20));
+        assert_eq!(r.settings.max_concurrency, 0);
+        assert!(r.settings.network);
+        assert_eq!(r.settings.memory, None);
         assert!(r.schedule.is_some());
+    }
+
+    #[test]
+    fn unenforced_limits_are_refused() {
+        for (extra, field) in [
+            (r#""memory":"64MiB""#, "memory"),
+            (r#""max_concurrency":3"#, "max_concurrency"),
+            (r#""network":false"#, "network"),
+        ] {
+            let body = format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}",{extra}}}"#);
+            assert_eq!(field_of(parse(&body)), field, "{body}");
+        }
     }
 }

@@ -16,6 +16,8 @@ mod cron;
 mod durability;
 #[path = "suite/errors.rs"]
 mod errors;
+#[path = "suite/hardening.rs"]
+mod hardening;
 #[path = "suite/invoke.rs"]
 mod invoke;
 #[path = "suite/lifecycle.rs"]

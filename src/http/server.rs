@@ -44,6 +44,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         app.registry.len()
     );
     let pool = ThreadPool::with_name("http-worker".into(), app.config.workers);
+    let rejecter = Rejecter::start();
     let outstanding = Arc::new(AtomicUsize::new(0));
     let capacity = app.config.workers + app.config.max_queue;
     loop {
@@ -59,7 +60,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             }
         };
         if outstanding.load(Ordering::SeqCst) >= capacity {
-            answer_without_handler(request, &ApiError::QueueFull);
+            rejecter.reject(request, ApiError::QueueFull);
             continue;
         }
         let slot = Slot::take(&outstanding);
@@ -69,16 +70,57 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             handle(&app, request);
         });
     }
+    app.scheduler.stop_firing();
     log::info!(
-        "stopping: no new requests; waiting for {} in progress",
+        "stopping: no new requests or cron fires; waiting for {} in progress",
         outstanding.load(Ordering::SeqCst)
     );
     while let Ok(Some(request)) = server.try_recv() {
-        answer_without_handler(request, &ApiError::ShuttingDown);
+        rejecter.reject(request, ApiError::ShuttingDown);
     }
     drop(server);
     pool.join();
     Ok(())
+}
+
+/// Most threads answering refused requests at once.
+const MAX_REJECTERS: usize = 128;
+
+/// Answers requests the pool cannot take. A request without a body is answered here and
+/// now; one with a body gets a thread of its own, because dropping a request whose body was
+/// not read makes tiny_http read that body, and a client that never sends it would stall
+/// whoever drops it.
+struct Rejecter {
+    live: Arc<AtomicUsize>,
+}
+
+impl Rejecter {
+    fn start() -> Rejecter {
+        Rejecter {
+            live: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn reject(&self, request: Request, error: ApiError) {
+        let has_body = request.body_length().is_some_and(|n| n > 0)
+            || request
+                .headers()
+                .iter()
+                .any(|h| h.field.equiv("Transfer-Encoding"));
+        if !has_body || self.live.load(Ordering::SeqCst) >= MAX_REJECTERS {
+            return answer_without_handler(request, &error);
+        }
+        let slot = Slot::take(&self.live);
+        let spawned = std::thread::Builder::new()
+            .name("http-rejecter".into())
+            .spawn(move || {
+                let _slot = slot;
+                answer_without_handler(request, &error);
+            });
+        if let Err(err) = spawned {
+            log::warn!("cannot start a thread to refuse a request: {err}");
+        }
+    }
 }
 
 /// One accepted request counted against the pool's capacity until it is answered (or its

@@ -36,11 +36,24 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = std::fs::remove_file(&temp);
         return Err(err);
     }
-    sync_dir(dir)
+    // The new file is in place: the change is made, whatever syncing the folder says.
+    if let Err(err) = sync_dir(dir) {
+        log::warn!("cannot sync {}: {err}", dir.display());
+    }
+    Ok(())
 }
 
 /// Renames a finished file into place and makes the rename durable.
 pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to)?;
     sync_dir(to.parent().unwrap_or_else(|| Path::new(".")))
+}
+
+/// Creates a folder (and its parents) and makes its entry durable in its parent.
+pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    sync_dir(dir.parent().unwrap_or_else(|| Path::new(".")))
 }

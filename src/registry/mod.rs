@@ -149,6 +149,9 @@ impl Registry {
 
     /// Forgets a function: on disk first, then for readers. Returns what was there.
     pub fn remove(&self, name: &str) -> io::Result<Option<Arc<Function>>> {
+        if self.get(name).is_none() {
+            return Ok(None);
+        }
         let mut removed = None;
         self.change(|map| removed = map.remove(name))?;
         Ok(removed)

@@ -9,13 +9,14 @@ use std::io::{self, Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
 /// How long to wait for the pipe readers once the child is gone: a descendant that left the
 /// group may still hold the pipes open, and we do not wait for it.
-const READER_DEADLINE: Duration = Duration::from_secs(2);
+const READER_DEADLINE: Duration = Duration::from_millis(500);
 
 /// What to run and under which limits.
 pub struct ChildSpec {
@@ -51,11 +52,6 @@ pub struct Finished {
     /// True when stdout or stderr was longer than what was kept.
     pub truncated: bool,
     pub duration: Duration,
-}
-
-struct Captured {
-    bytes: Vec<u8>,
-    truncated: bool,
 }
 
 /// Spawns and supervises the child; an `Err` means it could not be started at all.
@@ -96,13 +92,22 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
     });
     let stderr = child.stderr.take().map(|pipe| drain(pipe, spec.keep, None));
 
-    let status = match child.wait_timeout(spec.timeout)? {
-        Some(status) => Some(status),
-        None => {
+    let waited = match child.wait_timeout(spec.timeout) {
+        Ok(Some(status)) => Ok(Some(status)),
+        Ok(None) => {
             // Killed outright, before the leader can exit and orphan what it started.
             tree.kill_all();
-            child.wait()?;
-            None
+            child.wait().map(|_| None)
+        }
+        Err(err) => Err(err),
+    };
+    let status = match waited {
+        Ok(status) => status,
+        Err(err) => {
+            tree.kill_all();
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
         }
     };
     // Whatever the function left behind in its group goes with it.
@@ -133,17 +138,31 @@ fn ending_of(status: ExitStatus) -> Ending {
     }
 }
 
+/// What a reader thread has kept so far; shared so that a reader still blocked on a pipe
+/// held open by an escaped descendant does not take the output with it.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+/// A pipe being drained on its own thread.
+struct Drain {
+    kept: Arc<Mutex<Captured>>,
+    done: Receiver<()>,
+}
+
 /// Reads a pipe to its end on a thread, keeping at most `keep` bytes. With `on_overflow`,
 /// going past `keep` kills the tree instead of discarding.
 fn drain<R: Read + Send + 'static>(
     mut pipe: R,
     keep: usize,
     on_overflow: Option<(Arc<ProcessTree>, Arc<AtomicBool>)>,
-) -> Receiver<Captured> {
-    let (tx, rx) = bounded(1);
+) -> Drain {
+    let (tx, done) = bounded(1);
+    let kept = Arc::new(Mutex::new(Captured::default()));
+    let shared = kept.clone();
     thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut truncated = false;
         let mut buf = [0u8; 16 * 1024];
         loop {
             let n = match pipe.read(&mut buf) {
@@ -152,36 +171,34 @@ fn drain<R: Read + Send + 'static>(
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            let room = keep.saturating_sub(kept.len());
-            kept.extend_from_slice(&buf[..n.min(room)]);
-            if n > room && !truncated {
-                truncated = true;
+            let mut captured = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let room = keep.saturating_sub(captured.bytes.len());
+            captured.bytes.extend_from_slice(&buf[..n.min(room)]);
+            if n > room && !captured.truncated {
+                captured.truncated = true;
                 if let Some((tree, flag)) = &on_overflow {
                     flag.store(true, Ordering::SeqCst);
                     tree.kill_all();
                 }
             }
         }
-        let _ = tx.send(Captured {
-            bytes: kept,
-            truncated,
-        });
+        let _ = tx.send(());
     });
-    rx
+    Drain { kept, done }
 }
 
-fn collect(reader: Option<Receiver<Captured>>, deadline: Instant) -> Captured {
-    let empty = Captured {
-        bytes: Vec::new(),
-        truncated: false,
+/// Waits for a reader until `deadline`, then takes what it kept.
+fn collect(reader: Option<Drain>, deadline: Instant) -> Captured {
+    let Some(reader) = reader else {
+        return Captured::default();
     };
-    match reader {
-        None => empty,
-        Some(rx) => rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or(Captured {
-                truncated: true,
-                ..empty
-            }),
-    }
+    let finished = reader
+        .done
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .is_ok();
+    let mut kept = reader.kept.lock().unwrap_or_else(|e| e.into_inner());
+    let mut captured = std::mem::take(&mut *kept);
+    // A pipe still open at the deadline is held by a process that escaped the run.
+    captured.truncated |= !finished;
+    captured
 }

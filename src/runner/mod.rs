@@ -29,7 +29,7 @@ pub struct Invocation {
 /// Runs the invocation in a new directory under `work_root`.
 pub fn run(invocation: Invocation, work_root: &Path) -> io::Result<Finished> {
     let work_dir = work_root.join(format!("golambda-run-{}", invocation.run_id));
-    std::fs::create_dir_all(&work_dir)?;
+    std::fs::create_dir(&work_dir)?;
     let result = run_in(invocation, &work_dir);
     if let Err(err) = std::fs::remove_dir_all(&work_dir) {
         log::warn!(

@@ -122,9 +122,14 @@ impl Scheduler {
         lock(&self.table).next_run(name)
     }
 
+    /// Stops firing at once; runs in progress go on.
+    pub fn stop_firing(&self) {
+        let _ = self.signals.send(Signal::Stop);
+    }
+
     /// Stops firing, lets the workers finish the jobs they hold, and joins every thread.
     pub fn stop(&self) {
-        let _ = self.signals.send(Signal::Stop);
+        self.stop_firing();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for handle in threads {
             let _ = handle.join();

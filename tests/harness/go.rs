@@ -283,3 +283,27 @@ func main() {
 	os.Stdout.Write([]byte{'a', 0xff, 0xfe, 'b', '\n'})
 }
 "#;
+
+/// Prints `hi`, starts `sleep 30` in a session of its own that inherits stdout, writes the
+/// sleeper's pid to `$PIDFILE`, and exits at once.
+pub const LEAVE_BACKGROUND_HOLDING_STDOUT: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+func main() {
+	fmt.Println("hi")
+	cmd := exec.Command("sleep", "30")
+	cmd.Stdout = os.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.WriteFile(os.Getenv("PIDFILE"), []byte(fmt.Sprint(cmd.Process.Pid)), 0o666)
+}
+"#;

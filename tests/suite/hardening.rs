@@ -1,0 +1,148 @@
+//! Failure paths found in review: lost folders and executables are rebuilt, output is not
+//! lost to an escaped background process, unenforced limits are refused, failed runs still
+//! say how long they ran, and a refused request never stalls the accept loop.
+
+use crate::harness::{assert_error, eventually, go, PidReaper, Server};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_missing_plugin_folder_is_rebuilt_on_restart() {
+    let mut server = Server::new().start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    server.stop();
+    std::fs::remove_dir_all(server.data_dir().join("plugins/hello")).expect("plugins/hello");
+    server.restart();
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+}
+
+#[test]
+fn identical_registration_repairs_a_lost_executable() {
+    let server = Server::new().start();
+    let first = server.register_ok("hello", go::HELLO, json!({}));
+    std::fs::remove_file(server.data_dir().join("plugins/hello/v1")).expect("plugins/hello/v1");
+    server.get("/hello").expect(500);
+    let again = server.register("hello", go::HELLO, json!({}));
+    again.expect(200);
+    assert_eq!(again.json()["version"], first["version"], "same version");
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+}
+
+#[test]
+fn output_is_kept_when_an_escaped_process_holds_stdout() {
+    let server = Server::new().start();
+    let pidfile = server.io_path("background.pid");
+    server.register_ok(
+        "leaver",
+        go::LEAVE_BACKGROUND_HOLDING_STDOUT,
+        json!({"env": {"PIDFILE": pidfile.display().to_string()}}),
+    );
+    let started = Instant::now();
+    let answer = server.get("/leaver");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the function wrote its child's pid");
+    let _reaper = PidReaper(vec![pid]);
+    assert_eq!(
+        answer.message(),
+        "hi\n",
+        "stdout written before exit is answered"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the answer must not wait for the background process"
+    );
+}
+
+#[test]
+fn limits_not_enforced_yet_are_refused() {
+    let server = Server::new().start();
+    for (extra, field) in [
+        (json!({"memory": "64MiB"}), "memory"),
+        (json!({"max_concurrency": 2}), "max_concurrency"),
+        (json!({"network": false}), "network"),
+    ] {
+        let body = assert_error(&server.register("limited", go::HELLO, extra), 400, &[field]);
+        assert_eq!(body["field"], field, "{body}");
+    }
+    server.get("/functions/limited").expect(404);
+}
+
+#[test]
+fn failed_runs_carry_server_timing() {
+    let server = Server::new().arg("--timeout").arg("1s").start();
+    server.register_ok("failer", go::FAILER, json!({}));
+    server.register_ok("sleepy", &go::sleeper(5_000), json!({}));
+    for (path, status) in [("/failer?exit", 500), ("/sleepy", 504)] {
+        let answer = server.get(path);
+        answer.expect(status);
+        let timing = answer.header("Server-Timing").unwrap_or_default();
+        assert!(
+            timing.starts_with("exec;dur="),
+            "{path}: Server-Timing {timing:?}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_request_with_an_unread_body_does_not_stall_the_server() {
+    let server = Server::new()
+        .arg("--workers")
+        .arg("1")
+        .arg("--max-queue")
+        .arg("0")
+        .start();
+    let marker = server.io_path("slow.started");
+    server.register_ok(
+        "slow",
+        &go::sleeper(1_500),
+        json!({"env": {"MARKER": marker.display().to_string()}}),
+    );
+    let port = server.port();
+    let busy = std::thread::spawn(move || {
+        crate::harness::http::request(
+            port,
+            "GET",
+            "/slow",
+            &[],
+            crate::harness::http::Body::Fixed(b""),
+        )
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || marker.exists()),
+        "the slow run did not start"
+    );
+    // Hold the only worker, then send a request that declares a large body and stalls.
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stalled
+        .write_all(b"PUT /register HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\nab")
+        .expect("write");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut head = [0u8; 12];
+    stalled
+        .read_exact(&mut head)
+        .expect("an answer to the stalled request");
+    assert_eq!(
+        &head, b"HTTP/1.1 503",
+        "the stalled request is refused at once"
+    );
+    // The accept loop must still answer others while that body is never sent.
+    let started = Instant::now();
+    let health = server
+        .try_request("GET", "/", &[], b"")
+        .expect("the server still answers");
+    assert!(
+        matches!(health.status, 200 | 503),
+        "health answered {}",
+        health.status
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let slow = busy.join().expect("thread").expect("slow answered");
+    assert_eq!(slow.status, 200);
+    drop(stalled);
+}
