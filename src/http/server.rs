@@ -65,10 +65,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         }
         let slot = Slot::take(&outstanding);
         let app = app.clone();
-        pool.execute(move || {
-            let _slot = slot;
-            handle(&app, request);
-        });
+        pool.execute(move || handle(&app, request, slot));
     }
     app.scheduler.stop_firing();
     log::info!(
@@ -141,7 +138,7 @@ impl Drop for Slot {
 }
 
 /// Runs the router for one request and sends its answer.
-fn handle(app: &App, mut request: Request) {
+fn handle(app: &App, mut request: Request, slot: Slot) {
     let started = Instant::now();
     let request_id = new_id();
     let method = request.method().to_string();
@@ -162,12 +159,14 @@ fn handle(app: &App, mut request: Request) {
         })
     })
     .unwrap_or_else(|error| Reply::from_error(&error));
-    let status = reply.status;
-    respond(request, reply, &request_id);
     log::info!(
-        "{method} {path} {status} {:.1}ms",
+        "{method} {path} {} {:.1}ms",
+        reply.status,
         started.elapsed().as_secs_f64() * 1000.0
     );
+    // The work is done: the place is free before the client can send its next request.
+    drop(slot);
+    respond(request, reply, &request_id);
 }
 
 fn answer_without_handler(request: Request, error: &ApiError) {
