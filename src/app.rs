@@ -9,6 +9,7 @@ use crate::ids::new_id;
 use crate::invocation::{self, Call, Trigger};
 use crate::platform;
 use crate::registration::hex;
+use crate::registry::trash::Trash;
 use crate::registry::{DataDir, Function, Registry};
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
 use serde_json::Value;
@@ -23,6 +24,8 @@ pub struct App {
     pub registry: Registry,
     pub compiler: Compiler,
     pub scheduler: Scheduler,
+    /// Busy files waiting to be removed.
+    pub trash: Trash,
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_root: PathBuf,
@@ -49,6 +52,7 @@ impl App {
             registry,
             compiler,
             scheduler: Scheduler::new(),
+            trash: Trash::new(data.trash()),
             started: Instant::now(),
             work_root: std::env::temp_dir(),
             local_addr: OnceLock::new(),
@@ -59,6 +63,7 @@ impl App {
     /// its stored source, and schedules cron functions. Starts the cron threads.
     pub fn restore(self: &Arc<Self>) {
         self.sweep_scratch();
+        self.trash.sweep();
         for function in self.registry.list() {
             let Some(version) = function.current_version() else {
                 log::error!("function {} has no version in the registry", function.name);
@@ -217,11 +222,7 @@ impl App {
         self.scheduler.remove(name);
         let data = self.registry.data();
         for dir in [data.plugins().join(name), data.sources().join(name)] {
-            if let Err(err) = std::fs::remove_dir_all(&dir) {
-                if err.kind() != io::ErrorKind::NotFound {
-                    log::warn!("cannot remove {}: {err}", dir.display());
-                }
-            }
+            self.trash.discard(&dir);
         }
         log::info!("deleted {name} (was version {})", removed.current);
         Ok(())

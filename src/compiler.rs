@@ -132,7 +132,7 @@ impl Compiler {
             .arg("main.go")
             .current_dir(build_dir)
             .env_clear()
-            .envs(platform::system_env())
+            .envs(platform::compile_env())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &cache)
             .env("GOCACHE", self.cache_dir.join("go-build"))

@@ -116,6 +116,8 @@ pub fn invoke(app: &App, function: &Function, call: Call) -> Result<Reply, ApiEr
         finished.duration.as_secs_f64() * 1000.0
     );
     let exec_ms = finished.duration.as_secs_f64() * 1000.0;
+    // A run just ended: an executable it kept busy may be removable now.
+    app.trash.sweep();
     let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let failed = |exit_code, signal| ApiError::FunctionFailed {
         exit_code,

@@ -36,14 +36,14 @@ pub fn run(config: Config) -> Result<(), String> {
     let app =
         Arc::new(App::open(config).map_err(|err| format!("cannot open the data dir: {err}"))?);
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-    ctrlc::set_handler(move || {
+    platform::on_stop_request(move || {
         let _ = stop_tx.try_send(());
     })
     .map_err(|err| format!("cannot install the stop handler: {err}"))?;
     app.restore();
     let served = http::serve(&app, &stop_rx);
     app.scheduler.stop();
-    served.map_err(|err| err.to_string())?;
     log::info!("stopped");
-    Ok(())
+    platform::stop_finished();
+    served.map_err(|err| err.to_string())
 }

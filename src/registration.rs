@@ -395,8 +395,8 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
         return Err(internal(&format!("cannot write the registry: {err}")));
     }
     for old in dropped {
-        let _ = remove_file_if_present(&data.resolve(&old.source));
-        let _ = remove_file_if_present(&data.resolve(&old.executable));
+        app.trash.discard(&data.resolve(&old.source));
+        app.trash.discard(&data.resolve(&old.executable));
     }
     app.reschedule(&function, registration.schedule);
     log::info!("registered {name} version {number}");

@@ -1,7 +1,8 @@
 //! Everything that differs between operating systems, behind one API: executable suffix,
 //! putting a child in its own process group (Unix) or job object (Windows), killing the whole
-//! tree, durable renames, the base environment of children, and how a child ended. No other
-//! module has a `#[cfg]`.
+//! tree, durable renames, the base environment of children, how a child ended, and stop
+//! requests (signals on Unix, console control events on Windows). No other module has a
+//! `#[cfg]`.
 
 #[cfg(unix)]
 mod unix;
@@ -32,7 +33,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
     }
-    if let Err(err) = std::fs::rename(&temp, path) {
+    if let Err(err) = replace_file(&temp, path) {
         let _ = std::fs::remove_file(&temp);
         return Err(err);
     }
@@ -45,7 +46,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Renames a finished file into place and makes the rename durable.
 pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::rename(from, to)?;
+    replace_file(from, to)?;
     sync_dir(to.parent().unwrap_or_else(|| Path::new(".")))
 }
 

@@ -10,7 +10,9 @@ use std::process::{Child, Command, ExitStatus};
 pub const EXE_SUFFIX: &str = "";
 
 /// `PATH` given to functions.
-pub const FUNCTION_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub fn function_path() -> String {
+    "/usr/local/bin:/usr/bin:/bin".into()
+}
 
 /// The variables that name a child's temporary directory.
 pub const TEMP_VARS: &[&str] = &["TMPDIR"];
@@ -19,6 +21,24 @@ pub const TEMP_VARS: &[&str] = &["TMPDIR"];
 pub fn system_env() -> Vec<(String, String)> {
     Vec::new()
 }
+
+/// Variables the Go toolchain needs besides `PATH` and its own `GO*` settings (none).
+pub fn compile_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+/// Renames `from` over `to`, replacing it atomically.
+pub fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)
+}
+
+/// Calls `callback` on SIGINT, SIGTERM or SIGHUP.
+pub fn on_stop_request(callback: impl Fn() + Send + Sync + 'static) -> io::Result<()> {
+    ctrlc::set_handler(callback).map_err(io::Error::other)
+}
+
+/// Says the server has finished stopping (nothing waits for it on Unix).
+pub fn stop_finished() {}
 
 /// Prepares a command so that it and everything it starts form one process group.
 pub fn isolate(command: &mut Command) {

@@ -1,11 +1,20 @@
-//! Windows side of the platform API: job objects that kill the whole tree, console events.
+//! Windows side of the platform API: job objects that kill the whole tree, console control
+//! events, write-through renames.
 
 use std::io;
+use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::AsRawHandle;
 use std::os::windows::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
+use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+use windows_sys::Win32::Storage::FileSystem::{
+    MoveFileExW, MOVEFILE_REPLACE_EXISTING, MOVEFILE_WRITE_THROUGH,
+};
+use windows_sys::Win32::System::Console::{SetConsoleCtrlHandler, CTRL_BREAK_EVENT, CTRL_C_EVENT};
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
     SetInformationJobObject, TerminateJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
@@ -16,21 +25,38 @@ use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_
 /// Suffix of executables the Go toolchain writes.
 pub const EXE_SUFFIX: &str = ".exe";
 
-/// `PATH` given to functions.
-pub const FUNCTION_PATH: &str = "C:\\Windows\\System32;C:\\Windows";
-
 /// The variables that name a child's temporary directory (Windows programs read TMP/TEMP).
 pub const TEMP_VARS: &[&str] = &["TMPDIR", "TMP", "TEMP"];
 
-/// Variables Windows programs (the Go toolchain among them) cannot start without.
+fn system_root() -> String {
+    std::env::var("SystemRoot").unwrap_or_else(|_| "C:\\Windows".into())
+}
+
+/// `PATH` given to functions.
+pub fn function_path() -> String {
+    let root = system_root();
+    format!("{root}\\System32;{root}")
+}
+
+/// Variables every Windows program needs to start (Go's runtime loads DLLs through
+/// `SystemRoot`).
 pub fn system_env() -> Vec<(String, String)> {
+    vec![("SystemRoot".into(), system_root())]
+}
+
+/// Variables the Go toolchain needs besides `PATH` and its own `GO*` settings.
+pub fn compile_env() -> Vec<(String, String)> {
     [
         "SystemRoot",
         "SystemDrive",
         "windir",
-        "ComSpec",
+        "USERPROFILE",
+        "LOCALAPPDATA",
+        "APPDATA",
         "PATHEXT",
+        "ComSpec",
         "NUMBER_OF_PROCESSORS",
+        "PROCESSOR_ARCHITECTURE",
     ]
     .iter()
     .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
@@ -43,7 +69,8 @@ pub fn isolate(command: &mut Command) {
 }
 
 /// The kill target for a child and everything it started: a job object that also kills
-/// the tree when the server lets go of it.
+/// the tree when the server lets go of it. A process the child starts in the instant
+/// between its creation and its assignment to the job is not covered.
 #[derive(Debug)]
 pub struct ProcessTree {
     job: HANDLE,
@@ -57,7 +84,8 @@ unsafe impl Sync for ProcessTree {}
 impl ProcessTree {
     /// Creates a kill-on-close job and puts the child in it.
     pub fn attach(child: &Child) -> io::Result<ProcessTree> {
-        // SAFETY: plain Win32 calls on handles owned here or by `child`.
+        // SAFETY: plain Win32 calls on handles owned here or by `child`; `info` outlives
+        // the call that reads it.
         unsafe {
             let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
             if job.is_null() {
@@ -69,7 +97,7 @@ impl ProcessTree {
             let ok = SetInformationJobObject(
                 job,
                 JobObjectExtendedLimitInformation,
-                &info as *const _ as *const _,
+                &info as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION as *const _,
                 std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
             );
             if ok == 0 {
@@ -115,7 +143,7 @@ pub fn signal_name(signal: i32) -> String {
     format!("signal {signal}")
 }
 
-/// Windows makes renames durable itself; directories cannot be opened for syncing.
+/// Directories cannot be opened for syncing on Windows; renames are written through.
 pub fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
@@ -123,4 +151,76 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
 /// The data dir inherits the ACL of its parent on Windows.
 pub fn make_private(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+fn wide(path: &Path) -> Vec<u16> {
+    path.as_os_str().encode_wide().chain(Some(0)).collect()
+}
+
+/// Renames `from` over `to` (replacing it), returning only once the rename is on disk.
+pub fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
+    let (from, to) = (wide(from), wide(to));
+    // SAFETY: both strings are NUL-terminated and live across the call.
+    let ok = unsafe {
+        MoveFileExW(
+            from.as_ptr(),
+            to.as_ptr(),
+            MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The stop callback and whether the server has finished stopping.
+struct StopState {
+    callback: Box<dyn Fn() + Send + Sync>,
+    stopped: Mutex<bool>,
+    done: Condvar,
+}
+
+static STOP: OnceLock<StopState> = OnceLock::new();
+
+/// Longest a close, log-off or shutdown event waits for the server (Windows allows 5 s).
+const CLOSE_WAIT: Duration = Duration::from_millis(4500);
+
+unsafe extern "system" fn on_console_event(event: u32) -> BOOL {
+    let Some(state) = STOP.get() else { return 0 };
+    (state.callback)();
+    if event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT {
+        // Close, log-off, shutdown: Windows ends the process when this returns, so give
+        // the server its grace period here.
+        let stopped = state.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = state
+            .done
+            .wait_timeout_while(stopped, CLOSE_WAIT, |stopped| !*stopped);
+    }
+    1
+}
+
+/// Calls `callback` on Ctrl-C, Ctrl-Break, console close, log-off and shutdown.
+pub fn on_stop_request(callback: impl Fn() + Send + Sync + 'static) -> io::Result<()> {
+    let state = StopState {
+        callback: Box::new(callback),
+        stopped: Mutex::new(false),
+        done: Condvar::new(),
+    };
+    if STOP.set(state).is_err() {
+        return Err(io::Error::other("the stop handler is installed already"));
+    }
+    // SAFETY: registers a plain function that lives for the whole program.
+    if unsafe { SetConsoleCtrlHandler(Some(on_console_event), 1) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Says the server has finished stopping, releasing a waiting close event.
+pub fn stop_finished() {
+    if let Some(state) = STOP.get() {
+        *state.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        state.done.notify_all();
+    }
 }

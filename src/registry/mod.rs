@@ -5,6 +5,7 @@
 
 pub mod function;
 pub mod name;
+pub mod trash;
 
 pub use function::{Function, ResponseMode, Settings, Version};
 
@@ -59,8 +60,16 @@ impl DataDir {
         )
     }
 
+    /// The path of a data-dir-relative name such as `plugins/hello/v1`, with the separators
+    /// of this OS.
     pub fn resolve(&self, relative: &str) -> PathBuf {
-        self.root.join(relative)
+        let mut path = self.root.clone();
+        path.extend(relative.split('/').filter(|part| !part.is_empty()));
+        path
+    }
+
+    pub fn trash(&self) -> PathBuf {
+        self.cache().join("trash")
     }
 }
 

@@ -47,7 +47,7 @@ fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
     command
         .env_clear()
         .envs(platform::system_env())
-        .env("PATH", platform::FUNCTION_PATH)
+        .env("PATH", platform::function_path())
         .env("HOME", &dir)
         .envs(platform::TEMP_VARS.iter().map(|var| (*var, &dir)))
         .env("LANG", "C.UTF-8")

@@ -1,0 +1,379 @@
+"""End-to-end tests of golambda.exe under Wine, driven from Linux over HTTP.
+
+Usage: e2e.py --exe PATH/golambda.exe --go PATH/go.exe [--wine /usr/lib/wine/wine64]
+
+Starts the Windows build of the server with the Windows Go toolchain and checks what a
+Windows user relies on: the GoLambda README examples, `.exe` executables, a cron function
+that fires, a timeout that kills the function and the process it started (job object),
+the output cap, a failed registration that changes nothing, re-registration and deletion
+while the old executable is running, and a restart that restores everything. Prints one
+line per test and closes with "windows: N passed, N failed".
+"""
+import argparse
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HELLO = 'package main\n\nimport "fmt"\n\nfunc main() {\n    fmt.Println("Hello, World!")\n}\n'
+BROKEN = 'package main\n\nimport "fmt"\n\nfunc main() {\n    fmt.Printx("no")\n}\n'
+
+SAY = '''package main
+
+import (
+	"fmt"
+	"time"
+)
+
+func main() {
+	time.Sleep(%d * time.Millisecond)
+	fmt.Println("%s")
+}
+'''
+
+APPEND = '''package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	f, err := os.OpenFile(os.Getenv("OUT"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o666)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Fprintln(f, os.Getenv("GOLAMBDA_TRIGGER"))
+	f.Close()
+}
+'''
+
+# The parent starts a copy of itself that writes a heartbeat every 100 ms, then hangs.
+TREE = '''package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+)
+
+func main() {
+	if os.Getenv("CHILD") != "" {
+		for i := 0; ; i++ {
+			os.WriteFile(os.Getenv("HEARTBEAT"), []byte(fmt.Sprint(i)), 0o666)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	self, _ := os.Executable()
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), "CHILD=1")
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	time.Sleep(time.Hour)
+}
+'''
+
+SPEW = '''package main
+
+import (
+	"os"
+	"strings"
+)
+
+func main() {
+	os.Stdout.WriteString(strings.Repeat("a", 200000))
+}
+'''
+
+
+def win_path(path):
+    """The Wine (Z: drive) name of a Linux path."""
+    return "Z:" + os.path.abspath(path).replace("/", "\\")
+
+
+class Answer:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"{self.status} {self.body[:300]!r}"
+
+
+class Server:
+    def __init__(self, args, work):
+        self.args, self.work = args, work
+        self.data = os.path.join(work, "data")
+        self.log_path = os.path.join(work, "server.log")
+        self.process = None
+        self.port = None
+        self.extra = []
+
+    def start(self, extra=()):
+        self.extra = list(extra)
+        env = dict(os.environ, WINEDEBUG="-all")
+        command = [self.args.wine, self.args.exe, "--addr", "127.0.0.1:0",
+                   "--data-dir", win_path(self.data), "--go", self.args.go,
+                   "--timeout", "20s", "--max-output", "64KiB"] + self.extra
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, env=env)
+        deadline = time.time() + 120
+        line = b""
+        while time.time() < deadline:
+            line = self.process.stdout.readline()
+            if line.startswith(b"golambda listening on"):
+                break
+            if self.process.poll() is not None:
+                break
+        text = line.decode().strip()
+        if not text.startswith("golambda listening on"):
+            raise AssertionError(f"server did not start: {text!r}\n{self.log_tail()}")
+        self.port = int(text.rsplit(":", 1)[1])
+
+    def stop(self):
+        """Ctrl-C (Wine turns SIGINT into a console control event); returns the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=60)
+        self.log.close()
+        return code
+
+    def kill(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def log_tail(self, lines=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def request(self, method, path, body=None, timeout=120):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return Answer(response.status, dict(response.getheaders()), response.read())
+        finally:
+            conn.close()
+
+    def register(self, name, source, trigger="http", **extra):
+        body = dict(name=name, trigger=trigger,
+                    code=base64.b64encode(source.encode()).decode(), **extra)
+        return self.request("PUT", "/register", json.dumps(body))
+
+    def registry_bytes(self):
+        with open(os.path.join(self.data, "registry", "registry.json"), "rb") as f:
+            return f.read()
+
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def eventually(condition, timeout, step=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+def run_tests(server, work):
+    tests = []
+
+    def test(function):
+        tests.append(function)
+        return function
+
+    @test
+    def health():
+        answer = server.request("GET", "/")
+        expect(answer.status == 200 and answer.json()["status"] == "ok", answer)
+
+    @test
+    def readme_hello_example():
+        answer = server.register("hello", HELLO)
+        expect(answer.status == 201, answer)
+        expect(answer.json()["version"] == 1, answer)
+        answer = server.request("GET", "/hello")
+        expect(answer.status == 200 and answer.body == b'{"message":"Hello, World!\\n"}\n', answer)
+
+    @test
+    def executables_have_the_exe_suffix():
+        exe = os.path.join(server.data, "plugins", "hello", "v1.exe")
+        expect(os.path.isfile(exe), f"{exe} missing: {os.listdir(os.path.dirname(exe))}")
+
+    @test
+    def a_failed_registration_changes_nothing():
+        before = server.registry_bytes()
+        answer = server.register("hello", BROKEN)
+        expect(answer.status == 422 and answer.json()["error"] == "compilation failed", answer)
+        expect("Printx" in answer.json()["details"], answer)
+        expect(server.registry_bytes() == before, "registry.json changed")
+        answer = server.request("GET", "/hello")
+        expect(answer.json() == {"message": "Hello, World!\n"}, answer)
+
+    @test
+    def output_cap_answers_502():
+        expect(server.register("spew", SPEW).status == 201, "register spew")
+        answer = server.request("GET", "/spew")
+        expect(answer.status == 502, answer)
+
+    @test
+    def timeout_kills_the_function_and_the_process_it_started():
+        heartbeat = os.path.join(work, "heartbeat.txt")
+        answer = server.register("tree", TREE, timeout="3s", env={"HEARTBEAT": win_path(heartbeat)})
+        expect(answer.status == 201, answer)
+        answer = server.request("GET", "/tree")
+        expect(answer.status == 504, answer)
+        expect(os.path.exists(heartbeat), "the child never started")
+        time.sleep(1.0)
+        with open(heartbeat) as f:
+            first = f.read()
+        time.sleep(1.5)
+        with open(heartbeat) as f:
+            second = f.read()
+        expect(first == second, f"the child still runs: heartbeat {first} then {second}")
+
+    @test
+    def cron_function_fires():
+        out = os.path.join(work, "cron.txt")
+        answer = server.register("ticker", APPEND, trigger="@every 1s", env={"OUT": win_path(out)})
+        expect(answer.status == 201 and answer.json()["next_run"], answer)
+
+        def fired_twice():
+            try:
+                with open(out) as f:
+                    return f.read().split().count("cron") >= 2
+            except OSError:
+                return False
+        expect(eventually(fired_twice, 30), f"no cron fires\n{server.log_tail()}")
+        answer = server.request("GET", "/ticker")
+        expect(answer.status == 409, answer)
+
+    @test
+    def reregistration_while_the_old_executable_runs():
+        expect(server.register("busy", SAY % (4000, "v1")).status == 201, "register v1")
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(a=server.request("GET", "/busy")))
+        thread.start()
+        time.sleep(1.5)
+        answer = server.register("busy", SAY % (0, "v2"))
+        expect(answer.status == 200 and answer.json()["version"] == 2, answer)
+        answer = server.request("GET", "/busy")
+        expect(answer.json() == {"message": "v2\n"}, answer)
+        thread.join(60)
+        expect(result.get("a") and result["a"].json() == {"message": "v1\n"}, result)
+
+    @test
+    def delete_while_running_removes_the_files_later():
+        expect(server.register("doomed", SAY % (4000, "bye")).status == 201, "register")
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(a=server.request("GET", "/doomed")))
+        thread.start()
+        time.sleep(1.5)
+        answer = server.request("DELETE", "/functions/doomed")
+        expect(answer.status == 204, answer)
+        expect(server.request("GET", "/functions/doomed").status == 404, "still listed")
+        thread.join(60)
+        expect(result.get("a") and result["a"].status == 200, result)
+        # Windows refused to delete the running executable: it was set aside for later.
+        expect("is busy" in server.log_tail(200), f"no busy file was set aside\n{server.log_tail()}")
+        server.request("GET", "/hello")  # a run ends: busy files are swept
+        folder = os.path.join(server.data, "plugins", "doomed")
+        trash = os.path.join(server.data, "cache", "trash")
+        gone = eventually(lambda: not os.path.exists(folder) and not (
+            os.path.isdir(trash) and os.listdir(trash)), 10)
+        expect(gone, f"left behind: {folder} {os.path.exists(folder)}, trash "
+                     f"{os.listdir(trash) if os.path.isdir(trash) else []}")
+
+    @test
+    def restart_restores_everything_without_compiling():
+        names = sorted(f["name"] for f in server.request("GET", "/functions").json())
+        code = server.stop()
+        expect(code == 0, f"exit code {code} after Ctrl-C\n{server.log_tail()}")
+        server.args.go, real_go = "Z:\\nonexistent\\go.exe", server.args.go
+        try:
+            server.start()
+        finally:
+            server.args.go = real_go
+        after = sorted(f["name"] for f in server.request("GET", "/functions").json())
+        expect(after == names, f"{names} became {after}")
+        answer = server.request("GET", "/hello")
+        expect(answer.json() == {"message": "Hello, World!\n"}, answer)
+        ticker = server.request("GET", "/functions/ticker").json()
+        expect(ticker["next_run"], ticker)
+        busy = server.request("GET", "/busy")
+        expect(busy.json() == {"message": "v2\n"}, busy)
+
+    @test
+    def delete_removes_files():
+        answer = server.request("DELETE", "/functions/spew")
+        expect(answer.status == 204, answer)
+        expect(not os.path.exists(os.path.join(server.data, "plugins", "spew")), "plugins/spew")
+        expect(not os.path.exists(os.path.join(server.data, "user_functions", "spew")),
+               "user_functions/spew")
+
+    passed = failed = 0
+    for function in tests:
+        started = time.time()
+        try:
+            function()
+            passed += 1
+            print(f"ok   {function.__name__} ({time.time() - started:.1f}s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {function.__name__} ({time.time() - started:.1f}s)", flush=True)
+            traceback.print_exc()
+            print("--- server log tail ---\n" + server.log_tail(), flush=True)
+    return passed, failed
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--exe", required=True)
+    parser.add_argument("--go", required=True, help="Windows path of go.exe")
+    parser.add_argument("--wine", default="/usr/lib/wine/wine64")
+    args = parser.parse_args()
+    started = time.time()
+    work = tempfile.mkdtemp(prefix="golambda-windows-")
+    os.chmod(work, 0o777)
+    server = Server(args, work)
+    passed = failed = 0
+    try:
+        server.start()
+        passed, failed = run_tests(server, work)
+    except Exception:
+        failed += 1
+        traceback.print_exc()
+    finally:
+        server.kill()
+    print(f"the Windows suite ran in {time.time() - started:.0f} s")
+    print(f"windows: {passed} passed, {failed} failed")
+    if failed == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"kept {work}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
