@@ -244,7 +244,7 @@ impl CronHandler for CronRunner {
             body: Vec::new(),
             request: None,
         };
-        if let Err(err) = invocation::invoke(&app, &function, call) {
+        if let Err(err) = invocation::invoke(&app, &function, None, call) {
             log::warn!("cron run of {} failed: {err}", job.name);
         }
     }

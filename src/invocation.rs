@@ -55,13 +55,22 @@ pub struct Call {
     pub request: Option<CgiRequest>,
 }
 
-/// Runs the function's current version and answers as its response mode says.
-pub fn invoke(app: &App, function: &Function, call: Call) -> Result<Reply, ApiError> {
-    let version = function
-        .current_version()
-        .ok_or_else(|| ApiError::Internal {
-            context: format!("function '{}' has no version", function.name),
-        })?;
+/// Runs the function's current version, or the kept `version` when one is named, and
+/// answers as its response mode says.
+pub fn invoke(
+    app: &App,
+    function: &Function,
+    version: Option<u32>,
+    call: Call,
+) -> Result<Reply, ApiError> {
+    let version = match version {
+        None => function.current_version(),
+        Some(number) => function.versions.iter().find(|v| v.number == number),
+    }
+    .ok_or_else(|| ApiError::VersionUnknown {
+        name: function.name.clone(),
+        version: version.unwrap_or(function.current),
+    })?;
     let settings = &version.settings;
     let mut env: Vec<(String, String)> = settings
         .env

@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod invocation;
+pub mod lifecycle;
 pub mod platform;
 pub mod registration;
 pub mod registry;

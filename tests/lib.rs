@@ -26,3 +26,5 @@ mod lifecycle;
 mod management;
 #[path = "suite/register.rs"]
 mod register;
+#[path = "suite/versions.rs"]
+mod versions;

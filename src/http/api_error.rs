@@ -25,6 +25,15 @@ pub enum ApiError {
     FunctionUnknown {
         name: String,
     },
+    /// A version number that is not among the kept versions.
+    VersionUnknown {
+        name: String,
+        version: u32,
+    },
+    /// Pause or resume of a function that has no schedule.
+    FunctionNotCron {
+        name: String,
+    },
     /// A path names nothing at all.
     RouteUnknown {
         path: String,
@@ -81,9 +90,11 @@ impl ApiError {
             ApiError::BodyMalformed { .. }
             | ApiError::FieldMissing { .. }
             | ApiError::FieldInvalid { .. } => 400,
-            ApiError::FunctionUnknown { .. } | ApiError::RouteUnknown { .. } => 404,
+            ApiError::FunctionUnknown { .. }
+            | ApiError::VersionUnknown { .. }
+            | ApiError::RouteUnknown { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
-            ApiError::FunctionIsCron { .. } => 409,
+            ApiError::FunctionIsCron { .. } | ApiError::FunctionNotCron { .. } => 409,
             ApiError::BodyTooLarge { .. } | ApiError::SourceTooLarge { .. } => 413,
             ApiError::CompileRejected { .. } | ApiError::CompileTimedOut { .. } => 422,
             ApiError::FunctionFailed { .. } | ApiError::Internal { .. } => 500,
@@ -152,6 +163,14 @@ impl fmt::Display for ApiError {
             ApiError::FunctionUnknown { name } => write!(
                 f,
                 "no function named '{name}' is registered; register it with PUT /register"
+            ),
+            ApiError::VersionUnknown { name, version } => write!(
+                f,
+                "function '{name}' has no version {version}; GET /functions/{name}/versions lists the kept ones"
+            ),
+            ApiError::FunctionNotCron { name } => write!(
+                f,
+                "function '{name}' has no cron schedule to pause or resume"
             ),
             ApiError::RouteUnknown { path } => write!(f, "nothing is served at '{path}'"),
             ApiError::MethodNotAllowed { allow } => {

@@ -5,6 +5,7 @@ use super::body::read_body;
 use super::{ApiError, Reply};
 use crate::app::App;
 use crate::invocation::{self, Call, CgiRequest, Trigger};
+use crate::lifecycle;
 use crate::registration::{self, Limits, Registration};
 use crate::registry::name::is_reserved;
 use crate::registry::Function;
@@ -37,17 +38,32 @@ pub fn route(app: &App, request: &mut Request, request_id: &str) -> Result<Reply
         }),
         (Post, ["functions", name, "invoke"]) => {
             let function = known(app, name)?;
-            call(
-                app,
-                request,
-                &function,
-                Trigger::Manual,
-                String::new(),
-                query,
-                request_id,
-            )
+            let version = query_version(query)?;
+            let target = Target {
+                trigger: Trigger::Manual,
+                path_info: String::new(),
+                version,
+            };
+            call(app, request, &function, target, query, request_id)
         }
         (_, ["functions", _, "invoke"]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (Get, ["functions", name, "versions"]) => {
+            Ok(Reply::json(200, &lifecycle::versions(&*known(app, name)?)))
+        }
+        (_, ["functions", _, "versions"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (Post, ["functions", name, "rollback"]) => {
+            let body = read_body(request, app.config.max_body)?;
+            let version = lifecycle::parse_version_body(&body)?;
+            Ok(Reply::json(200, &lifecycle::rollback(app, name, version)?))
+        }
+        (_, ["functions", _, "rollback"]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (Post, ["functions", name, action @ ("pause" | "resume")]) => Ok(Reply::json(
+            200,
+            &lifecycle::set_paused(app, name, *action == "pause")?,
+        )),
+        (_, ["functions", _, "pause" | "resume"]) => {
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        }
         (Get, ["functions", name, "source"]) => source(app, &*known(app, name)?),
         (_, ["functions", _, "source"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (_, [name, rest @ ..]) if !is_reserved(name) && !name.is_empty() => {
@@ -65,15 +81,12 @@ pub fn route(app: &App, request: &mut Request, request_id: &str) -> Result<Reply
             } else {
                 percent_decode(&format!("/{}", rest.join("/")))
             };
-            call(
-                app,
-                request,
-                &function,
-                Trigger::Http,
+            let target = Target {
+                trigger: Trigger::Http,
                 path_info,
-                query,
-                request_id,
-            )
+                version: None,
+            };
+            call(app, request, &function, target, query, request_id)
         }
         _ => Err(ApiError::RouteUnknown {
             path: path.chars().take(100).collect(),
@@ -137,15 +150,45 @@ fn source(app: &App, function: &Function) -> Result<Reply, ApiError> {
 }
 
 /// Runs a function for an HTTP request.
+/// What an invocation route asks to run.
+struct Target {
+    trigger: Trigger,
+    path_info: String,
+    /// A kept version instead of the current one.
+    version: Option<u32>,
+}
+
+/// `?version=N` of a manual invoke.
+fn query_version(query: &str) -> Result<Option<u32>, ApiError> {
+    let Some(text) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("version="))
+    else {
+        return Ok(None);
+    };
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .map(Some)
+        .ok_or_else(|| ApiError::FieldInvalid {
+            field: "version",
+            reason: "must be a version number such as ?version=3".into(),
+        })
+}
+
 fn call(
     app: &App,
     request: &mut Request,
     function: &Function,
-    trigger: Trigger,
-    path_info: String,
+    target: Target,
     query: &str,
     request_id: &str,
 ) -> Result<Reply, ApiError> {
+    let Target {
+        trigger,
+        path_info,
+        version,
+    } = target;
     let body = read_body(request, app.config.max_body)?;
     let local = app.local_addr.get().copied();
     let host_header = request
@@ -179,6 +222,7 @@ fn call(
     invocation::invoke(
         app,
         function,
+        version,
         Call {
             trigger,
             request_id: request_id.to_string(),

@@ -1,0 +1,137 @@
+//! Versions and their life: every change makes version N+1, the last 10 are kept with their
+//! source, rollback is instant and survives a restart, a kept version can be invoked by
+//! number, and a cron schedule can be paused and resumed.
+
+use crate::harness::{assert_error, go, Server};
+use serde_json::{json, Value};
+
+fn versions(server: &Server, name: &str) -> Vec<u64> {
+    let answer = server.get(&format!("/functions/{name}/versions"));
+    answer.expect(200);
+    answer
+        .json()
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v["version"].as_u64().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn the_last_ten_versions_are_kept_newest_first() {
+    let server = Server::new().start();
+    for i in 1..=12 {
+        server.register_ok("many", &go::say(&format!("v{i}")), json!({}));
+    }
+    assert_eq!(
+        versions(&server, "many"),
+        (3..=12).rev().collect::<Vec<u64>>()
+    );
+    let kept = std::fs::read_dir(server.data_dir().join("user_functions/many"))
+        .expect("sources")
+        .count();
+    assert_eq!(kept, 10, "sources of pruned versions are removed");
+    let source = server.get("/functions/many/source");
+    source.expect(200);
+    assert!(source.text().contains("\"v12\""), "{}", source.text());
+}
+
+#[test]
+fn rollback_is_instant_and_survives_a_restart() {
+    let mut server = Server::new().start();
+    server.register_ok("flip", &go::say("one"), json!({}));
+    server.register_ok("flip", &go::say("two"), json!({}));
+    let builds = server.go_builds();
+    let answer = server.post("/functions/flip/rollback", r#"{"version":1}"#);
+    answer.expect(200);
+    assert_eq!(answer.json()["version"], 1);
+    assert_eq!(server.get("/flip").message(), "one\n");
+    assert_eq!(server.go_builds(), builds, "a rollback compiles nothing");
+    assert!(server
+        .get("/functions/flip/source")
+        .text()
+        .contains("\"one\""));
+    server.restart();
+    assert_eq!(server.metadata("flip")["version"], 1);
+    assert_eq!(server.get("/flip").message(), "one\n");
+    // Forward again, and a new registration goes on from the highest number.
+    server
+        .post("/functions/flip/rollback", r#"{"version":2}"#)
+        .expect(200);
+    assert_eq!(server.get("/flip").message(), "two\n");
+    let third = server.register_ok("flip", &go::say("three"), json!({}));
+    assert_eq!(third["version"], 3);
+}
+
+#[test]
+fn rollback_errors() {
+    let server = Server::new().start();
+    server.register_ok("one", &go::say("x"), json!({}));
+    assert_error(
+        &server.post("/functions/one/rollback", r#"{"version":7}"#),
+        404,
+        &["version 7"],
+    );
+    assert_error(
+        &server.post("/functions/one/rollback", r#"{"version":"1"}"#),
+        400,
+        &["version"],
+    );
+    assert_error(&server.post("/functions/one/rollback", "{"), 400, &[]);
+    assert_error(
+        &server.post("/functions/nobody/rollback", r#"{"version":1}"#),
+        404,
+        &["nobody"],
+    );
+    assert_error(&server.get("/functions/one/rollback"), 405, &[]);
+}
+
+#[test]
+fn a_kept_version_can_be_invoked_by_number() {
+    let server = Server::new().start();
+    server.register_ok("pick", &go::say("first"), json!({}));
+    server.register_ok("pick", &go::say("second"), json!({}));
+    let old = server.post("/functions/pick/invoke?version=1", "");
+    assert_eq!(old.message(), "first\n");
+    assert_eq!(
+        server.post("/functions/pick/invoke", "").message(),
+        "second\n"
+    );
+    assert_error(
+        &server.post("/functions/pick/invoke?version=9", ""),
+        404,
+        &["version 9"],
+    );
+    assert_error(
+        &server.post("/functions/pick/invoke?version=x", ""),
+        400,
+        &["version"],
+    );
+    assert_eq!(
+        server.metadata("pick")["version"],
+        2,
+        "invoking by number changes nothing"
+    );
+}
+
+#[test]
+fn pause_and_resume_a_cron_schedule() {
+    let mut server = Server::new().start();
+    let meta = server.register_ok("tick", &go::say("t"), json!({"trigger": "@every 1h"}));
+    assert!(meta["next_run"].is_string(), "{meta}");
+    let paused = server.post("/functions/tick/pause", "");
+    paused.expect(200);
+    let paused: Value = paused.json();
+    assert_eq!(paused["paused"], true);
+    assert!(paused["next_run"].is_null(), "{paused}");
+    server.restart();
+    let after = server.metadata("tick");
+    assert_eq!(after["paused"], true, "pause survives a restart");
+    assert!(after["next_run"].is_null(), "{after}");
+    assert!(server.log().contains("restored tick"));
+    let resumed: Value = server.post("/functions/tick/resume", "").json();
+    assert_eq!(resumed["paused"], false);
+    assert!(resumed["next_run"].is_string(), "{resumed}");
+    server.register_ok("web", &go::say("w"), json!({}));
+    assert_error(&server.post("/functions/web/pause", ""), 409, &["cron"]);
+}
