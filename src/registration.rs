@@ -98,13 +98,12 @@ impl Registration {
         let response = match optional_string(&object, "response")?.unwrap_or("json") {
             "json" => ResponseMode::Json,
             "raw" => ResponseMode::Raw,
-            "cgi" | "fcgi" => {
-                return Err(invalid(
-                    "response",
-                    "is not supported by this server yet; use \"json\" or \"raw\"",
-                ))
-            }
-            _ => return Err(invalid("response", "must be \"json\" or \"raw\"")),
+            "cgi" => ResponseMode::Cgi,
+            "fcgi" => return Err(invalid(
+                "response",
+                "\"fcgi\" is not supported by this server yet; use \"json\", \"raw\" or \"cgi\"",
+            )),
+            _ => return Err(invalid("response", "must be \"json\", \"raw\" or \"cgi\"")),
         };
         if object.contains_key("secrets") {
             return Err(invalid(

@@ -65,6 +65,10 @@ pub enum ApiError {
         stdout: String,
         stderr: String,
     },
+    /// A `cgi` function's answer has no valid header block.
+    CgiMalformed {
+        reason: String,
+    },
     /// The function wrote more than `--max-output`.
     OutputTooLarge {
         limit: u64,
@@ -98,7 +102,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } | ApiError::SourceTooLarge { .. } => 413,
             ApiError::CompileRejected { .. } | ApiError::CompileTimedOut { .. } => 422,
             ApiError::FunctionFailed { .. } | ApiError::Internal { .. } => 500,
-            ApiError::OutputTooLarge { .. } => 502,
+            ApiError::OutputTooLarge { .. } | ApiError::CgiMalformed { .. } => 502,
             ApiError::GoMissing { .. } | ApiError::QueueFull | ApiError::ShuttingDown => 503,
             ApiError::FunctionTimedOut { .. } => 504,
         }
@@ -198,6 +202,11 @@ impl fmt::Display for ApiError {
                 (None, Some(signal)) => write!(f, "the function was killed by {signal}"),
                 (None, None) => write!(f, "the function failed"),
             },
+            ApiError::CgiMalformed { reason } => write!(
+                f,
+                "the function's CGI answer is malformed: {reason}; write header lines such as \
+                 'Status: 200 OK' and 'Content-Type: text/plain', a blank line, then the body"
+            ),
             ApiError::OutputTooLarge { limit } => write!(
                 f,
                 "the function wrote more than the {limit}-byte output limit (--max-output) and was stopped"

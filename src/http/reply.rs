@@ -6,7 +6,7 @@ use serde_json::Value;
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
-    pub content_type: &'static str,
+    pub content_type: String,
     pub body: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
@@ -18,10 +18,10 @@ impl Reply {
         Reply::bytes(status, "application/json", body)
     }
 
-    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+    pub fn bytes(status: u16, content_type: impl Into<String>, body: Vec<u8>) -> Reply {
         Reply {
             status,
-            content_type,
+            content_type: content_type.into(),
             body,
             headers: Vec::new(),
         }

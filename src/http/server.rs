@@ -179,7 +179,7 @@ fn answer_without_handler(request: Request, error: &ApiError) {
 fn respond(request: Request, reply: Reply, request_id: &str) {
     let mut response = Response::from_data(reply.body).with_status_code(StatusCode(reply.status));
     let fixed = [
-        ("Content-Type".to_string(), reply.content_type.to_string()),
+        ("Content-Type".to_string(), reply.content_type),
         ("X-Request-Id".to_string(), request_id.to_string()),
     ];
     for (name, value) in fixed.into_iter().chain(reply.headers) {

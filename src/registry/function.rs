@@ -17,6 +17,8 @@ pub enum ResponseMode {
     Json,
     /// stdout is the body, `text/plain`.
     Raw,
+    /// stdout is a CGI response: header lines, a blank line, the body.
+    Cgi,
 }
 
 impl ResponseMode {
@@ -24,6 +26,7 @@ impl ResponseMode {
         match self {
             ResponseMode::Json => "json",
             ResponseMode::Raw => "raw",
+            ResponseMode::Cgi => "cgi",
         }
     }
 }

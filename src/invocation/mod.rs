@@ -2,6 +2,8 @@
 //! sees (contract section 5: CGI/1.1 meta-variables and the GOLAMBDA_* ones), runs it, turns
 //! how it ended into an answer, and logs the outcome. Holds no lock while the function runs.
 
+mod cgi;
+
 use crate::app::App;
 use crate::http::{ApiError, Reply};
 use crate::platform;
@@ -135,12 +137,19 @@ pub fn invoke(
         stderr: lossy(&finished.stderr),
     };
     let outcome = match finished.ending {
-        Ending::Exited(0) => Ok(match settings.response {
-            ResponseMode::Json => Reply::json(200, &json!({ "message": lossy(&finished.stdout) })),
-            ResponseMode::Raw => {
-                Reply::bytes(200, "text/plain; charset=utf-8", finished.stdout.clone())
-            }
-        }),
+        Ending::Exited(0) => match settings.response {
+            ResponseMode::Json => Ok(Reply::json(
+                200,
+                &json!({ "message": lossy(&finished.stdout) }),
+            )),
+            ResponseMode::Raw => Ok(Reply::bytes(
+                200,
+                "text/plain; charset=utf-8",
+                finished.stdout.clone(),
+            )),
+            ResponseMode::Cgi => cgi::parse_response(&finished.stdout)
+                .map_err(|reason| ApiError::CgiMalformed { reason }),
+        },
         Ending::Exited(code) => Err(failed(Some(code), None)),
         Ending::Signalled(signal) => Err(failed(None, Some(platform::signal_name(signal)))),
         Ending::TimedOut => Err(ApiError::FunctionTimedOut { limit: timeout }),
