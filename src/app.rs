@@ -9,6 +9,7 @@ use crate::ids::new_id;
 use crate::invocation::{self, Call, Trigger};
 use crate::platform;
 use crate::registration::hex;
+use crate::registry::secrets::SecretStore;
 use crate::registry::trash::Trash;
 use crate::registry::{DataDir, Function, Registry};
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
@@ -26,6 +27,7 @@ pub struct App {
     pub scheduler: Scheduler,
     /// Busy files waiting to be removed.
     pub trash: Trash,
+    pub secrets: SecretStore,
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_root: PathBuf,
@@ -53,6 +55,7 @@ impl App {
             compiler,
             scheduler: Scheduler::new(),
             trash: Trash::new(data.trash()),
+            secrets: SecretStore::new(data.secrets()),
             started: Instant::now(),
             work_root: std::env::temp_dir(),
             local_addr: OnceLock::new(),
@@ -221,7 +224,11 @@ impl App {
             .ok_or_else(|| ApiError::FunctionUnknown { name: name.into() })?;
         self.scheduler.remove(name);
         let data = self.registry.data();
-        for dir in [data.plugins().join(name), data.sources().join(name)] {
+        for dir in [
+            data.plugins().join(name),
+            data.sources().join(name),
+            self.secrets.folder(name),
+        ] {
             self.trash.discard(&dir);
         }
         log::info!("deleted {name} (was version {})", removed.current);

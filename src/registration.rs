@@ -43,6 +43,8 @@ pub struct Registration {
     pub name: String,
     pub source: Vec<u8>,
     pub settings: Settings,
+    /// Secret values; their names are in `settings`.
+    pub secrets: BTreeMap<String, String>,
     pub schedule: Option<CronExpr>,
 }
 
@@ -105,12 +107,7 @@ impl Registration {
             )),
             _ => return Err(invalid("response", "must be \"json\", \"raw\" or \"cgi\"")),
         };
-        if object.contains_key("secrets") {
-            return Err(invalid(
-                "secrets",
-                "is not supported by this server yet; nothing was registered",
-            ));
-        }
+        let secrets = parse_variables(&object, "secrets")?;
         let settings = Settings {
             trigger,
             runtime: runtime.to_string(),
@@ -139,13 +136,15 @@ impl Registration {
                     .as_bool()
                     .ok_or_else(|| invalid("network", "must be true or false"))?,
             },
-            env: parse_env(&object)?,
+            env: parse_variables(&object, "env")?,
+            secrets: secrets.keys().cloned().collect(),
         };
         refuse_unenforced(&settings)?;
         Ok(Registration {
             name: name.to_string(),
             source,
             settings,
+            secrets,
             schedule,
         })
     }
@@ -266,15 +265,19 @@ fn parse_timeout(object: &Map<String, Value>, default: Duration) -> Result<u64, 
     Ok(timeout.as_millis() as u64)
 }
 
-fn parse_env(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut env = BTreeMap::new();
-    let entries = match object.get("env") {
-        None | Some(Value::Null) => return Ok(env),
+/// Reads `env` or `secrets`: an object of variable names to string values.
+fn parse_variables(
+    object: &Map<String, Value>,
+    field: &'static str,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut variables = BTreeMap::new();
+    let entries = match object.get(field) {
+        None | Some(Value::Null) => return Ok(variables),
         Some(Value::Object(entries)) => entries,
-        Some(_) => return Err(invalid("env", "must be an object of strings")),
+        Some(_) => return Err(invalid(field, "must be an object of strings")),
     };
     if entries.len() > 256 {
-        return Err(invalid("env", "may hold at most 256 variables"));
+        return Err(invalid(field, "may hold at most 256 variables"));
     }
     for (key, value) in entries {
         let valid_key = key.len() <= 128
@@ -285,7 +288,7 @@ fn parse_env(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, Ap
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {
             return Err(invalid(
-                "env",
+                field,
                 &format!(
                     "has a variable name '{}' that is not [A-Za-z_][A-Za-z0-9_]*",
                     truncate(key, 64)
@@ -293,17 +296,17 @@ fn parse_env(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, Ap
             ));
         }
         let Value::String(value) = value else {
-            return Err(invalid("env", &format!("variable {key} must be a string")));
+            return Err(invalid(field, &format!("variable {key} must be a string")));
         };
         if value.contains('\0') || value.len() > 32 * 1024 {
             return Err(invalid(
-                "env",
+                field,
                 &format!("variable {key} must be under 32 KiB with no NUL byte"),
             ));
         }
-        env.insert(key.clone(), value.clone());
+        variables.insert(key.clone(), value.clone());
     }
-    Ok(env)
+    Ok(variables)
 }
 
 /// Registers the function; answers 201 for a new function, 200 otherwise.
@@ -315,7 +318,14 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
     let existing = app.registry.get(&name);
     if let Some(function) = existing.as_deref() {
         let current = function.current_version();
-        if current.is_some_and(|c| c.sha256 == sha256 && c.settings == registration.settings) {
+        let same_secrets = |number| {
+            app.secrets
+                .read(&name, number)
+                .is_ok_and(|stored| stored == registration.secrets)
+        };
+        if current.is_some_and(|c| {
+            c.sha256 == sha256 && c.settings == registration.settings && same_secrets(c.number)
+        }) {
             // Nothing to compile, unless the executable was lost: then this repairs it.
             app.ensure_executable(function, Some(&registration.source))
                 .map_err(|context| ApiError::Internal { context })?;
@@ -388,7 +398,9 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
     } else {
         Vec::new()
     };
-    if let Err(err) = app.registry.put(function.clone()) {
+    let stored = app.secrets.write(&name, number, &registration.secrets);
+    if let Err(err) = stored.and_then(|()| app.registry.put(function.clone())) {
+        app.trash.discard(&app.secrets.version_file(&name, number));
         let _ = remove_file_if_present(&source_path);
         let _ = remove_file_if_present(&exe_path);
         return Err(internal(&format!("cannot write the registry: {err}")));
@@ -396,6 +408,8 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
     for old in dropped {
         app.trash.discard(&data.resolve(&old.source));
         app.trash.discard(&data.resolve(&old.executable));
+        app.trash
+            .discard(&app.secrets.version_file(&name, old.number));
     }
     app.reschedule(&function, registration.schedule);
     log::info!("registered {name} version {number}");

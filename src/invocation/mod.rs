@@ -79,6 +79,13 @@ pub fn invoke(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let secrets = app
+        .secrets
+        .read(&function.name, version.number)
+        .map_err(|err| ApiError::Internal {
+            context: format!("cannot read the function's secrets: {err}"),
+        })?;
+    env.extend(secrets);
     if let Some(request) = &call.request {
         cgi_variables(&mut env, &function.name, request, call.body.len());
     }

@@ -48,6 +48,9 @@ pub struct Settings {
     pub network: bool,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Names of the secrets; their values live in the secret store.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -127,7 +130,7 @@ impl Function {
             "max_concurrency": s.max_concurrency,
             "network": s.network,
             "env": s.env,
-            "secrets": Vec::<String>::new(),
+            "secrets": s.secrets,
             "paused": self.paused,
             "sha256": version.sha256,
             "created_at": rfc3339(self.created_at),

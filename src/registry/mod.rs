@@ -5,6 +5,7 @@
 
 pub mod function;
 pub mod name;
+pub mod secrets;
 pub mod trash;
 
 pub use function::{Function, ResponseMode, Settings, Version};
@@ -66,6 +67,10 @@ impl DataDir {
         let mut path = self.root.clone();
         path.extend(relative.split('/').filter(|part| !part.is_empty()));
         path
+    }
+
+    pub fn secrets(&self) -> PathBuf {
+        self.registry_dir().join("secrets")
     }
 
     pub fn trash(&self) -> PathBuf {

@@ -135,3 +135,63 @@ fn pause_and_resume_a_cron_schedule() {
     server.register_ok("web", &go::say("w"), json!({}));
     assert_error(&server.post("/functions/web/pause", ""), 409, &["cron"]);
 }
+
+#[test]
+fn secrets_reach_the_function_but_never_leave_the_server() {
+    let mut server = Server::new().start();
+    let secrets = json!({"secrets": {"API_KEY": "s3cr3t-value"}, "env": {"MODE": "prod"}});
+    let meta = server.register_ok("vault", go::ENV_DUMP, secrets.clone());
+    assert_eq!(meta["secrets"], json!(["API_KEY"]));
+    let run: Value = serde_json::from_str(&server.get("/vault").message()).expect("json");
+    assert_eq!(run["env"]["API_KEY"], "s3cr3t-value");
+    assert_eq!(run["env"]["MODE"], "prod");
+    for path in [
+        "/functions",
+        "/functions/vault",
+        "/functions/vault/versions",
+    ] {
+        assert!(
+            !server.get(path).text().contains("s3cr3t"),
+            "{path} shows a secret value"
+        );
+    }
+    let registry = std::fs::read_to_string(server.data_dir().join("registry/registry.json"))
+        .expect("registry");
+    assert!(
+        !registry.contains("s3cr3t"),
+        "the registry holds a secret value"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let folder = server.data_dir().join("registry/secrets/vault");
+        let mode = std::fs::metadata(&folder)
+            .expect("secrets folder")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "secrets folder is private: {mode:o}");
+    }
+    // Same code and secrets: same version; another secret value: a new version.
+    assert_eq!(
+        server.register_ok("vault", go::ENV_DUMP, secrets)["version"],
+        1
+    );
+    let changed = json!({"secrets": {"API_KEY": "rotated"}, "env": {"MODE": "prod"}});
+    assert_eq!(
+        server.register_ok("vault", go::ENV_DUMP, changed)["version"],
+        2
+    );
+    server.restart();
+    let run: Value = serde_json::from_str(&server.get("/vault").message()).expect("json");
+    assert_eq!(run["env"]["API_KEY"], "rotated");
+    server
+        .post("/functions/vault/rollback", r#"{"version":1}"#)
+        .expect(200);
+    let run: Value = serde_json::from_str(&server.get("/vault").message()).expect("json");
+    assert_eq!(
+        run["env"]["API_KEY"], "s3cr3t-value",
+        "a rollback brings its secrets back"
+    );
+    server.delete("/functions/vault").expect(204);
+    assert!(!server.data_dir().join("registry/secrets/vault").exists());
+}
