@@ -4,6 +4,8 @@
 
 use crate::compiler::Compiler;
 use crate::config::Config;
+use crate::history::History;
+use crate::http::dispatcher::Dispatcher;
 use crate::http::ApiError;
 use crate::ids::new_id;
 use crate::invocation::{self, Call, Trigger};
@@ -28,9 +30,12 @@ pub struct App {
     /// Busy files waiting to be removed.
     pub trash: Trash,
     pub secrets: SecretStore,
+    pub history: History,
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_root: PathBuf,
+    /// The request pool, once the server listens.
+    pub dispatcher: OnceLock<Dispatcher>,
     /// The bound listen address, known once the socket is open.
     pub local_addr: OnceLock<std::net::SocketAddr>,
 }
@@ -56,9 +61,11 @@ impl App {
             scheduler: Scheduler::new(),
             trash: Trash::new(data.trash()),
             secrets: SecretStore::new(data.secrets()),
+            history: History::open(data.registry_dir().join("runs")),
             started: Instant::now(),
             work_root: std::env::temp_dir(),
             local_addr: OnceLock::new(),
+            dispatcher: OnceLock::new(),
         })
     }
 
@@ -223,6 +230,7 @@ impl App {
             })?
             .ok_or_else(|| ApiError::FunctionUnknown { name: name.into() })?;
         self.scheduler.remove(name);
+        self.history.forget(name);
         let data = self.registry.data();
         for dir in [
             data.plugins().join(name),
@@ -257,6 +265,12 @@ impl CronHandler for CronRunner {
     }
 
     fn skipped(&self, job: CronJob) {
+        if let Some(app) = self.0.upgrade() {
+            if let Some(function) = app.registry.get(&job.name) {
+                app.history
+                    .skipped(&job.name, &new_id(), function.current, job.fired_at);
+            }
+        }
         log::warn!(
             "cron skip {}: the previous run is still going (fire due {})",
             job.name,

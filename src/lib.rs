@@ -9,6 +9,7 @@
 pub mod app;
 pub mod compiler;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod ids;
 pub mod invocation;
@@ -44,6 +45,7 @@ pub fn run(config: Config) -> Result<(), String> {
     app.restore();
     let served = http::serve(&app, &stop_rx);
     app.scheduler.stop();
+    app.history.close();
     log::info!("stopped");
     platform::stop_finished();
     served.map_err(|err| err.to_string())

@@ -28,5 +28,7 @@ mod management;
 mod modes;
 #[path = "suite/register.rs"]
 mod register;
+#[path = "suite/runs.rs"]
+mod runs;
 #[path = "suite/versions.rs"]
 mod versions;

@@ -34,6 +34,11 @@ pub enum ApiError {
     FunctionNotCron {
         name: String,
     },
+    /// A run id that is not among a function's kept runs.
+    RunUnknown {
+        name: String,
+        id: String,
+    },
     /// A path names nothing at all.
     RouteUnknown {
         path: String,
@@ -96,6 +101,7 @@ impl ApiError {
             | ApiError::FieldInvalid { .. } => 400,
             ApiError::FunctionUnknown { .. }
             | ApiError::VersionUnknown { .. }
+            | ApiError::RunUnknown { .. }
             | ApiError::RouteUnknown { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::FunctionIsCron { .. } | ApiError::FunctionNotCron { .. } => 409,
@@ -175,6 +181,10 @@ impl fmt::Display for ApiError {
             ApiError::FunctionNotCron { name } => write!(
                 f,
                 "function '{name}' has no cron schedule to pause or resume"
+            ),
+            ApiError::RunUnknown { name, id } => write!(
+                f,
+                "function '{name}' has no run '{id}' among its last 100; GET /functions/{name}/runs lists them"
             ),
             ApiError::RouteUnknown { path } => write!(f, "nothing is served at '{path}'"),
             ApiError::MethodNotAllowed { allow } => {

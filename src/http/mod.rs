@@ -4,6 +4,7 @@
 
 mod api_error;
 mod body;
+pub mod dispatcher;
 mod reply;
 mod router;
 mod server;

@@ -2,8 +2,10 @@
 //! of each route. Every handler returns `Result<Reply, ApiError>`.
 
 use super::body::read_body;
+use super::dispatcher::Slot;
 use super::{ApiError, Reply};
 use crate::app::App;
+use crate::history::KEPT_RUNS;
 use crate::invocation::{self, Call, CgiRequest, Trigger};
 use crate::lifecycle;
 use crate::registration::{self, Limits, Registration};
@@ -13,7 +15,14 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tiny_http::{Method, Request};
 
-pub fn route(app: &App, request: &mut Request, request_id: &str) -> Result<Reply, ApiError> {
+/// Answers one request. `slot` is the request's place in the pool: an async run takes it
+/// over.
+pub fn route(
+    app: &Arc<App>,
+    request: &mut Request,
+    request_id: &str,
+    slot: &mut Option<Slot>,
+) -> Result<Reply, ApiError> {
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -47,6 +56,40 @@ pub fn route(app: &App, request: &mut Request, request_id: &str) -> Result<Reply
             call(app, request, &function, target, query, request_id)
         }
         (_, ["functions", _, "invoke"]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (Get, ["functions", name, "runs"]) => {
+            let function = known(app, name)?;
+            let limit = query_number(query, "limit", 1, KEPT_RUNS)?.unwrap_or(20);
+            Ok(Reply::json(
+                200,
+                &json!(app.history.list(&function.name, limit)),
+            ))
+        }
+        (Get, ["functions", name, "runs", id]) => {
+            let function = known(app, name)?;
+            let run = app
+                .history
+                .get(&function.name, id)
+                .ok_or_else(|| ApiError::RunUnknown {
+                    name: function.name.clone(),
+                    id: id.chars().take(64).collect(),
+                })?;
+            Ok(Reply::json(200, &json!(run)))
+        }
+        (_, ["functions", _, "runs"] | ["functions", _, "runs", _]) => {
+            Err(ApiError::MethodNotAllowed { allow: "GET" })
+        }
+        (Post, ["async", name]) => {
+            let call = request_call(
+                app,
+                request,
+                Trigger::Async,
+                String::new(),
+                query,
+                request_id,
+            )?;
+            start_async(app, name, call, slot)
+        }
+        (_, ["async", _]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         (Get, ["functions", name, "versions"]) => {
             Ok(Reply::json(200, &lifecycle::versions(&*known(app, name)?)))
         }
@@ -160,20 +203,63 @@ struct Target {
 
 /// `?version=N` of a manual invoke.
 fn query_version(query: &str) -> Result<Option<u32>, ApiError> {
+    query_number(query, "version", 1, u32::MAX as usize).map(|n| n.map(|n| n as u32))
+}
+
+/// A whole-number query parameter from `min` to `max`, if present.
+fn query_number(
+    query: &str,
+    field: &'static str,
+    min: usize,
+    max: usize,
+) -> Result<Option<usize>, ApiError> {
     let Some(text) = query
         .split('&')
-        .find_map(|pair| pair.strip_prefix("version="))
+        .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
     else {
         return Ok(None);
     };
-    text.parse::<u32>()
+    text.parse::<usize>()
         .ok()
-        .filter(|n| *n >= 1)
+        .filter(|n| (min..=max).contains(n))
         .map(Some)
         .ok_or_else(|| ApiError::FieldInvalid {
-            field: "version",
-            reason: "must be a version number such as ?version=3".into(),
+            field,
+            reason: format!("must be a whole number from {min} to {max}, such as ?{field}={min}"),
         })
+}
+
+/// `POST /async/{name}`: queues the run on the request pool and answers 202 at once.
+fn start_async(
+    app: &Arc<App>,
+    name: &str,
+    call: Call,
+    request_slot: &mut Option<Slot>,
+) -> Result<Reply, ApiError> {
+    let function = known(app, name)?;
+    let dispatcher = app.dispatcher.get().ok_or(ApiError::ShuttingDown)?;
+    let slot = request_slot
+        .take()
+        .or_else(|| dispatcher.try_take())
+        .ok_or(ApiError::QueueFull)?;
+    let request_id = call.request_id.clone();
+    app.history
+        .begin(&function.name, &request_id, "async", function.current);
+    let job_app = app.clone();
+    let job_function = function.clone();
+    dispatcher.execute(move || {
+        let _slot = slot;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            invocation::invoke(&job_app, &job_function, None, call)
+        }));
+        if run.is_err() {
+            log::error!("async run of {} panicked", job_function.name);
+        }
+    });
+    Ok(Reply::json(202, &json!({ "id": request_id })).with_header(
+        "Location",
+        format!("/functions/{}/runs/{request_id}", function.name),
+    ))
 }
 
 fn call(
@@ -189,6 +275,19 @@ fn call(
         path_info,
         version,
     } = target;
+    let call = request_call(app, request, trigger, path_info, query, request_id)?;
+    invocation::invoke(app, function, version, call)
+}
+
+/// Reads the body and the CGI view of an HTTP request.
+fn request_call(
+    app: &App,
+    request: &mut Request,
+    trigger: Trigger,
+    path_info: String,
+    query: &str,
+    request_id: &str,
+) -> Result<Call, ApiError> {
     let body = read_body(request, app.config.max_body)?;
     let local = app.local_addr.get().copied();
     let host_header = request
@@ -219,19 +318,13 @@ fn call(
             .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
             .collect(),
     };
-    invocation::invoke(
-        app,
-        function,
-        version,
-        Call {
-            trigger,
-            request_id: request_id.to_string(),
-            body,
-            request: Some(cgi),
-        },
-    )
+    Ok(Call {
+        trigger,
+        request_id: request_id.to_string(),
+        body,
+        request: Some(cgi),
+    })
 }
-
 /// `host:port` or `[v6]:port` → the host part.
 fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {

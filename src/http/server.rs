@@ -4,6 +4,7 @@
 //! the stop signal it stops accepting, answers what is still queued with 503, waits for the
 //! requests in progress, and returns.
 
+use super::dispatcher::{Dispatcher, Slot};
 use super::{router, ApiError, Reply};
 use crate::app::App;
 use crate::ids::new_id;
@@ -13,7 +14,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use threadpool::ThreadPool;
 use tiny_http::{Header, Request, Response, Server, StatusCode};
 
 /// How often the loop looks at the stop signal while idle.
@@ -43,10 +43,10 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         app.config.max_queue,
         app.registry.len()
     );
-    let pool = ThreadPool::with_name("http-worker".into(), app.config.workers);
+    let dispatcher = app
+        .dispatcher
+        .get_or_init(|| Dispatcher::new(app.config.workers, app.config.max_queue));
     let rejecter = Rejecter::start();
-    let outstanding = Arc::new(AtomicUsize::new(0));
-    let capacity = app.config.workers + app.config.max_queue;
     loop {
         if !matches!(stop.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
             break;
@@ -59,24 +59,23 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
                 continue;
             }
         };
-        if outstanding.load(Ordering::SeqCst) >= capacity {
+        let Some(slot) = dispatcher.try_take() else {
             rejecter.reject(request, ApiError::QueueFull);
             continue;
-        }
-        let slot = Slot::take(&outstanding);
+        };
         let app = app.clone();
-        pool.execute(move || handle(&app, request, slot));
+        dispatcher.execute(move || handle(&app, request, slot));
     }
     app.scheduler.stop_firing();
     log::info!(
         "stopping: no new requests or cron fires; waiting for {} in progress",
-        outstanding.load(Ordering::SeqCst)
+        dispatcher.outstanding()
     );
     while let Ok(Some(request)) = server.try_recv() {
         rejecter.reject(request, ApiError::ShuttingDown);
     }
     drop(server);
-    pool.join();
+    dispatcher.join();
     Ok(())
 }
 
@@ -120,25 +119,8 @@ impl Rejecter {
     }
 }
 
-/// One accepted request counted against the pool's capacity until it is answered (or its
-/// thread unwinds).
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(counter: &Arc<AtomicUsize>) -> Slot {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Slot(counter.clone())
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Runs the router for one request and sends its answer.
-fn handle(app: &App, mut request: Request, slot: Slot) {
+fn handle(app: &Arc<App>, mut request: Request, slot: Slot) {
     let started = Instant::now();
     let request_id = new_id();
     let method = request.method().to_string();
@@ -150,8 +132,9 @@ fn handle(app: &App, mut request: Request, slot: Slot) {
         .chars()
         .take(200)
         .collect();
+    let mut slot = Some(slot);
     let reply = catch_unwind(AssertUnwindSafe(|| {
-        router::route(app, &mut request, &request_id)
+        router::route(app, &mut request, &request_id, &mut slot)
     }))
     .unwrap_or_else(|_| {
         Err(ApiError::Internal {
@@ -164,7 +147,8 @@ fn handle(app: &App, mut request: Request, slot: Slot) {
         reply.status,
         started.elapsed().as_secs_f64() * 1000.0
     );
-    // The work is done: the place is free before the client can send its next request.
+    // The work is done (or handed to an async run): the place is free before the client
+    // can send its next request.
     drop(slot);
     respond(request, reply, &request_id);
 }

@@ -5,6 +5,7 @@
 mod cgi;
 
 use crate::app::App;
+use crate::history::{Outcome, RunStatus};
 use crate::http::{ApiError, Reply};
 use crate::platform;
 use crate::registry::{Function, ResponseMode};
@@ -21,6 +22,7 @@ pub enum Trigger {
     Http,
     Cron,
     Manual,
+    Async,
 }
 
 impl Trigger {
@@ -29,6 +31,7 @@ impl Trigger {
             Trigger::Http => "http",
             Trigger::Cron => "cron",
             Trigger::Manual => "manual",
+            Trigger::Async => "async",
         }
     }
 }
@@ -94,6 +97,9 @@ pub fn invoke(
     env.push(("GOLAMBDA_TRIGGER".into(), call.trigger.as_str().into()));
     env.push(("GOLAMBDA_REQUEST_ID".into(), call.request_id.clone()));
     let timeout = Duration::from_millis(settings.timeout_ms);
+    let trigger = call.trigger.as_str();
+    app.history
+        .begin(&function.name, &call.request_id, trigger, version.number);
     let finished = runner::run(
         Invocation {
             executable: app.registry.data().resolve(&version.executable),
@@ -109,30 +115,25 @@ pub fn invoke(
         Ok(finished) => finished,
         Err(err) => {
             log::error!(
-                "run {} trigger={} status=error: cannot start {}: {err}",
+                "run {} trigger={trigger} status=error: cannot start {}: {err}",
                 function.name,
-                call.trigger.as_str(),
                 version.executable
             );
-            return Err(ApiError::Internal {
-                context: format!("cannot start the function's executable: {err}"),
-            });
+            let message = format!("cannot start the function's executable: {err}");
+            app.history.finish(
+                &function.name,
+                &call.request_id,
+                Outcome {
+                    status: RunStatus::Error,
+                    exit_code: None,
+                    duration_ms: 0.0,
+                    stdout: b"",
+                    stderr: message.as_bytes(),
+                },
+            );
+            return Err(ApiError::Internal { context: message });
         }
     };
-    let (status, exit) = match finished.ending {
-        Ending::Exited(0) => ("ok", "0".to_string()),
-        Ending::Exited(code) => ("error", code.to_string()),
-        Ending::Signalled(signal) => ("error", platform::signal_name(signal)),
-        Ending::TimedOut => ("timeout", "killed".into()),
-        Ending::OutputTooLarge => ("error", "killed: output limit".into()),
-    };
-    log::info!(
-        "run {} trigger={} version={} status={status} exit={exit} {:.1}ms",
-        function.name,
-        call.trigger.as_str(),
-        version.number,
-        finished.duration.as_secs_f64() * 1000.0
-    );
     let exec_ms = finished.duration.as_secs_f64() * 1000.0;
     // A run just ended: an executable it kept busy may be removable now.
     app.trash.sweep();
@@ -164,6 +165,36 @@ pub fn invoke(
             limit: app.config.max_output,
         }),
     };
+    let (status, exit_code) = match (&outcome, finished.ending) {
+        (Err(_), Ending::Exited(0)) => (RunStatus::Error, Some(0)),
+        (_, Ending::Exited(0)) => (RunStatus::Ok, Some(0)),
+        (_, Ending::Exited(code)) => (RunStatus::Error, Some(code)),
+        (_, Ending::TimedOut) => (RunStatus::Timeout, None),
+        (_, Ending::Signalled(_) | Ending::OutputTooLarge) => (RunStatus::Error, None),
+    };
+    log::info!(
+        "run {} trigger={trigger} version={} status={} exit={} {exec_ms:.1}ms",
+        function.name,
+        version.number,
+        status.as_str(),
+        match finished.ending {
+            Ending::Exited(code) => code.to_string(),
+            Ending::Signalled(signal) => platform::signal_name(signal),
+            Ending::TimedOut => "killed: timeout".into(),
+            Ending::OutputTooLarge => "killed: output limit".into(),
+        }
+    );
+    app.history.finish(
+        &function.name,
+        &call.request_id,
+        Outcome {
+            status,
+            exit_code,
+            duration_ms: exec_ms,
+            stdout: &finished.stdout,
+            stderr: &finished.stderr,
+        },
+    );
     // Every answer of a run, failed ones too, says how long the function ran.
     let reply = outcome.unwrap_or_else(|error| Reply::from_error(&error));
     Ok(reply.with_header("Server-Timing", format!("exec;dur={exec_ms:.1}")))

@@ -375,11 +375,16 @@ impl Server {
 
     /// A snapshot (path, size) of what the server stores: `registry/`, `user_functions/`,
     /// `plugins/`.
+    /// What registrations own: sources, executables, the registry and secrets (not the run
+    /// journals under `registry/runs/`, which every invocation appends to).
     pub fn stored_files(&self) -> Vec<(String, u64)> {
         let mut all = Vec::new();
         for sub in ["registry", "user_functions", "plugins"] {
             for (path, size) in super::snapshot(&self.data_dir.join(sub)) {
-                all.push((format!("{sub}/{path}"), size));
+                let path = format!("{sub}/{path}");
+                if !path.starts_with("registry/runs") {
+                    all.push((path, size));
+                }
             }
         }
         all
