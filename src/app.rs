@@ -9,6 +9,7 @@ use crate::http::dispatcher::Dispatcher;
 use crate::http::ApiError;
 use crate::ids::new_id;
 use crate::invocation::{self, Call, Trigger};
+use crate::metrics::Metrics;
 use crate::platform;
 use crate::registration::hex;
 use crate::registry::secrets::SecretStore;
@@ -31,6 +32,7 @@ pub struct App {
     pub trash: Trash,
     pub secrets: SecretStore,
     pub history: History,
+    pub metrics: Metrics,
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_root: PathBuf,
@@ -62,6 +64,7 @@ impl App {
             trash: Trash::new(data.trash()),
             secrets: SecretStore::new(data.secrets()),
             history: History::open(data.registry_dir().join("runs")),
+            metrics: Metrics::default(),
             started: Instant::now(),
             work_root: std::env::temp_dir(),
             local_addr: OnceLock::new(),
@@ -155,9 +158,10 @@ impl App {
                 version.source
             ));
         }
-        self.compiler
-            .compile(&stored, &exe)
-            .map_err(|err| err.to_string())?;
+        let started = Instant::now();
+        let compiled = self.compiler.compile(&stored, &exe);
+        self.metrics.compiled(compiled.is_ok(), started.elapsed());
+        compiled.map_err(|err| err.to_string())?;
         let size = std::fs::metadata(&exe).map_err(|e| e.to_string())?.len();
         if size != version.executable_size {
             // Another toolchain can build another size: record it so the next start does
@@ -250,6 +254,7 @@ struct CronRunner(Weak<App>);
 impl CronHandler for CronRunner {
     fn run(&self, job: CronJob) {
         let Some(app) = self.0.upgrade() else { return };
+        app.metrics.cron_fire(&job.name, "started");
         let Some(function) = app.registry.get(&job.name) else {
             return;
         };
@@ -266,6 +271,7 @@ impl CronHandler for CronRunner {
 
     fn skipped(&self, job: CronJob) {
         if let Some(app) = self.0.upgrade() {
+            app.metrics.cron_fire(&job.name, "skipped");
             if let Some(function) = app.registry.get(&job.name) {
                 app.history
                     .skipped(&job.name, &new_id(), function.current, job.fired_at);

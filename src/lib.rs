@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod invocation;
 pub mod lifecycle;
+pub mod metrics;
 pub mod platform;
 pub mod registration;
 pub mod registry;

@@ -433,9 +433,10 @@ fn write_and_build(
     }
     crate::platform::write_atomically(source_path, source)
         .map_err(|e| internal(&format!("cannot store the source: {e}")))?;
-    app.compiler
-        .compile(source, exe_path)
-        .map_err(|err| compile_error(app, err))?;
+    let started = Instant::now();
+    let compiled = app.compiler.compile(source, exe_path);
+    app.metrics.compiled(compiled.is_ok(), started.elapsed());
+    compiled.map_err(|err| compile_error(app, err))?;
     std::fs::metadata(exe_path)
         .map(|m| m.len())
         .map_err(|e| internal(&format!("the executable vanished after building: {e}")))

@@ -24,6 +24,8 @@ mod invoke;
 mod lifecycle;
 #[path = "suite/management.rs"]
 mod management;
+#[path = "suite/metrics.rs"]
+mod metrics;
 #[path = "suite/modes.rs"]
 mod modes;
 #[path = "suite/register.rs"]

@@ -35,6 +35,12 @@ pub fn route(
         }
         (Put, ["register"]) => register(app, request),
         (_, ["register"]) => Err(ApiError::MethodNotAllowed { allow: "PUT" }),
+        (Get, ["metrics"]) => Ok(Reply::bytes(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            app.metrics.render(app.registry.len()).into_bytes(),
+        )),
+        (_, ["metrics"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (Get, ["functions"] | ["functions", ""]) => Ok(list(app)),
         (_, ["functions"] | ["functions", ""]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (Get, ["functions", name]) => Ok(Reply::json(200, &app.metadata(&*known(app, name)?))),

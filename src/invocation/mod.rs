@@ -100,6 +100,7 @@ pub fn invoke(
     let trigger = call.trigger.as_str();
     app.history
         .begin(&function.name, &call.request_id, trigger, version.number);
+    let in_flight = app.metrics.run_started();
     let finished = runner::run(
         Invocation {
             executable: app.registry.data().resolve(&version.executable),
@@ -120,6 +121,8 @@ pub fn invoke(
                 version.executable
             );
             let message = format!("cannot start the function's executable: {err}");
+            app.metrics
+                .run_finished(&function.name, trigger, "error", Duration::ZERO);
             app.history.finish(
                 &function.name,
                 &call.request_id,
@@ -184,6 +187,9 @@ pub fn invoke(
             Ending::OutputTooLarge => "killed: output limit".into(),
         }
     );
+    drop(in_flight);
+    app.metrics
+        .run_finished(&function.name, trigger, status.as_str(), finished.duration);
     app.history.finish(
         &function.name,
         &call.request_id,
