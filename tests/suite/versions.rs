@@ -195,3 +195,97 @@ fn secrets_reach_the_function_but_never_leave_the_server() {
     server.delete("/functions/vault").expect(204);
     assert!(!server.data_dir().join("registry/secrets/vault").exists());
 }
+
+#[test]
+fn hot_reload_under_load_answers_only_old_or_new() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = Server::new().start();
+    server.register_ok("flip", &go::say("old"), json!({}));
+    let port = server.port();
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while !done.load(Ordering::SeqCst) || answers.len() < 30 {
+                    let answer = crate::harness::http::request(
+                        port,
+                        "GET",
+                        "/flip",
+                        &[],
+                        crate::harness::http::Body::Fixed(b""),
+                    );
+                    answers.push(answer.map(|a| (a.status, a.text())));
+                    if answers.len() >= 200 {
+                        break;
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        server.register_ok("flip", &go::say("new"), json!({}))["version"],
+        2
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    server
+        .post("/functions/flip/rollback", r#"{"version":1}"#)
+        .expect(200);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    done.store(true, Ordering::SeqCst);
+    let old = r#"{"message":"old\n"}"#.to_string() + "\n";
+    let new = r#"{"message":"new\n"}"#.to_string() + "\n";
+    let (mut olds, mut news) = (0, 0);
+    for client in clients {
+        for answer in client.join().expect("client") {
+            let (status, text) = answer.expect("every request is answered");
+            assert_eq!(status, 200, "{text}");
+            if text == old {
+                olds += 1;
+            } else if text == new {
+                news += 1;
+            } else {
+                panic!("an answer from neither version: {text}");
+            }
+        }
+    }
+    assert!(olds > 0 && news > 0, "old {olds}, new {news}");
+    assert!(olds + news >= 240, "only {} requests", olds + news);
+}
+
+#[test]
+fn a_schedule_follows_the_trigger_from_http_to_cron_and_back() {
+    let server = Server::new().start();
+    let out = server.io_path("fires.txt");
+    let env = json!({"OUT": out.display().to_string()});
+    let web = server.register_ok("shift", &go::appender(0), json!({"env": env}));
+    assert!(web["next_run"].is_null());
+    let cron = server.register_ok(
+        "shift",
+        &go::appender(0),
+        json!({"env": env, "trigger": "@every 1s"}),
+    );
+    assert!(cron["next_run"].is_string(), "{cron}");
+    let fired = || {
+        std::fs::read_to_string(&out)
+            .map(|t| t.matches("start cron").count())
+            .unwrap_or(0)
+    };
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(10),
+        || fired() >= 1
+    ));
+    let back = server.register_ok("shift", &go::appender(0), json!({"env": env}));
+    assert!(back["next_run"].is_null(), "{back}");
+    let after = fired();
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    assert!(
+        fired() <= after + 1,
+        "fires went on after the switch back to http"
+    );
+    assert_eq!(server.get("/shift").message(), "ok\n");
+}
