@@ -3,8 +3,10 @@
 //! an `&App`; nothing here holds a lock while a function runs.
 
 use crate::compiler::Compiler;
+use crate::concurrency::Concurrency;
 use crate::config::Config;
 use crate::history::History;
+use crate::http::auth::Auth;
 use crate::http::dispatcher::Dispatcher;
 use crate::http::ApiError;
 use crate::ids::new_id;
@@ -33,6 +35,8 @@ pub struct App {
     pub secrets: SecretStore,
     pub history: History,
     pub metrics: Metrics,
+    pub auth: Auth,
+    pub concurrency: Concurrency,
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_root: PathBuf,
@@ -56,6 +60,11 @@ impl App {
             data.cache(),
             config.compile_jobs,
         );
+        let auth = Auth::new(
+            config.token.clone(),
+            config.jwt_secret.clone(),
+            config.invoke_auth,
+        );
         Ok(App {
             config,
             registry,
@@ -65,6 +74,8 @@ impl App {
             secrets: SecretStore::new(data.secrets()),
             history: History::open(data.registry_dir().join("runs")),
             metrics: Metrics::default(),
+            auth,
+            concurrency: Concurrency::default(),
             started: Instant::now(),
             work_root: std::env::temp_dir(),
             local_addr: OnceLock::new(),

@@ -24,12 +24,21 @@ pub struct Config {
     pub compile_jobs: usize,
     pub max_source: u64,
     pub log_level: log::LevelFilter,
+    pub token: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub invoke_auth: bool,
+    /// Default memory limit of a run, in bytes.
+    pub memory: u64,
+    /// Default limit of simultaneous runs of one function (0: none).
+    pub max_concurrency: u32,
+    /// Requests per second per client address (0: off).
+    pub rate_limit: u32,
 }
 
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Command {
-    Serve(Config),
+    Serve(Box<Config>),
     Help,
     Version,
 }
@@ -48,10 +57,15 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("compile-jobs", ""),
     ("max-source", "1MiB"),
     ("log-level", "info"),
+    ("token", ""),
+    ("jwt-secret", ""),
+    ("memory", "512MiB"),
+    ("max-concurrency", "0"),
+    ("rate-limit", "0"),
 ];
 
 /// Flags that are switches.
-const SWITCH_FLAGS: &[&str] = &["allow-unauthenticated"];
+const SWITCH_FLAGS: &[&str] = &["allow-unauthenticated", "invoke-auth"];
 
 pub const HELP: &str = "\
 golambda: register Go programs over HTTP and run them on request or on a cron schedule
@@ -60,7 +74,10 @@ usage: golambda [serve] [--flag value]...
 
 flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag wins):
   --addr ADDR               listen address [127.0.0.1:8080]
-  --allow-unauthenticated   allow a non-loopback --addr (the admin API is then open to the network)
+  --allow-unauthenticated   allow a non-loopback --addr without --token or --jwt-secret
+  --token TOKEN             bearer token required on the admin API
+  --jwt-secret SECRET       also accept HS256 JWTs signed with this secret as bearer tokens
+  --invoke-auth             require the credentials on invocations too
   --data-dir DIR            holds plugins/, user_functions/, registry/ [.]
   --workers N               request-handling threads [32]
   --max-queue N             requests waiting for a worker before 503 [1024]
@@ -72,6 +89,9 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --compile-jobs N          compilations at once [number of cores]
   --max-source SIZE         largest decoded source [1MiB]
   --log-level LEVEL         error, warn, info, debug, trace [info]
+  --memory SIZE             default memory limit of a run [512MiB]
+  --max-concurrency N       default limit of simultaneous runs of one function, 0 for none [0]
+  --rate-limit N            requests per second per client address, 0 for off [0]
   -h, --help                this text
   -V, --version             the version
 ";
@@ -187,9 +207,15 @@ impl Command {
             compile_jobs,
             max_source: size("max-source")?,
             log_level,
+            token: Some(value("token")).filter(|t| !t.is_empty()),
+            jwt_secret: Some(value("jwt-secret")).filter(|s| !s.is_empty()),
+            invoke_auth: switch("invoke-auth")?,
+            memory: size("memory")?,
+            max_concurrency: u32::try_from(count("max-concurrency", 0)?).unwrap_or(u32::MAX),
+            rate_limit: u32::try_from(count("rate-limit", 0)?).unwrap_or(u32::MAX),
         };
         config.check_addr()?;
-        Ok(Command::Serve(config))
+        Ok(Command::Serve(Box::new(config)))
     }
 }
 
@@ -203,10 +229,12 @@ impl Config {
                 self.addr
             )
         })?;
-        if !addr.ip().is_loopback() && !self.allow_unauthenticated {
+        let credentials = self.token.is_some() || self.jwt_secret.is_some();
+        if !addr.ip().is_loopback() && !credentials && !self.allow_unauthenticated {
             return Err(format!(
-                "refusing to listen on {addr}: anyone who can reach it could register and run code. \
-                 Listen on 127.0.0.1 (the default) behind a reverse proxy that authenticates, \
+                "refusing to listen on {addr} without credentials: anyone who can reach it could \
+                 register and run code. Give --token (or --jwt-secret) to protect the admin API, \
+                 listen on 127.0.0.1 (the default) behind a reverse proxy that authenticates, \
                  or pass --allow-unauthenticated if this network is trusted"
             ));
         }
@@ -230,7 +258,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         match Command::parse(&args, &env)? {
-            Command::Serve(config) => Ok(config),
+            Command::Serve(config) => Ok(*config),
             other => Err(format!("not serve: {other:?}")),
         }
     }
@@ -281,6 +309,9 @@ mod tests {
         assert!(err.contains("--allow-unauthenticated"));
         let c = parse(&["--addr", "0.0.0.0:8080", "--allow-unauthenticated"], &[]).expect("ok");
         assert!(c.allow_unauthenticated);
+        let c = parse(&["--addr", "0.0.0.0:8080"], &[("GOLAMBDA_TOKEN", "t")]).expect("ok");
+        assert_eq!(c.token.as_deref(), Some("t"));
+        assert!(parse(&["--addr", "0.0.0.0:8080", "--jwt-secret", "s"], &[]).is_ok());
         assert!(parse(&["--addr", "[::1]:0"], &[]).is_ok());
     }
 }

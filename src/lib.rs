@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod compiler;
+pub mod concurrency;
 pub mod config;
 pub mod history;
 pub mod http;

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             println!("golambda {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Ok(Command::Serve(config)) => golambda::run(config),
+        Ok(Command::Serve(config)) => golambda::run(*config),
         Err(err) => Err(err),
     };
     match result {

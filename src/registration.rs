@@ -153,11 +153,7 @@ impl Registration {
 /// Settings the contract defines but this server does not enforce yet are refused rather
 /// than stored: a limit that is shown but not applied would mislead.
 fn refuse_unenforced(settings: &Settings) -> Result<(), ApiError> {
-    let unenforced = if settings.memory.is_some() {
-        Some("memory")
-    } else if settings.max_concurrency > 0 {
-        Some("max_concurrency")
-    } else if !settings.network {
+    let unenforced = if !settings.network {
         Some("network")
     } else {
         None
@@ -622,13 +618,7 @@ mod tests {
 
     #[test]
     fn unenforced_limits_are_refused() {
-        for (extra, field) in [
-            (r#""memory":"64MiB""#, "memory"),
-            (r#""max_concurrency":3"#, "max_concurrency"),
-            (r#""network":false"#, "network"),
-        ] {
-            let body = format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}",{extra}}}"#);
-            assert_eq!(field_of(parse(&body)), field, "{body}");
-        }
+        let body = format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","network":false}}"#);
+        assert_eq!(field_of(parse(&body)), "network", "{body}");
     }
 }

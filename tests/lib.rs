@@ -22,6 +22,8 @@ mod hardening;
 mod invoke;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
+#[path = "suite/limits.rs"]
+mod limits;
 #[path = "suite/management.rs"]
 mod management;
 #[path = "suite/metrics.rs"]

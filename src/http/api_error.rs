@@ -39,6 +39,14 @@ pub enum ApiError {
         name: String,
         id: String,
     },
+    /// Missing or wrong credentials.
+    Unauthorized {
+        reason: &'static str,
+    },
+    /// A rate limit or a concurrency limit was reached.
+    TooManyRequests {
+        reason: &'static str,
+    },
     /// A path names nothing at all.
     RouteUnknown {
         path: String,
@@ -99,6 +107,8 @@ impl ApiError {
             ApiError::BodyMalformed { .. }
             | ApiError::FieldMissing { .. }
             | ApiError::FieldInvalid { .. } => 400,
+            ApiError::Unauthorized { .. } => 401,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::FunctionUnknown { .. }
             | ApiError::VersionUnknown { .. }
             | ApiError::RunUnknown { .. }
@@ -118,7 +128,12 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             ApiError::MethodNotAllowed { allow } => vec![("Allow", allow.to_string())],
-            ApiError::QueueFull => vec![("Retry-After", "1".into())],
+            ApiError::Unauthorized { .. } => {
+                vec![("WWW-Authenticate", "Bearer realm=\"golambda\"".to_string())]
+            }
+            ApiError::QueueFull | ApiError::TooManyRequests { .. } => {
+                vec![("Retry-After", "1".into())]
+            }
             ApiError::ShuttingDown => vec![("Retry-After", "5".into())],
             ApiError::GoMissing { .. } => vec![("Retry-After", "60".into())],
             _ => Vec::new(),
@@ -186,6 +201,13 @@ impl fmt::Display for ApiError {
                 f,
                 "function '{name}' has no run '{id}' among its last 100; GET /functions/{name}/runs lists them"
             ),
+            ApiError::Unauthorized { reason } => write!(
+                f,
+                "this route needs credentials: {reason} (the server's --token, or a JWT signed with its --jwt-secret)"
+            ),
+            ApiError::TooManyRequests { reason } => {
+                write!(f, "too many requests: {reason}; retry after a second")
+            }
             ApiError::RouteUnknown { path } => write!(f, "nothing is served at '{path}'"),
             ApiError::MethodNotAllowed { allow } => {
                 write!(f, "this route answers only {allow}")

@@ -1,27 +1,33 @@
-//! The request pool and its bound: `--workers` threads, and at most `--workers +
-//! --max-queue` requests (synchronous or async runs) accepted and not yet done. Whoever is
-//! refused a place answers 503.
+//! The request pools and their bounds. Invocations run on the invoke lane: `--workers`
+//! threads and at most `--workers + --max-queue` requests (synchronous or async runs)
+//! accepted and not yet done. The admin API has a small lane of its own, so a flood of
+//! invocations never keeps an operator from registering, listing or reading metrics.
+//! Whoever is refused a place answers 503.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use threadpool::ThreadPool;
 
-pub struct Dispatcher {
+/// Admin requests waiting for an admin thread before 503.
+const ADMIN_QUEUE: usize = 64;
+
+/// A pool with a bound on the work it has accepted.
+pub struct Lane {
     pool: ThreadPool,
     outstanding: Arc<AtomicUsize>,
     capacity: usize,
 }
 
-impl Dispatcher {
-    pub fn new(workers: usize, max_queue: usize) -> Dispatcher {
-        Dispatcher {
-            pool: ThreadPool::with_name("http-worker".into(), workers),
+impl Lane {
+    fn new(name: &str, threads: usize, queue: usize) -> Lane {
+        Lane {
+            pool: ThreadPool::with_name(name.into(), threads.max(1)),
             outstanding: Arc::new(AtomicUsize::new(0)),
-            capacity: workers + max_queue,
+            capacity: threads.max(1) + queue,
         }
     }
 
-    /// A place in the pool, if one is free.
+    /// A place in the lane, if one is free.
     pub fn try_take(&self) -> Option<Slot> {
         if self.outstanding.load(Ordering::SeqCst) >= self.capacity {
             return None;
@@ -29,7 +35,12 @@ impl Dispatcher {
         Some(Slot::take(&self.outstanding))
     }
 
-    /// Runs `job` on the pool; it should hold its [`Slot`] until its work is done.
+    /// A place counted in the lane whatever its bound, for work done on the spot.
+    pub fn take_unbounded(&self) -> Slot {
+        Slot::take(&self.outstanding)
+    }
+
+    /// Runs `job` on the lane's pool; it should hold its [`Slot`] until its work is done.
     pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
         self.pool.execute(job);
     }
@@ -37,10 +48,31 @@ impl Dispatcher {
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::SeqCst)
     }
+}
+
+pub struct Dispatcher {
+    pub invoke: Lane,
+    pub admin: Lane,
+}
+
+impl Dispatcher {
+    /// `admin_threads` should exceed the compilations that may run at once, so a long
+    /// build never holds every admin thread.
+    pub fn new(workers: usize, max_queue: usize, admin_threads: usize) -> Dispatcher {
+        Dispatcher {
+            invoke: Lane::new("http-worker", workers, max_queue),
+            admin: Lane::new("http-admin", admin_threads, ADMIN_QUEUE),
+        }
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.invoke.outstanding() + self.admin.outstanding()
+    }
 
     /// Waits until every job has finished.
     pub fn join(&self) {
-        self.pool.join();
+        self.invoke.pool.join();
+        self.admin.pool.join();
     }
 }
 

@@ -3,8 +3,10 @@
 //! that into the response.
 
 mod api_error;
+pub mod auth;
 mod body;
 pub mod dispatcher;
+mod rate_limit;
 mod reply;
 mod router;
 mod server;

@@ -1,6 +1,7 @@
 //! Routing: one `match` on method and path segments with a fallback arm, and the handlers
 //! of each route. Every handler returns `Result<Reply, ApiError>`.
 
+use super::auth::Access;
 use super::body::read_body;
 use super::dispatcher::Slot;
 use super::{ApiError, Reply};
@@ -27,6 +28,17 @@ pub fn route(
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = request.method().clone();
+    let access = Access::of(path);
+    let authorization = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_string());
+    app.auth.check(
+        access,
+        authorization.as_deref(),
+        chrono::Utc::now().timestamp(),
+    )?;
     use Method::{Delete, Get, Head, Post, Put};
     match (&method, segments.as_slice()) {
         (Get | Head, [""] | ["health" | "healthz"]) => Ok(health(app)),
@@ -246,14 +258,14 @@ fn start_async(
     let dispatcher = app.dispatcher.get().ok_or(ApiError::ShuttingDown)?;
     let slot = request_slot
         .take()
-        .or_else(|| dispatcher.try_take())
+        .or_else(|| dispatcher.invoke.try_take())
         .ok_or(ApiError::QueueFull)?;
     let request_id = call.request_id.clone();
     app.history
         .begin(&function.name, &request_id, "async", function.current);
     let job_app = app.clone();
     let job_function = function.clone();
-    dispatcher.execute(move || {
+    dispatcher.invoke.execute(move || {
         let _slot = slot;
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             invocation::invoke(&job_app, &job_function, None, call)

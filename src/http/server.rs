@@ -4,7 +4,9 @@
 //! the stop signal it stops accepting, answers what is still queued with 503, waits for the
 //! requests in progress, and returns.
 
+use super::auth::Access;
 use super::dispatcher::{Dispatcher, Slot};
+use super::rate_limit::RateLimit;
 use super::{router, ApiError, Reply};
 use crate::app::App;
 use crate::ids::new_id;
@@ -43,10 +45,15 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         app.config.max_queue,
         app.registry.len()
     );
-    let dispatcher = app
-        .dispatcher
-        .get_or_init(|| Dispatcher::new(app.config.workers, app.config.max_queue));
+    let dispatcher = app.dispatcher.get_or_init(|| {
+        Dispatcher::new(
+            app.config.workers,
+            app.config.max_queue,
+            app.config.compile_jobs + 2,
+        )
+    });
     let rejecter = Rejecter::start();
+    let mut rate_limit = RateLimit::new(app.config.rate_limit);
     loop {
         if !matches!(stop.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
             break;
@@ -59,12 +66,34 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
                 continue;
             }
         };
-        let Some(slot) = dispatcher.try_take() else {
+        let client = request.remote_addr().map(|a| a.ip());
+        if let Some(client) = client {
+            if !rate_limit.allow(client, Instant::now()) {
+                rejecter.reject(
+                    request,
+                    ApiError::TooManyRequests {
+                        reason: "this address is over --rate-limit",
+                    },
+                );
+                continue;
+            }
+        }
+        let access = Access::of(request.url());
+        let lane = match access {
+            Access::Invoke => &dispatcher.invoke,
+            Access::Admin | Access::Open => &dispatcher.admin,
+        };
+        if access == Access::Open && !has_body(&request) {
+            // Health answers at once, whatever the load.
+            handle(app, request, lane.take_unbounded());
+            continue;
+        }
+        let Some(slot) = lane.try_take() else {
             rejecter.reject(request, ApiError::QueueFull);
             continue;
         };
         let app = app.clone();
-        dispatcher.execute(move || handle(&app, request, slot));
+        lane.execute(move || handle(&app, request, slot));
     }
     app.scheduler.stop_firing();
     log::info!(
@@ -98,12 +127,7 @@ impl Rejecter {
     }
 
     fn reject(&self, request: Request, error: ApiError) {
-        let has_body = request.body_length().is_some_and(|n| n > 0)
-            || request
-                .headers()
-                .iter()
-                .any(|h| h.field.equiv("Transfer-Encoding"));
-        if !has_body || self.live.load(Ordering::SeqCst) >= MAX_REJECTERS {
+        if !has_body(&request) || self.live.load(Ordering::SeqCst) >= MAX_REJECTERS {
             return answer_without_handler(request, &error);
         }
         let slot = Slot::take(&self.live);
@@ -117,6 +141,15 @@ impl Rejecter {
             log::warn!("cannot start a thread to refuse a request: {err}");
         }
     }
+}
+
+/// Whether a request carries a body that dropping it unread would make tiny_http read.
+fn has_body(request: &Request) -> bool {
+    request.body_length().is_some_and(|n| n > 0)
+        || request
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding"))
 }
 
 /// Runs the router for one request and sends its answer.

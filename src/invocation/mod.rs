@@ -7,11 +7,19 @@ mod cgi;
 use crate::app::App;
 use crate::history::{Outcome, RunStatus};
 use crate::http::{ApiError, Reply};
-use crate::platform;
+use crate::platform::{self, Limits};
 use crate::registry::{Function, ResponseMode};
 use crate::runner::{self, Ending, Invocation};
 use serde_json::json;
 use std::time::Duration;
+
+/// Open files a run's processes may each hold.
+const OPEN_FILES: u64 = 1024;
+/// Largest file a run may write.
+const FILE_SIZE: u64 = 1 << 30;
+/// Processes a run may have at once (enforced by the job on Windows, by the per-run user's
+/// process count on Unix).
+const PROCESSES: u64 = 128;
 
 /// Longest header value passed to a function (the kernel refuses larger variables).
 const MAX_HEADER_VALUE: usize = 32 * 1024;
@@ -97,6 +105,16 @@ pub fn invoke(
     env.push(("GOLAMBDA_TRIGGER".into(), call.trigger.as_str().into()));
     env.push(("GOLAMBDA_REQUEST_ID".into(), call.request_id.clone()));
     let timeout = Duration::from_millis(settings.timeout_ms);
+    let limit = match settings.max_concurrency {
+        0 => app.config.max_concurrency,
+        own => own,
+    };
+    let _place = app
+        .concurrency
+        .enter(&function.name, limit)
+        .ok_or(ApiError::TooManyRequests {
+            reason: "the function is at its max_concurrency",
+        })?;
     let trigger = call.trigger.as_str();
     app.history
         .begin(&function.name, &call.request_id, trigger, version.number);
@@ -109,6 +127,14 @@ pub fn invoke(
             timeout,
             max_output: app.config.max_output,
             run_id: call.request_id.clone(),
+            limits: Limits {
+                memory: Some(settings.memory.unwrap_or(app.config.memory)),
+                cpu_seconds: Some(timeout.as_secs() + 2),
+                open_files: Some(OPEN_FILES),
+                file_size: Some(FILE_SIZE),
+                processes: Some(PROCESSES),
+                no_core_dumps: true,
+            },
         },
         &app.work_root,
     );

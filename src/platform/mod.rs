@@ -14,6 +14,23 @@ mod windows;
 #[cfg(windows)]
 pub use windows::*;
 
+/// Resource limits of one child process tree; `None` leaves a limit as the server has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of data memory (heap) per process.
+    pub memory: Option<u64>,
+    /// Seconds of CPU time per process.
+    pub cpu_seconds: Option<u64>,
+    /// Open files per process.
+    pub open_files: Option<u64>,
+    /// Largest file a process may write.
+    pub file_size: Option<u64>,
+    /// Processes in the tree (Windows), or of the run's own user (Unix, per-run users only).
+    pub processes: Option<u64>,
+    /// Write no core dumps.
+    pub no_core_dumps: bool,
+}
+
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;

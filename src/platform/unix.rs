@@ -6,6 +6,8 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 
+use super::Limits;
+
 /// Suffix of executables the Go toolchain writes.
 pub const EXE_SUFFIX: &str = "";
 
@@ -40,10 +42,48 @@ pub fn on_stop_request(callback: impl Fn() + Send + Sync + 'static) -> io::Resul
 /// Says the server has finished stopping (nothing waits for it on Unix).
 pub fn stop_finished() {}
 
-/// Prepares a command so that it and everything it starts form one process group.
-pub fn isolate(command: &mut Command) {
+/// Prepares a command so that it and everything it starts form one process group, under
+/// `limits` (rlimits set in the child between fork and exec).
+pub fn isolate(command: &mut Command, limits: &Limits) {
     command.process_group(0);
+    if *limits == Limits::default() {
+        return;
+    }
+    let mut settings: Vec<(RlimitResource, libc::rlim_t)> = Vec::new();
+    let mut add = |resource, value: Option<u64>| {
+        if let Some(value) = value {
+            settings.push((resource, value as libc::rlim_t));
+        }
+    };
+    add(libc::RLIMIT_DATA, limits.memory);
+    add(libc::RLIMIT_CPU, limits.cpu_seconds);
+    add(libc::RLIMIT_NOFILE, limits.open_files);
+    add(libc::RLIMIT_FSIZE, limits.file_size);
+    if limits.no_core_dumps {
+        add(libc::RLIMIT_CORE, Some(0));
+    }
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // setrlimit(2), which is async-signal-safe; it touches no lock and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for (resource, value) in &settings {
+                let limit = libc::rlimit {
+                    rlim_cur: *value,
+                    rlim_max: *value,
+                };
+                if libc::setrlimit(*resource, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }
+
+#[cfg(target_os = "linux")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_os = "linux"))]
+type RlimitResource = libc::c_int;
 
 /// The kill target for a child and everything it started: its process group.
 #[derive(Debug)]
@@ -53,7 +93,7 @@ pub struct ProcessTree {
 
 impl ProcessTree {
     /// Takes charge of a child spawned from a command that went through [`isolate`].
-    pub fn attach(child: &Child) -> io::Result<ProcessTree> {
+    pub fn attach(child: &Child, _limits: &Limits) -> io::Result<ProcessTree> {
         let group = libc::pid_t::try_from(child.id())
             .map_err(|_| io::Error::other("child pid out of range"))?;
         Ok(ProcessTree { group })

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
+
+use super::Limits;
 use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
 use windows_sys::Win32::Storage::FileSystem::{
@@ -18,7 +20,8 @@ use windows_sys::Win32::System::Console::{SetConsoleCtrlHandler, CTRL_BREAK_EVEN
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
     SetInformationJobObject, TerminateJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
-    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JOB_OBJECT_LIMIT_PROCESS_MEMORY,
 };
 use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW};
 
@@ -63,8 +66,9 @@ pub fn compile_env() -> Vec<(String, String)> {
     .collect()
 }
 
-/// Prepares a command so that console events reach it and not the server.
-pub fn isolate(command: &mut Command) {
+/// Prepares a command so that console events reach it and not the server; the limits are
+/// set on its job by [`ProcessTree::attach`].
+pub fn isolate(command: &mut Command, _limits: &Limits) {
     command.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
 }
 
@@ -82,8 +86,8 @@ unsafe impl Send for ProcessTree {}
 unsafe impl Sync for ProcessTree {}
 
 impl ProcessTree {
-    /// Creates a kill-on-close job and puts the child in it.
-    pub fn attach(child: &Child) -> io::Result<ProcessTree> {
+    /// Creates a kill-on-close job with the limits and puts the child in it.
+    pub fn attach(child: &Child, limits: &Limits) -> io::Result<ProcessTree> {
         // SAFETY: plain Win32 calls on handles owned here or by `child`; `info` outlives
         // the call that reads it.
         unsafe {
@@ -94,6 +98,15 @@ impl ProcessTree {
             let tree = ProcessTree { job };
             let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
             info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+            if let Some(memory) = limits.memory {
+                info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_PROCESS_MEMORY;
+                info.ProcessMemoryLimit = usize::try_from(memory).unwrap_or(usize::MAX);
+            }
+            if let Some(processes) = limits.processes {
+                info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_ACTIVE_PROCESS;
+                info.BasicLimitInformation.ActiveProcessLimit =
+                    u32::try_from(processes).unwrap_or(u32::MAX);
+            }
             let ok = SetInformationJobObject(
                 job,
                 JobObjectExtendedLimitInformation,

@@ -28,6 +28,7 @@ pub struct ChildSpec {
     /// Stdout kept when there is no limit that kills, and stderr kept always; the rest is
     /// read and discarded.
     pub keep: usize,
+    pub limits: platform::Limits,
 }
 
 /// How a child ended.
@@ -64,10 +65,10 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    platform::isolate(&mut spec.command);
+    platform::isolate(&mut spec.command, &spec.limits);
     let started = Instant::now();
     let mut child = spec.command.spawn()?;
-    let tree = match ProcessTree::attach(&child) {
+    let tree = match ProcessTree::attach(&child, &spec.limits) {
         Ok(tree) => Arc::new(tree),
         Err(err) => {
             let _ = child.kill();

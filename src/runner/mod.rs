@@ -24,6 +24,7 @@ pub struct Invocation {
     pub timeout: Duration,
     pub max_output: u64,
     pub run_id: String,
+    pub limits: platform::Limits,
 }
 
 /// Runs the invocation in a new directory under `work_root`.
@@ -59,5 +60,6 @@ fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
         timeout: invocation.timeout,
         stdout_limit: Some(invocation.max_output),
         keep: STDERR_KEEP,
+        limits: invocation.limits,
     })
 }

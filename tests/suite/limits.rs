@@ -1,0 +1,166 @@
+//! Limits a run lives under: memory, per-function concurrency, and access control of the
+//! admin API with tokens and JWTs.
+
+use crate::harness::{assert_error, go, Server};
+use serde_json::json;
+
+const HOG: &str = r#"package main
+
+import "fmt"
+
+func main() {
+	var keep [][]byte
+	for i := 0; i < 64; i++ { // 64 x 64 MiB = 4 GiB
+		b := make([]byte, 64<<20)
+		for j := range b {
+			b[j] = byte(j)
+		}
+		keep = append(keep, b)
+	}
+	fmt.Println("allocated", len(keep))
+}
+"#;
+
+#[test]
+fn a_memory_hog_is_stopped_and_hello_fits_in_64_mib() {
+    let server = Server::new().start();
+    server.register_ok("small", go::HELLO, json!({"memory": "64MiB"}));
+    assert_eq!(server.get("/small").message(), "Hello, World!\n");
+    server.register_ok("hog", HOG, json!({"memory": "256MiB", "timeout": "20s"}));
+    let answer = server.get("/hog");
+    let body = assert_error(&answer, 500, &[]);
+    assert!(
+        !body["stdout"].as_str().unwrap_or("").contains("allocated"),
+        "the hog finished: {body}"
+    );
+    assert_eq!(server.metadata("hog")["memory"], 256 << 20);
+}
+
+#[test]
+fn max_concurrency_answers_429() {
+    let server = Server::new().start();
+    let marker = server.io_path("started");
+    server.register_ok(
+        "single",
+        &go::sleeper(1_500),
+        json!({"max_concurrency": 1, "env": {"MARKER": marker.display().to_string()}}),
+    );
+    let port = server.port();
+    let first = std::thread::spawn(move || {
+        crate::harness::http::request(
+            port,
+            "GET",
+            "/single",
+            &[],
+            crate::harness::http::Body::Fixed(b""),
+        )
+    });
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(10),
+        || marker.exists()
+    ));
+    let second = server.get("/single");
+    assert_error(&second, 429, &["max_concurrency"]);
+    assert_eq!(second.header("Retry-After"), Some("1"));
+    let first = first.join().expect("thread").expect("answer");
+    assert_eq!(first.status, 200);
+    assert_eq!(server.get("/single").status, 200, "the place came back");
+}
+
+#[test]
+fn tokens_and_jwts_guard_the_admin_api() {
+    let server = Server::new()
+        .arg("--token")
+        .arg("s3cret-token")
+        .arg("--jwt-secret")
+        .arg("jwt-key")
+        .start();
+    let unauthorized = server.get("/functions");
+    assert_error(&unauthorized, 401, &["Bearer"]);
+    assert!(unauthorized
+        .header("WWW-Authenticate")
+        .is_some_and(|h| h.starts_with("Bearer")));
+    server.get("/").expect(200);
+    let bearer = [("Authorization", "Bearer s3cret-token")];
+    let body = crate::harness::server::registration_body("hello", go::HELLO, json!({}));
+    let put = |headers: &[(&str, &str)]| {
+        server.request("PUT", "/register", headers, body.to_string().as_bytes())
+    };
+    assert_error(&put(&[]), 401, &[]);
+    assert_error(&put(&[("Authorization", "Bearer wrong")]), 401, &[]);
+    put(&bearer).expect(201);
+    // Invocations stay open without --invoke-auth.
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+    let now = chrono::Utc::now().timestamp();
+    let jwt = golambda::http::auth::sign_jwt(&json!({"exp": now + 300}), b"jwt-key");
+    server
+        .request(
+            "GET",
+            "/functions",
+            &[("Authorization", &format!("Bearer {jwt}"))],
+            b"",
+        )
+        .expect(200);
+    let expired = golambda::http::auth::sign_jwt(&json!({"exp": now - 600}), b"jwt-key");
+    let forged = golambda::http::auth::sign_jwt(&json!({"exp": now + 300}), b"other-key");
+    let none = format!(
+        "{}.{}.",
+        base64_url(br#"{"alg":"none","typ":"JWT"}"#),
+        base64_url(json!({"exp": now + 300}).to_string().as_bytes())
+    );
+    for bad in [expired, forged, none] {
+        let answer = server.request(
+            "GET",
+            "/metrics",
+            &[("Authorization", &format!("Bearer {bad}"))],
+            b"",
+        );
+        assert_error(&answer, 401, &[]);
+    }
+}
+
+#[test]
+fn invoke_auth_guards_invocations_too() {
+    let server = Server::new()
+        .arg("--token")
+        .arg("t0k")
+        .arg("--invoke-auth")
+        .start();
+    let body = crate::harness::server::registration_body("hello", go::HELLO, json!({}));
+    server
+        .request(
+            "PUT",
+            "/register",
+            &[("Authorization", "Bearer t0k")],
+            body.to_string().as_bytes(),
+        )
+        .expect(201);
+    assert_error(&server.get("/hello"), 401, &[]);
+    assert_error(&server.post("/async/hello", ""), 401, &[]);
+    let answer = server.request("GET", "/hello", &[("Authorization", "Bearer t0k")], b"");
+    assert_eq!(answer.message(), "Hello, World!\n");
+    server.get("/").expect(200);
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn rate_limit_answers_429_per_client() {
+    let server = Server::new().arg("--rate-limit").arg("3").start();
+    let answers: Vec<_> = (0..8).map(|_| server.get("/")).collect();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() >= 3,
+        "{statuses:?}"
+    );
+    let limited = answers
+        .iter()
+        .find(|a| a.status == 429)
+        .unwrap_or_else(|| panic!("no 429 in {statuses:?}"));
+    assert_eq!(limited.header("Retry-After"), Some("1"));
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_eq!(server.get("/").status, 200, "tokens come back");
+}
