@@ -17,6 +17,8 @@ pub mod invocation;
 pub mod lifecycle;
 pub mod metrics;
 pub mod platform;
+#[cfg(test)]
+pub mod prop;
 pub mod registration;
 pub mod registry;
 pub mod runner;

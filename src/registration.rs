@@ -621,4 +621,31 @@ mod tests {
         let body = format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","network":false}}"#);
         assert_eq!(field_of(parse(&body)), "network", "{body}");
     }
+
+    #[test]
+    fn property_the_parser_never_panics_and_accepts_only_valid_names() {
+        let seeds: Vec<Vec<u8>> = vec![
+            format!(r#"{{"name":"hello","trigger":"http","code":"{HELLO}"}}"#).into_bytes(),
+            format!(
+                r#"{{"name":"a-1","trigger":"CRON_TZ=UTC 0 */5 * * 1-5","code":"{HELLO}","timeout":"2s","env":{{"A":"b"}},"secrets":{{"K":"v"}},"response":"cgi","memory":"64MiB","max_concurrency":2}}"#
+            )
+            .into_bytes(),
+        ];
+        let mut rng = crate::prop::Rng::new(0x5eed_2026);
+        for round in 0..20_000 {
+            let mut input = rng.pick(&seeds).clone();
+            for _ in 0..1 + rng.below(8) {
+                crate::prop::mutate(&mut rng, &mut input);
+            }
+            if let Ok(registration) = Registration::parse(&input, &limits()) {
+                assert!(
+                    crate::registry::name::check_name(&registration.name).is_ok(),
+                    "round {round} accepted name {:?}",
+                    registration.name
+                );
+                assert!(!registration.source.is_empty());
+                assert!(registration.settings.timeout_ms >= 1);
+            }
+        }
+    }
 }

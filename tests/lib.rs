@@ -18,6 +18,8 @@ mod durability;
 mod errors;
 #[path = "suite/hardening.rs"]
 mod hardening;
+#[path = "suite/hostile.rs"]
+mod hostile;
 #[path = "suite/invoke.rs"]
 mod invoke;
 #[path = "suite/lifecycle.rs"]

@@ -47,6 +47,10 @@ pub enum ApiError {
     TooManyRequests {
         reason: &'static str,
     },
+    /// A request with more headers than anyone needs.
+    TooManyHeaders {
+        limit: usize,
+    },
     /// A path names nothing at all.
     RouteUnknown {
         path: String,
@@ -109,6 +113,7 @@ impl ApiError {
             | ApiError::FieldInvalid { .. } => 400,
             ApiError::Unauthorized { .. } => 401,
             ApiError::TooManyRequests { .. } => 429,
+            ApiError::TooManyHeaders { .. } => 431,
             ApiError::FunctionUnknown { .. }
             | ApiError::VersionUnknown { .. }
             | ApiError::RunUnknown { .. }
@@ -207,6 +212,9 @@ impl fmt::Display for ApiError {
             ),
             ApiError::TooManyRequests { reason } => {
                 write!(f, "too many requests: {reason}; retry after a second")
+            }
+            ApiError::TooManyHeaders { limit } => {
+                write!(f, "the request has more than {limit} headers")
             }
             ApiError::RouteUnknown { path } => write!(f, "nothing is served at '{path}'"),
             ApiError::MethodNotAllowed { allow } => {

@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tiny_http::{Method, Request};
 
+/// Most request headers accepted.
+const MAX_HEADERS: usize = 100;
+
 /// Answers one request. `slot` is the request's place in the pool: an async run takes it
 /// over.
 pub fn route(
@@ -28,6 +31,9 @@ pub fn route(
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = request.method().clone();
+    if request.headers().len() > MAX_HEADERS {
+        return Err(ApiError::TooManyHeaders { limit: MAX_HEADERS });
+    }
     let access = Access::of(path);
     let authorization = request
         .headers()
@@ -388,5 +394,23 @@ mod tests {
         assert_eq!(strip_port("example.com:8080"), "example.com");
         assert_eq!(strip_port("[::1]:80"), "::1");
         assert_eq!(strip_port("localhost"), "localhost");
+    }
+
+    #[test]
+    fn property_path_helpers_never_panic() {
+        let mut rng = crate::prop::Rng::new(0x9a7);
+        let seed = b"/functions/hello/runs/019a-1?limit=5&version=2".to_vec();
+        for _ in 0..20_000 {
+            let mut input = seed.clone();
+            for _ in 0..1 + rng.below(6) {
+                crate::prop::mutate(&mut rng, &mut input);
+            }
+            let text = String::from_utf8_lossy(&input);
+            let decoded = percent_decode(&text);
+            assert!(decoded.len() <= text.len());
+            let _ = crate::http::auth::Access::of(&text);
+            let _ = super::query_number(&text, "limit", 1, 100);
+            let _ = strip_port(&text);
+        }
     }
 }

@@ -181,4 +181,24 @@ mod tests {
         let huge = vec![b'a'; 70 * 1024];
         assert!(parse_response(&huge).is_err());
     }
+
+    #[test]
+    fn property_never_panics_and_statuses_stay_valid() {
+        let seed =
+            b"Status: 201 Created\r\nContent-Type: application/json\r\nX-A: b\r\n\r\n{}".to_vec();
+        let mut rng = crate::prop::Rng::new(0xc61);
+        for _ in 0..20_000 {
+            let mut input = seed.clone();
+            for _ in 0..1 + rng.below(6) {
+                crate::prop::mutate(&mut rng, &mut input);
+            }
+            if let Ok(reply) = parse_response(&input) {
+                assert!((200..=599).contains(&reply.status));
+                assert!(reply
+                    .headers
+                    .iter()
+                    .all(|(n, v)| !n.is_empty() && !v.bytes().any(|b| b == b'\n' || b == b'\r')));
+            }
+        }
+    }
 }

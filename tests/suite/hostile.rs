@@ -1,0 +1,227 @@
+//! Hostile input: each attempt gets a clear 4xx, changes nothing, and the server keeps
+//! serving.
+
+use crate::harness::{assert_error, go, Server};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+fn raw(server: &Server, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn hostile_registrations_are_4xx_and_change_nothing() {
+    let server = Server::new().arg("--max-body").arg("2MiB").start();
+    server.register_ok("keep", go::HELLO, json!({}));
+    let registry =
+        std::fs::read(server.data_dir().join("registry/registry.json")).expect("registry");
+    let files = server.stored_files();
+    let hello = crate::harness::server::registration_body("x", go::HELLO, json!({}));
+    let code = hello["code"].as_str().expect("code").to_string();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (deep.into_bytes(), 400),
+        (
+            b"{\"name\":\"a\",\"trigger\":\"http\",\"code\":\"\xff\xfe\"}".to_vec(),
+            400,
+        ),
+        (b"\xff\xff\xff".to_vec(), 400),
+        (
+            json!({"name": ["a"], "trigger": "http", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": 5, "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "x".repeat(100_000), "trigger": "http", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "../../etc", "trigger": "http", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "..", "trigger": "http", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a/b", "trigger": "http", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "con", "trigger": "http", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "lpt1", "trigger": "http", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "metrics", "trigger": "http", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": "http", "code": "!!!not base64!!!"})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": "http", "code": code, "timeout": "-1s"})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": "http", "code": code, "timeout_ms": 1e30})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": "http", "code": code, "timeout": "99999999h"})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": "http", "code": code, "memory": "99999999999999GiB"})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": "http", "code": code, "max_concurrency": -1})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": "http", "code": code, "env": {"A=B": "x"}})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            json!({"name": "a", "trigger": "@every -5s", "code": code})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (vec![b'{'; 3 << 20], 413),
+    ];
+    for (body, status) in cases {
+        let answer = server.put("/register", &body);
+        assert_error(&answer, status, &[]);
+    }
+    // A chunked body over --max-body is refused too.
+    let big = vec![b'a'; 3 << 20];
+    assert_error(
+        &server.request_chunked("PUT", "/register", &big, 64 * 1024),
+        413,
+        &[],
+    );
+    assert_eq!(
+        std::fs::read(server.data_dir().join("registry/registry.json")).expect("registry"),
+        registry
+    );
+    assert_eq!(server.stored_files(), files);
+    assert_eq!(server.get("/keep").message(), "Hello, World!\n");
+}
+
+#[test]
+fn path_traversal_in_urls_reaches_nothing() {
+    let server = Server::new().start();
+    server.register_ok("keep", go::HELLO, json!({}));
+    for path in [
+        "/../registry/registry.json",
+        "/%2e%2e/registry/registry.json",
+        "/%2E%2E%2Fregistry%2Fregistry.json",
+        "/functions/..%2F..%2Fetc%2Fpasswd",
+        "/functions/../registry",
+        "/functions/keep/runs/..%2F..%2Fregistry.json",
+        "/functions/keep/source/../../registry/registry.json",
+        "/keep%00",
+        "/%ff%fe",
+    ] {
+        let answer = server.get(path);
+        assert!(
+            (400..500).contains(&answer.status),
+            "{path}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        assert!(
+            !answer.text().contains("\"versions\""),
+            "{path} leaked the registry"
+        );
+        assert!(
+            !answer.text().contains("root:"),
+            "{path} leaked a system file"
+        );
+    }
+    assert_eq!(server.get("/keep").message(), "Hello, World!\n");
+}
+
+#[test]
+fn huge_header_counts_are_refused() {
+    let server = Server::new().start();
+    let mut request = b"GET /functions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_vec();
+    for i in 0..2_000 {
+        request.extend_from_slice(format!("X-Flood-{i}: {i}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let answer = raw(&server, &request);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{:.200}", answer);
+    server.get("/").expect(200);
+}
+
+#[test]
+fn absurd_request_lines_do_not_hurt() {
+    let server = Server::new().start();
+    let long_path = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(60_000)
+    );
+    let answer = raw(&server, long_path.as_bytes());
+    assert!(
+        answer.starts_with("HTTP/1.1 4") || answer.is_empty(),
+        "{:.200}",
+        answer
+    );
+    let garbage = raw(&server, b"\x00\x01\x02 nonsense\r\n\r\n");
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 4"),
+        "{:.200}",
+        garbage
+    );
+    server.get("/").expect(200);
+}
