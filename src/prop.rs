@@ -9,7 +9,7 @@ impl Rng {
         Rng(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -17,7 +17,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -66,7 +66,7 @@ pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
             let i = at.min(input.len() - 1);
             input[i] ^= 1 << rng.below(8);
         }
-        1 => input.insert(at, rng.next() as u8),
+        1 => input.insert(at, rng.next_u64() as u8),
         2 if at < input.len() => {
             input.remove(at);
         }
