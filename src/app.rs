@@ -18,6 +18,7 @@ use crate::registry::secrets::SecretStore;
 use crate::registry::trash::Trash;
 use crate::registry::{DataDir, Function, Registry};
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
+use crate::users::UserPool;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io;
@@ -37,6 +38,8 @@ pub struct App {
     pub metrics: Metrics,
     pub auth: Auth,
     pub concurrency: Concurrency,
+    /// Per-run users, when the server runs as root.
+    pub users: Option<UserPool>,
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_root: PathBuf,
@@ -65,6 +68,8 @@ impl App {
             config.jwt_secret.clone(),
             config.invoke_auth,
         );
+        let (first, last) = config.run_uids;
+        let users = platform::is_privileged().then(|| UserPool::new(first, last));
         Ok(App {
             config,
             registry,
@@ -76,6 +81,7 @@ impl App {
             metrics: Metrics::default(),
             auth,
             concurrency: Concurrency::default(),
+            users,
             started: Instant::now(),
             work_root: std::env::temp_dir(),
             local_addr: OnceLock::new(),

@@ -154,7 +154,7 @@ impl Compiler {
             timeout: self.timeout,
             stdout_limit: None,
             keep: OUTPUT_KEEP,
-            limits: platform::Limits::default(),
+            sandbox: platform::Sandbox::default(),
         })
         .map_err(|source| match source.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {

@@ -33,6 +33,8 @@ pub struct Config {
     pub max_concurrency: u32,
     /// Requests per second per client address (0: off).
     pub rate_limit: u32,
+    /// Uids runs execute as when the server runs as root.
+    pub run_uids: (u32, u32),
 }
 
 /// What the command line asked for.
@@ -62,6 +64,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("memory", "512MiB"),
     ("max-concurrency", "0"),
     ("rate-limit", "0"),
+    ("run-uids", "64000-64999"),
 ];
 
 /// Flags that are switches.
@@ -92,6 +95,7 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --memory SIZE             default memory limit of a run [512MiB]
   --max-concurrency N       default limit of simultaneous runs of one function, 0 for none [0]
   --rate-limit N            requests per second per client address, 0 for off [0]
+  --run-uids FIRST-LAST     when run as root: the uids runs execute as [64000-64999]
   -h, --help                this text
   -V, --version             the version
 ";
@@ -213,6 +217,7 @@ impl Command {
             memory: size("memory")?,
             max_concurrency: u32::try_from(count("max-concurrency", 0)?).unwrap_or(u32::MAX),
             rate_limit: u32::try_from(count("rate-limit", 0)?).unwrap_or(u32::MAX),
+            run_uids: crate::users::parse_range(&value("run-uids"))?,
         };
         config.check_addr()?;
         Ok(Command::Serve(Box::new(config)))

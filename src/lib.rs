@@ -24,6 +24,7 @@ pub mod registry;
 pub mod runner;
 pub mod scheduler;
 pub mod units;
+pub mod users;
 
 use app::App;
 use config::Config;

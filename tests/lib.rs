@@ -8,6 +8,8 @@
 
 mod harness;
 
+#[path = "suite/attacks.rs"]
+mod attacks;
 #[path = "suite/concurrency.rs"]
 mod concurrency;
 #[path = "suite/cron.rs"]

@@ -7,7 +7,7 @@ mod cgi;
 use crate::app::App;
 use crate::history::{Outcome, RunStatus};
 use crate::http::{ApiError, Reply};
-use crate::platform::{self, Limits};
+use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, ResponseMode};
 use crate::runner::{self, Ending, Invocation};
 use serde_json::json;
@@ -115,6 +115,10 @@ pub fn invoke(
         .ok_or(ApiError::TooManyRequests {
             reason: "the function is at its max_concurrency",
         })?;
+    let run_user = match &app.users {
+        None => None,
+        Some(pool) => Some(pool.take().ok_or(ApiError::QueueFull)?),
+    };
     let trigger = call.trigger.as_str();
     app.history
         .begin(&function.name, &call.request_id, trigger, version.number);
@@ -127,13 +131,17 @@ pub fn invoke(
             timeout,
             max_output: app.config.max_output,
             run_id: call.request_id.clone(),
-            limits: Limits {
-                memory: Some(settings.memory.unwrap_or(app.config.memory)),
-                cpu_seconds: Some(timeout.as_secs() + 2),
-                open_files: Some(OPEN_FILES),
-                file_size: Some(FILE_SIZE),
-                processes: Some(PROCESSES),
-                no_core_dumps: true,
+            sandbox: Sandbox {
+                limits: Limits {
+                    memory: Some(settings.memory.unwrap_or(app.config.memory)),
+                    cpu_seconds: Some(timeout.as_secs() + 2),
+                    open_files: Some(OPEN_FILES),
+                    file_size: Some(FILE_SIZE),
+                    processes: Some(PROCESSES),
+                    no_core_dumps: true,
+                },
+                user: run_user.as_ref().map(|u| u.uid),
+                no_network: !settings.network,
             },
         },
         &app.work_root,

@@ -31,6 +31,15 @@ pub struct Limits {
     pub no_core_dumps: bool,
 }
 
+/// How one run is confined: its resource limits, the user it runs as (a per-run uid when
+/// the server runs as root on Unix), and whether it is cut off every network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    pub limits: Limits,
+    pub user: Option<u32>,
+    pub no_network: bool,
+}
+
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;

@@ -6,7 +6,10 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 
-use super::Limits;
+use super::Sandbox;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::AsRawFd;
 
 /// Suffix of executables the Go toolchain writes.
 pub const EXE_SUFFIX: &str = "";
@@ -42,13 +45,16 @@ pub fn on_stop_request(callback: impl Fn() + Send + Sync + 'static) -> io::Resul
 /// Says the server has finished stopping (nothing waits for it on Unix).
 pub fn stop_finished() {}
 
-/// Prepares a command so that it and everything it starts form one process group, under
-/// `limits` (rlimits set in the child between fork and exec).
-pub fn isolate(command: &mut Command, limits: &Limits) {
+/// Prepares a command so that it and everything it starts form one process group inside
+/// `sandbox`: in the child, between fork and exec, it leaves the network (a new empty
+/// network namespace), takes its rlimits, drops to the run's user, and asks to be killed if
+/// the server dies.
+pub fn isolate(command: &mut Command, sandbox: &Sandbox) {
     command.process_group(0);
-    if *limits == Limits::default() {
+    if *sandbox == Sandbox::default() {
         return;
     }
+    let limits = sandbox.limits;
     let mut settings: Vec<(RlimitResource, libc::rlim_t)> = Vec::new();
     let mut add = |resource, value: Option<u64>| {
         if let Some(value) = value {
@@ -62,22 +68,116 @@ pub fn isolate(command: &mut Command, limits: &Limits) {
     if limits.no_core_dumps {
         add(libc::RLIMIT_CORE, Some(0));
     }
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // setrlimit(2), which is async-signal-safe; it touches no lock and allocates nothing.
+    if sandbox.user.is_some() {
+        // Counted per user: exact once every run has a user of its own.
+        add(libc::RLIMIT_NPROC, limits.processes);
+    }
+    let user = sandbox.user;
+    let no_network = sandbox.no_network;
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe system calls (unshare, setrlimit, setgroups, setgid, setuid, prctl,
+    // fcntl); it touches no lock and allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            if no_network && libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
             for (resource, value) in &settings {
                 let limit = libc::rlimit {
                     rlim_cur: *value,
                     rlim_max: *value,
                 };
                 if libc::setrlimit(*resource, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(uid) = user {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(uid as libc::gid_t) != 0
+                    || libc::setuid(uid as libc::uid_t) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // After the uid change: the kernel clears it on setuid.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
                 }
             }
             Ok(())
         });
     }
+}
+
+/// True when the server can give runs users of their own (it runs as root).
+pub fn is_privileged() -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether runs can be cut off every network (a network namespace needs root).
+pub fn can_isolate_network() -> bool {
+    is_privileged()
+}
+
+/// Gives a run's working directory to its user.
+pub fn give_to_user(path: &Path, uid: u32) -> io::Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid))
+}
+
+/// A command that runs `executable` even when its folder is closed to the run's user: the
+/// server opens the file and the child executes it through `/proc/self/fd`. The returned
+/// file must live until the child has started.
+pub fn command_for(executable: &Path, user: Option<u32>) -> io::Result<(Command, Option<File>)> {
+    if user.is_none() || !cfg!(target_os = "linux") {
+        return Ok((Command::new(executable), None));
+    }
+    let file = File::open(executable)?;
+    let fd = file.as_raw_fd();
+    let mut command = Command::new(format!("/proc/self/fd/{fd}"));
+    // SAFETY: fcntl(2) on an fd the parent keeps open; async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok((command, Some(file)))
+}
+
+/// Kills every process of a run's user: whatever the run left, even a daemon that left its
+/// process group and its parent. Returns how many it found.
+pub fn kill_user(uid: u32) -> usize {
+    let mut killed = 0;
+    // A process forking while we look is caught on the next pass.
+    for _ in 0..5 {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return killed;
+        };
+        let mut found = 0;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            if entry.metadata().is_ok_and(|m| m.uid() == uid) {
+                // SAFETY: kill(2) on a pid of the run's own user.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                found += 1;
+            }
+        }
+        killed += found;
+        if found == 0 {
+            break;
+        }
+    }
+    killed
 }
 
 #[cfg(target_os = "linux")]
@@ -93,7 +193,7 @@ pub struct ProcessTree {
 
 impl ProcessTree {
     /// Takes charge of a child spawned from a command that went through [`isolate`].
-    pub fn attach(child: &Child, _limits: &Limits) -> io::Result<ProcessTree> {
+    pub fn attach(child: &Child, _sandbox: &Sandbox) -> io::Result<ProcessTree> {
         let group = libc::pid_t::try_from(child.id())
             .map_err(|_| io::Error::other("child pid out of range"))?;
         Ok(ProcessTree { group })

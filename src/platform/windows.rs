@@ -10,7 +10,33 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::Limits;
+use super::Sandbox;
+use std::fs::File;
+
+/// Runs have no users of their own on Windows.
+pub fn is_privileged() -> bool {
+    false
+}
+
+/// Windows has no per-run network cut-off here.
+pub fn can_isolate_network() -> bool {
+    false
+}
+
+/// Runs have no users of their own on Windows.
+pub fn give_to_user(_path: &Path, _uid: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// The plain command: runs have no users of their own on Windows.
+pub fn command_for(executable: &Path, _user: Option<u32>) -> io::Result<(Command, Option<File>)> {
+    Ok((Command::new(executable), None))
+}
+
+/// Runs have no users of their own on Windows: the job holds their processes.
+pub fn kill_user(_uid: u32) -> usize {
+    0
+}
 use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
 use windows_sys::Win32::Storage::FileSystem::{
@@ -68,7 +94,7 @@ pub fn compile_env() -> Vec<(String, String)> {
 
 /// Prepares a command so that console events reach it and not the server; the limits are
 /// set on its job by [`ProcessTree::attach`].
-pub fn isolate(command: &mut Command, _limits: &Limits) {
+pub fn isolate(command: &mut Command, _sandbox: &Sandbox) {
     command.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
 }
 
@@ -87,7 +113,8 @@ unsafe impl Sync for ProcessTree {}
 
 impl ProcessTree {
     /// Creates a kill-on-close job with the limits and puts the child in it.
-    pub fn attach(child: &Child, limits: &Limits) -> io::Result<ProcessTree> {
+    pub fn attach(child: &Child, sandbox: &Sandbox) -> io::Result<ProcessTree> {
+        let limits = &sandbox.limits;
         // SAFETY: plain Win32 calls on handles owned here or by `child`; `info` outlives
         // the call that reads it.
         unsafe {

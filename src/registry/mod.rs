@@ -40,7 +40,9 @@ impl DataDir {
         self.root.join("cache")
     }
 
-    /// Creates the folders (and the data dir itself) if they are missing.
+    /// Creates the folders (and the data dir itself) if they are missing, each readable by
+    /// the server's user only: a run reaches its executable through a file the server
+    /// opened, never through these folders.
     pub fn create(&self) -> io::Result<()> {
         for dir in [
             self.plugins(),
@@ -49,6 +51,7 @@ impl DataDir {
             self.cache(),
         ] {
             std::fs::create_dir_all(&dir)?;
+            platform::make_private(&dir)?;
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ pub struct ChildSpec {
     /// Stdout kept when there is no limit that kills, and stderr kept always; the rest is
     /// read and discarded.
     pub keep: usize,
-    pub limits: platform::Limits,
+    pub sandbox: platform::Sandbox,
 }
 
 /// How a child ended.
@@ -65,10 +65,10 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    platform::isolate(&mut spec.command, &spec.limits);
+    platform::isolate(&mut spec.command, &spec.sandbox);
     let started = Instant::now();
     let mut child = spec.command.spawn()?;
-    let tree = match ProcessTree::attach(&child, &spec.limits) {
+    let tree = match ProcessTree::attach(&child, &spec.sandbox) {
         Ok(tree) => Arc::new(tree),
         Err(err) => {
             let _ = child.kill();

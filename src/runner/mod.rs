@@ -8,7 +8,6 @@ use crate::platform;
 pub use child::{Ending, Finished};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// How much stderr a run keeps (the rest is read and dropped).
@@ -24,14 +23,22 @@ pub struct Invocation {
     pub timeout: Duration,
     pub max_output: u64,
     pub run_id: String,
-    pub limits: platform::Limits,
+    pub sandbox: platform::Sandbox,
 }
 
 /// Runs the invocation in a new directory under `work_root`.
 pub fn run(invocation: Invocation, work_root: &Path) -> io::Result<Finished> {
     let work_dir = work_root.join(format!("golambda-run-{}", invocation.run_id));
     std::fs::create_dir(&work_dir)?;
+    let user = invocation.sandbox.user;
     let result = run_in(invocation, &work_dir);
+    if let Some(uid) = user {
+        // Whatever the run left behind, even a daemon that escaped its process group.
+        let left = platform::kill_user(uid);
+        if left > 0 {
+            log::info!("killed {left} processes a run of uid {uid} left behind");
+        }
+    }
     if let Err(err) = std::fs::remove_dir_all(&work_dir) {
         log::warn!(
             "could not remove working directory {}: {err}",
@@ -43,7 +50,11 @@ pub fn run(invocation: Invocation, work_root: &Path) -> io::Result<Finished> {
 
 fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
     platform::make_private(work_dir)?;
-    let mut command = Command::new(&invocation.executable);
+    if let Some(uid) = invocation.sandbox.user {
+        platform::give_to_user(work_dir, uid)?;
+    }
+    let (mut command, _executable) =
+        platform::command_for(&invocation.executable, invocation.sandbox.user)?;
     let dir = work_dir.to_string_lossy().into_owned();
     command
         .env_clear()
@@ -60,6 +71,6 @@ fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
         timeout: invocation.timeout,
         stdout_limit: Some(invocation.max_output),
         keep: STDERR_KEEP,
-        limits: invocation.limits,
+        sandbox: invocation.sandbox,
     })
 }

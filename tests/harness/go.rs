@@ -160,6 +160,8 @@ func note(line string) {{
 	}}
 	fmt.Fprintln(f, line)
 	f.Close()
+	// Runs of one function may each have a user of their own: let the next one append.
+	os.Chmod(os.Getenv("OUT"), 0o666)
 }}
 
 func main() {{

@@ -75,6 +75,11 @@ impl Builder {
             dir,
             data_dir,
             io_dir,
+            run_uids: {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let first = 64_000 + 64 * NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                format!("{first}-{}", first + 63)
+            },
             go_wrapper,
             child: None,
             port: 0,
@@ -94,6 +99,8 @@ pub struct Server {
     dir: TempDir,
     data_dir: PathBuf,
     io_dir: PathBuf,
+    /// This server's `--run-uids`, apart from every other test server's.
+    run_uids: String,
     go_wrapper: PathBuf,
     child: Option<Child>,
     port: u16,
@@ -128,6 +135,10 @@ impl Server {
             "127.0.0.1:0".into(),
             "--data-dir".into(),
             self.data_dir.display().to_string(),
+            // Servers running side by side as root need run users of their own: each kills
+            // every process of a run's uid when the run ends.
+            "--run-uids".into(),
+            self.run_uids.clone(),
         ];
         match &builder.go {
             Go::Wrapper => args.extend(["--go".into(), self.go_wrapper.display().to_string()]),

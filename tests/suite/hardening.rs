@@ -57,13 +57,49 @@ fn output_is_kept_when_an_escaped_process_holds_stdout() {
     );
 }
 
+const DIAL: &str = r#"package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+func main() {
+	conn, err := net.DialTimeout("tcp", os.Getenv("TARGET"), 2*time.Second)
+	if err != nil {
+		fmt.Println("cut off:", err)
+		return
+	}
+	conn.Close()
+	fmt.Println("connected")
+}
+"#;
+
 #[test]
-fn limits_not_enforced_yet_are_refused() {
+fn network_false_cuts_a_run_off_every_network() {
     let server = Server::new().start();
-    let refused = server.register("limited", go::HELLO, json!({"network": false}));
-    let body = assert_error(&refused, 400, &["network"]);
-    assert_eq!(body["field"], "network", "{body}");
-    server.get("/functions/limited").expect(404);
+    let target = json!({"TARGET": format!("127.0.0.1:{}", server.port())});
+    server.register_ok("online", DIAL, json!({"env": target}));
+    assert_eq!(server.get("/online").message(), "connected\n");
+    let offline = server.register("offline", DIAL, json!({"env": target, "network": false}));
+    if is_root() {
+        offline.expect(201);
+        let answer = server.get("/offline").message();
+        assert!(answer.starts_with("cut off:"), "{answer}");
+    } else {
+        let body = assert_error(&offline, 400, &["network"]);
+        assert_eq!(body["field"], "network", "{body}");
+        server.get("/functions/offline").expect(404);
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 #[test]

@@ -1,0 +1,78 @@
+//! Per-run users: when the server runs as root, each run takes a uid from `--run-uids` for
+//! its whole life and gives it back once every process of that uid is gone, so no two runs
+//! ever share a uid and a run cannot touch the server's files, another run, or the server.
+
+use std::sync::{Mutex, MutexGuard};
+
+pub struct UserPool {
+    free: Mutex<Vec<u32>>,
+}
+
+/// A uid held by one run; returned to the pool when dropped.
+pub struct RunUser<'a> {
+    pool: &'a UserPool,
+    pub uid: u32,
+}
+
+impl UserPool {
+    /// The uids `first..=last`.
+    pub fn new(first: u32, last: u32) -> UserPool {
+        UserPool {
+            free: Mutex::new((first..=last).rev().collect()),
+        }
+    }
+
+    /// A free uid, or `None` when every one is in use.
+    pub fn take(&self) -> Option<RunUser<'_>> {
+        let uid = self.lock().pop()?;
+        Some(RunUser { pool: self, uid })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<u32>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for RunUser<'_> {
+    fn drop(&mut self) {
+        self.pool.lock().push(self.uid);
+    }
+}
+
+/// Parses `--run-uids` (`64000-64999`).
+pub fn parse_range(text: &str) -> Result<(u32, u32), String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| format!("--run-uids must be a range such as 64000-64999, not '{text}'"))?;
+    let parse = |s: &str| s.trim().parse::<u32>().ok().filter(|n| *n >= 1000);
+    match (parse(first), parse(last)) {
+        (Some(first), Some(last)) if first <= last && last - first < 1_000_000 => Ok((first, last)),
+        _ => Err(format!(
+            "--run-uids must be a range of unprivileged uids (1000 or more) such as 64000-64999, not '{text}'"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_never_shared() {
+        let pool = UserPool::new(64000, 64001);
+        let a = pool.take().expect("one");
+        let b = pool.take().expect("two");
+        assert_ne!(a.uid, b.uid);
+        assert!(pool.take().is_none());
+        drop(a);
+        assert!(pool.take().is_some());
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("64000-64999"), Ok((64000, 64999)));
+        for bad in ["", "0-10", "5-1", "64000", "a-b", "64999-64000"] {
+            assert!(parse_range(bad).is_err(), "{bad}");
+        }
+    }
+}

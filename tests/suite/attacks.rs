@@ -1,0 +1,230 @@
+//! Attacks a function can try when the server runs as root (as CI does): each run executes
+//! as an unprivileged user of its own, so it cannot read the server's data, other functions
+//! or the server's environment, cannot signal the server, and nothing it starts survives it.
+//! On a non-root machine these tests return early: runs then share the server's user.
+
+use crate::harness::{assert_error, go, Server};
+use serde_json::{json, Value};
+use std::os::unix::fs::MetadataExt;
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Pids of processes whose uid is in `first..=last`.
+fn processes_of(first: u32, last: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+                    let uid = e.metadata().ok()?.uid();
+                    ((first..=last).contains(&uid) && !crate::harness::process_gone(pid))
+                        .then_some(pid)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn run_uids(server: &Server) -> (u32, u32) {
+    let uid: Value = serde_json::from_str(&server.get("/whoami").message()).expect("json");
+    let uid = uid["uid"].as_u64().expect("uid") as u32;
+    // The harness gives each server a block of 64 uids.
+    let first = 64_000 + (uid - 64_000) / 64 * 64;
+    (first, first + 63)
+}
+
+const WHOAMI: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() { fmt.Printf(`{"uid":%d,"gid":%d}`, os.Getuid(), os.Getgid()) }
+"#;
+
+const PROBE: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	for _, path := range strings.Split(os.Getenv("TARGETS"), ",") {
+		if _, err := os.ReadFile(path); err != nil {
+			fmt.Printf("denied %s\n", path)
+		} else {
+			fmt.Printf("READ %s\n", path)
+		}
+	}
+	pid := 0
+	fmt.Sscan(os.Getenv("SERVER_PID"), &pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		fmt.Println("signal denied")
+	} else {
+		fmt.Println("SIGNALLED")
+	}
+	os.Symlink("/", "root-link")
+	os.Symlink(os.Getenv("REGISTRY"), "registry-link")
+}
+"#;
+
+#[test]
+fn runs_execute_as_unprivileged_users_of_their_own() {
+    if !is_root() {
+        return;
+    }
+    let server = Server::new().start();
+    server.register_ok("whoami", WHOAMI, json!({}));
+    let me: Value = serde_json::from_str(&server.get("/whoami").message()).expect("json");
+    let uid = me["uid"].as_u64().expect("uid");
+    assert!((64_000..65_000).contains(&uid), "{me}");
+    assert_eq!(me["gid"], me["uid"], "{me}");
+}
+
+#[test]
+fn a_function_cannot_read_the_server_data_or_signal_the_server() {
+    if !is_root() {
+        return;
+    }
+    let server = Server::new().start();
+    server.register_ok("victim", go::HELLO, json!({"secrets": {"TOKEN": "v1ct1m"}}));
+    let data = server.data_dir();
+    let registry = data.join("registry/registry.json");
+    let targets = [
+        registry.clone(),
+        data.join("user_functions/victim/v1.go"),
+        data.join("plugins/victim/v1"),
+        data.join("registry/secrets/victim/v1.json"),
+        std::path::PathBuf::from(format!("/proc/{}/environ", server.pid())),
+    ];
+    let list: Vec<String> = targets.iter().map(|p| p.display().to_string()).collect();
+    server.register_ok(
+        "probe",
+        PROBE,
+        json!({"env": {
+            "TARGETS": list.join(","),
+            "SERVER_PID": server.pid().to_string(),
+            "REGISTRY": registry.display().to_string(),
+        }}),
+    );
+    let report = server.get("/probe").message();
+    for target in &list {
+        assert!(
+            report.contains(&format!("denied {target}")),
+            "{target}:\n{report}"
+        );
+    }
+    assert!(report.contains("signal denied"), "{report}");
+    // The symlinks it left in its working directory were removed, not followed.
+    assert!(registry.is_file(), "the registry survived the clean-up");
+    assert!(std::path::Path::new("/etc/passwd").is_file());
+    server.get("/").expect(200);
+    assert_eq!(server.get("/victim").message(), "Hello, World!\n");
+}
+
+const FORK_BOMB: &str = r#"package main
+
+import (
+	"fmt"
+	"os/exec"
+)
+
+func main() {
+	started := 0
+	for i := 0; i < 2000; i++ {
+		if err := exec.Command("sleep", "300").Start(); err != nil {
+			break
+		}
+		started++
+	}
+	fmt.Println(started)
+}
+"#;
+
+#[test]
+fn a_fork_bomb_is_bounded_and_leaves_nothing() {
+    if !is_root() {
+        return;
+    }
+    let server = Server::new().start();
+    server.register_ok("whoami", WHOAMI, json!({}));
+    let (first, last) = run_uids(&server);
+    server.register_ok("bomb", FORK_BOMB, json!({"timeout": "10s"}));
+    let answer = server.get("/bomb");
+    answer.expect(200);
+    let started: u32 = answer.message().trim().parse().expect("a count");
+    assert!(started < 200, "{started} processes started");
+    assert!(
+        crate::harness::eventually(std::time::Duration::from_secs(5), || processes_of(
+            first, last
+        )
+        .is_empty()),
+        "left behind: {:?}",
+        processes_of(first, last)
+    );
+}
+
+const DAEMON: &str = r#"package main
+
+import (
+	"fmt"
+	"os/exec"
+)
+
+func main() {
+	// The shell forks a child into a session of its own and exits: a classic daemon.
+	err := exec.Command("sh", "-c", "setsid sleep 300 >/dev/null 2>&1 < /dev/null &").Run()
+	fmt.Println("daemon started", err == nil)
+}
+"#;
+
+#[test]
+fn a_double_forking_daemon_does_not_survive_its_run() {
+    if !is_root() {
+        return;
+    }
+    let server = Server::new().start();
+    server.register_ok("whoami", WHOAMI, json!({}));
+    let (first, last) = run_uids(&server);
+    server.register_ok("daemon", DAEMON, json!({}));
+    assert_eq!(server.get("/daemon").message(), "daemon started true\n");
+    assert!(
+        crate::harness::eventually(std::time::Duration::from_secs(5), || processes_of(
+            first, last
+        )
+        .is_empty()),
+        "the daemon survived: {:?}",
+        processes_of(first, last)
+    );
+}
+
+#[test]
+fn cgo_directives_never_run_at_build_time() {
+    let server = Server::new().start();
+    let marker = server.io_path("cgo-ran");
+    let source = format!(
+        r#"package main
+
+// #cgo CFLAGS: -DX=1
+// #cgo LDFLAGS: -Wl,--version
+// static void hello(void) {{ }}
+import "C"
+
+//go:generate touch {}
+
+func main() {{ C.hello() }}
+"#,
+        marker.display()
+    );
+    let answer = server.register("cgo", &source, json!({}));
+    assert_error(&answer, 422, &["compilation failed"]);
+    assert!(!marker.exists(), "a build step ran");
+    server.get("/functions/cgo").expect(404);
+}
