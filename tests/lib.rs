@@ -12,6 +12,8 @@ mod harness;
 mod attacks;
 #[path = "suite/concurrency.rs"]
 mod concurrency;
+#[path = "suite/crash.rs"]
+mod crash;
 #[path = "suite/cron.rs"]
 mod cron;
 #[path = "suite/durability.rs"]
