@@ -35,6 +35,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// Uids runs execute as when the server runs as root.
     pub run_uids: (u32, u32),
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// What the command line asked for.
@@ -65,6 +67,8 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("max-concurrency", "0"),
     ("rate-limit", "0"),
     ("run-uids", "64000-64999"),
+    ("tls-cert", ""),
+    ("tls-key", ""),
 ];
 
 /// Flags that are switches.
@@ -96,6 +100,8 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --max-concurrency N       default limit of simultaneous runs of one function, 0 for none [0]
   --rate-limit N            requests per second per client address, 0 for off [0]
   --run-uids FIRST-LAST     when run as root: the uids runs execute as [64000-64999]
+  --tls-cert PEM            serve HTTPS with this certificate chain (with --tls-key)
+  --tls-key PEM             the certificate's private key
   -h, --help                this text
   -V, --version             the version
 ";
@@ -218,6 +224,15 @@ impl Command {
             max_concurrency: u32::try_from(count("max-concurrency", 0)?).unwrap_or(u32::MAX),
             rate_limit: u32::try_from(count("rate-limit", 0)?).unwrap_or(u32::MAX),
             run_uids: crate::users::parse_range(&value("run-uids"))?,
+            tls: match (value("tls-cert"), value("tls-key")) {
+                (cert, key) if cert.is_empty() && key.is_empty() => None,
+                (cert, key) if !cert.is_empty() && !key.is_empty() => {
+                    Some((PathBuf::from(cert), PathBuf::from(key)))
+                }
+                _ => {
+                    return Err("--tls-cert and --tls-key go together: give both or neither".into())
+                }
+            },
         };
         config.check_addr()?;
         Ok(Command::Serve(Box::new(config)))

@@ -16,19 +16,39 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tiny_http::{Header, Request, Response, Server, StatusCode};
+use tiny_http::{Header, Request, Response, Server, SslConfig, StatusCode};
 
 /// How often the loop looks at the stop signal while idle.
 const POLL: Duration = Duration::from_millis(100);
 
 /// Serves until `stop` receives (or its sender is dropped).
 pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
-    let server = Server::http(&app.config.addr).map_err(|err| {
+    let server = match &app.config.tls {
+        None => Server::http(&app.config.addr),
+        Some((cert, key)) => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).map_err(|err| {
+                    io::Error::new(err.kind(), format!("cannot read {}: {err}", path.display()))
+                })
+            };
+            let config = SslConfig {
+                certificate: read(cert)?,
+                private_key: read(key)?,
+            };
+            Server::https(&app.config.addr, config)
+        }
+    }
+    .map_err(|err| {
         io::Error::new(
             io::ErrorKind::AddrInUse,
             format!("cannot listen on {}: {err}", app.config.addr),
         )
     })?;
+    let scheme = if app.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let addr = server
         .server_addr()
         .to_ip()
@@ -36,7 +56,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
     let _ = app.local_addr.set(addr);
     {
         let mut out = io::stdout().lock();
-        writeln!(out, "golambda listening on http://{addr}")?;
+        writeln!(out, "golambda listening on {scheme}://{addr}")?;
         out.flush()?;
     }
     log::info!(

@@ -197,7 +197,10 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("golambda listening on http://") {
+                    if let Some(rest) = line
+                        .strip_prefix("golambda listening on http://")
+                        .or_else(|| line.strip_prefix("golambda listening on https://"))
+                    {
                         let port = rest
                             .rsplit(':')
                             .next()

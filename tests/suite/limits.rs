@@ -164,3 +164,53 @@ fn rate_limit_answers_429_per_client() {
     std::thread::sleep(std::time::Duration::from_millis(1_100));
     assert_eq!(server.get("/").status, 200, "tokens come back");
 }
+
+#[test]
+fn tls_serves_https() {
+    let server_dir = crate::harness::tempdir::TempDir::new();
+    let (cert, key) = (
+        server_dir.path().join("cert.pem"),
+        server_dir.path().join("key.pem"),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let server = Server::new()
+        .arg("--tls-cert")
+        .arg(cert.display().to_string())
+        .arg("--tls-key")
+        .arg(key.display().to_string())
+        .start();
+    assert!(server.stdout_lines()[0].starts_with("golambda listening on https://"));
+    let curl = std::process::Command::new("curl")
+        .args(["-sk", &format!("https://127.0.0.1:{}/", server.port())])
+        .output()
+        .expect("curl runs");
+    let body = String::from_utf8_lossy(&curl.stdout);
+    assert!(body.contains("\"status\":\"ok\""), "over TLS: {body}");
+    let plain = server.try_request("GET", "/", &[], b"");
+    assert!(
+        plain.map_or(true, |a| a.status != 200),
+        "plain HTTP must not be served"
+    );
+}
