@@ -60,6 +60,7 @@ impl App {
         let compiler = Compiler::new(
             config.go.clone(),
             config.compile_timeout,
+            config.compile_memory,
             data.cache(),
             config.compile_jobs,
         );

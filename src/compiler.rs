@@ -82,15 +82,24 @@ impl Drop for SlotGuard<'_> {
 pub struct Compiler {
     go: PathBuf,
     timeout: Duration,
+    /// Data memory of the build's processes (`--compile-memory`).
+    memory: u64,
     cache_dir: PathBuf,
     slots: Slots,
 }
 
 impl Compiler {
-    pub fn new(go: PathBuf, timeout: Duration, cache_dir: PathBuf, jobs: usize) -> Compiler {
+    pub fn new(
+        go: PathBuf,
+        timeout: Duration,
+        memory: u64,
+        cache_dir: PathBuf,
+        jobs: usize,
+    ) -> Compiler {
         Compiler {
             go,
             timeout,
+            memory,
             cache_dir,
             slots: Slots {
                 free: Mutex::new(jobs.max(1)),
@@ -154,7 +163,16 @@ impl Compiler {
             timeout: self.timeout,
             stdout_limit: None,
             keep: OUTPUT_KEEP,
-            sandbox: platform::Sandbox::default(),
+            sandbox: platform::Sandbox {
+                limits: platform::Limits {
+                    memory: Some(self.memory),
+                    no_core_dumps: true,
+                    ..platform::Limits::default()
+                },
+                user: None,
+                // Nothing a build needs is on the network (GOPROXY=off, no cgo).
+                no_network: platform::can_isolate_network(),
+            },
         })
         .map_err(|source| match source.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {

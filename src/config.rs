@@ -35,6 +35,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// Uids runs execute as when the server runs as root.
     pub run_uids: (u32, u32),
+    /// Data memory of one compilation.
+    pub compile_memory: u64,
     /// PEM certificate chain and private key: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -67,6 +69,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("max-concurrency", "0"),
     ("rate-limit", "0"),
     ("run-uids", "64000-64999"),
+    ("compile-memory", "2GiB"),
     ("tls-cert", ""),
     ("tls-key", ""),
 ];
@@ -94,6 +97,7 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --go PATH                 Go toolchain used to compile [go on PATH]
   --compile-timeout DURATION  limit of one compilation [120s]
   --compile-jobs N          compilations at once [number of cores]
+  --compile-memory SIZE     memory limit of one compilation [2GiB]
   --max-source SIZE         largest decoded source [1MiB]
   --log-level LEVEL         error, warn, info, debug, trace [info]
   --memory SIZE             default memory limit of a run [512MiB]
@@ -224,6 +228,7 @@ impl Command {
             max_concurrency: u32::try_from(count("max-concurrency", 0)?).unwrap_or(u32::MAX),
             rate_limit: u32::try_from(count("rate-limit", 0)?).unwrap_or(u32::MAX),
             run_uids: crate::users::parse_range(&value("run-uids"))?,
+            compile_memory: size("compile-memory")?,
             tls: match (value("tls-cert"), value("tls-key")) {
                 (cert, key) if cert.is_empty() && key.is_empty() => None,
                 (cert, key) if !cert.is_empty() && !key.is_empty() => {

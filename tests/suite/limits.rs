@@ -214,3 +214,11 @@ fn tls_serves_https() {
         "plain HTTP must not be served"
     );
 }
+
+#[test]
+fn compile_memory_bounds_the_compiler() {
+    let server = Server::new().arg("--compile-memory").arg("8MiB").start();
+    let answer = server.register("hello", go::HELLO, json!({}));
+    assert_error(&answer, 422, &["compilation failed"]);
+    server.get("/functions/hello").expect(404);
+}
