@@ -165,7 +165,7 @@ impl Compiler {
             keep: OUTPUT_KEEP,
             sandbox: platform::Sandbox {
                 limits: platform::Limits {
-                    memory: Some(self.memory),
+                    memory: platform::COMPILER_MEMORY_LIMIT.then_some(self.memory),
                     no_core_dumps: true,
                     ..platform::Limits::default()
                 },

@@ -11,6 +11,9 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 
+/// Whether `--compile-memory` applies (an rlimit on the compiler's processes).
+pub const COMPILER_MEMORY_LIMIT: bool = true;
+
 /// Suffix of executables the Go toolchain writes.
 pub const EXE_SUFFIX: &str = "";
 

@@ -51,6 +51,10 @@ use windows_sys::Win32::System::JobObjects::{
 };
 use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW};
 
+/// Whether `--compile-memory` applies: not on Windows, where the Go toolchain failed to start
+/// (`ws2_32.dll not found`) inside a job with a per-process memory limit under Wine.
+pub const COMPILER_MEMORY_LIMIT: bool = false;
+
 /// Suffix of executables the Go toolchain writes.
 pub const EXE_SUFFIX: &str = ".exe";
 
