@@ -155,18 +155,8 @@ pub fn kill_user(uid: u32) -> usize {
     let mut killed = 0;
     // A process forking while we look is caught on the next pass.
     for _ in 0..5 {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return killed;
-        };
         let mut found = 0;
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<libc::pid_t>().ok())
-            else {
-                continue;
-            };
+        for (pid, entry) in processes() {
             if entry.metadata().is_ok_and(|m| m.uid() == uid) {
                 // SAFETY: kill(2) on a pid of the run's own user.
                 unsafe {
@@ -270,18 +260,8 @@ pub fn make_private(dir: &Path) -> io::Result<()> {
 
 /// Every live descendant of `root`, from the parent links in `/proc` (Linux); elsewhere none.
 fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut links: Vec<(libc::pid_t, libc::pid_t)> = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
+    for (pid, entry) in processes() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
@@ -303,4 +283,16 @@ fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
     }
     found.remove(0);
     found
+}
+
+/// The processes in `/proc` (none where there is no `/proc`), with their entries.
+fn processes() -> impl Iterator<Item = (libc::pid_t, std::fs::DirEntry)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<libc::pid_t>().ok()?;
+            Some((pid, entry))
+        })
 }
