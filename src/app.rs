@@ -57,10 +57,30 @@ impl App {
         };
         data.create()?;
         let registry = Registry::open(data.clone())?;
+        let (first, last) = config.run_uids;
+        let privileged = platform::is_privileged();
+        let build_user = (privileged && last > first).then_some(last).filter(|uid| {
+            let reachable = platform::others_can_traverse(&data.root);
+            if !reachable {
+                log::warn!(
+                    "the data dir {} is closed to other users, so builds run as the server's user; \
+                     make it traversable (chmod o+x) to build as uid {uid}",
+                    data.root.display()
+                );
+            }
+            reachable
+        });
+        if let Some(uid) = build_user {
+            // The shared Go build cache and the build folders belong to the build user.
+            if platform::owner_of(&data.cache()) != Some(uid) {
+                platform::give_tree_to_user(&data.cache(), uid)?;
+            }
+        }
         let compiler = Compiler::new(
             config.go.clone(),
             config.compile_timeout,
             config.compile_memory,
+            build_user,
             data.cache(),
             config.compile_jobs,
         );
@@ -69,8 +89,9 @@ impl App {
             config.jwt_secret.clone(),
             config.invoke_auth,
         );
-        let (first, last) = config.run_uids;
-        let users = platform::is_privileged().then(|| UserPool::new(first, last));
+        // The last uid of the range is the build user's.
+        let last_run_uid = if build_user.is_some() { last - 1 } else { last };
+        let users = privileged.then(|| UserPool::new(first, last_run_uid));
         Ok(App {
             config,
             registry,

@@ -84,6 +84,8 @@ pub struct Compiler {
     timeout: Duration,
     /// Data memory of the build's processes (`--compile-memory`).
     memory: u64,
+    /// The unprivileged user builds run as, when the server runs as root.
+    user: Option<u32>,
     cache_dir: PathBuf,
     slots: Slots,
 }
@@ -93,6 +95,7 @@ impl Compiler {
         go: PathBuf,
         timeout: Duration,
         memory: u64,
+        user: Option<u32>,
         cache_dir: PathBuf,
         jobs: usize,
     ) -> Compiler {
@@ -100,6 +103,7 @@ impl Compiler {
             go,
             timeout,
             memory,
+            user,
             cache_dir,
             slots: Slots {
                 free: Mutex::new(jobs.max(1)),
@@ -131,6 +135,9 @@ impl Compiler {
     ) -> Result<(), CompileError> {
         std::fs::create_dir_all(build_dir).map_err(CompileError::Io)?;
         std::fs::write(build_dir.join("main.go"), source).map_err(CompileError::Io)?;
+        if let Some(uid) = self.user {
+            platform::give_to_user(build_dir, uid).map_err(CompileError::Io)?;
+        }
         let partial = build_dir.join(format!("function{}", platform::EXE_SUFFIX));
         let mut command = Command::new(&self.go);
         let cache = self.cache_dir.to_string_lossy().into_owned();
@@ -169,7 +176,7 @@ impl Compiler {
                     no_core_dumps: true,
                     ..platform::Limits::default()
                 },
-                user: None,
+                user: self.user,
                 // Nothing a build needs is on the network (GOPROXY=off, no cgo).
                 no_network: platform::can_isolate_network(),
             },
@@ -207,6 +214,10 @@ impl Compiler {
         drop(file);
         if let Some(dir) = output.parent() {
             std::fs::create_dir_all(dir).map_err(CompileError::Io)?;
+        }
+        if self.user.is_some() {
+            // The executable belongs to the server, not to the build user.
+            platform::give_to_user(&partial, 0).map_err(CompileError::Io)?;
         }
         // The build dir lives in the data dir, so this rename never crosses file systems.
         platform::rename_durably(&partial, output).map_err(CompileError::Io)?;

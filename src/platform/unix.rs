@@ -127,6 +127,27 @@ pub fn give_to_user(path: &Path, uid: u32) -> io::Result<()> {
     std::os::unix::fs::chown(path, Some(uid), Some(uid))
 }
 
+/// Gives a folder and everything in it to a user (symlinks themselves, never their targets).
+pub fn give_tree_to_user(dir: &Path, uid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(uid))?;
+    if std::fs::symlink_metadata(dir)?.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            give_tree_to_user(&entry?.path(), uid)?;
+        }
+    }
+    Ok(())
+}
+
+/// The owner of a file or folder.
+pub fn owner_of(path: &Path) -> Option<u32> {
+    std::fs::symlink_metadata(path).ok().map(|m| m.uid())
+}
+
+/// Whether users other than the owner may pass through a folder.
+pub fn others_can_traverse(dir: &Path) -> bool {
+    std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0)
+}
+
 /// A command that runs `executable` even when its folder is closed to the run's user: the
 /// server opens the file and the child executes it through `/proc/self/fd`. The returned
 /// file must live until the child has started.

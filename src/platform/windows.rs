@@ -28,6 +28,21 @@ pub fn give_to_user(_path: &Path, _uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs have no users of their own on Windows.
+pub fn give_tree_to_user(_dir: &Path, _uid: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// Ownership is not tracked by uid on Windows.
+pub fn owner_of(_path: &Path) -> Option<u32> {
+    None
+}
+
+/// Builds run as the server's user on Windows.
+pub fn others_can_traverse(_dir: &Path) -> bool {
+    false
+}
+
 /// The plain command: runs have no users of their own on Windows.
 pub fn command_for(executable: &Path, _user: Option<u32>) -> io::Result<(Command, Option<File>)> {
     Ok((Command::new(executable), None))

@@ -588,13 +588,16 @@ fn write_go_wrapper(dir: &Path, calls: &Path) -> PathBuf {
         );
         real
     });
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build-cache");
+    // Builds run as a user of their own when the suite runs as root, a different one for
+    // each test server: the shared cache is open to all of them.
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build-shared");
     fs::create_dir_all(&cache).unwrap();
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
     let wrapper = dir.join("go-wrapper.sh");
     fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nGOCACHE='{}'\nexport GOCACHE\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\numask 000\nprintf '%s\\n' \"$*\" >> '{}'\nGOCACHE='{}'\nexport GOCACHE\nexec '{}' \"$@\"\n",
             calls.display(),
             cache.display(),
             real

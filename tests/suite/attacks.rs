@@ -228,3 +228,25 @@ func main() {{ C.hello() }}
     assert!(!marker.exists(), "a build step ran");
     server.get("/functions/cgo").expect(404);
 }
+
+#[test]
+fn builds_run_as_an_unprivileged_user_and_executables_belong_to_the_server() {
+    if !is_root() {
+        return;
+    }
+    let server = Server::new().system_go().start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    let data = server.data_dir();
+    let cache_owner = std::fs::metadata(data.join("cache/go-build"))
+        .expect("the build cache")
+        .uid();
+    assert!(
+        (64_000..70_000).contains(&cache_owner),
+        "the build cache belongs to uid {cache_owner}"
+    );
+    let exe_owner = std::fs::metadata(data.join("plugins/hello/v1"))
+        .expect("exe")
+        .uid();
+    assert_eq!(exe_owner, 0, "the executable belongs to the server");
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+}
