@@ -179,6 +179,8 @@ impl Compiler {
                 user: self.user,
                 // Nothing a build needs is on the network (GOPROXY=off, no cgo).
                 no_network: platform::can_isolate_network(),
+                // Builds share their user (and its build cache).
+                exclusive_user: false,
             },
         })
         .map_err(|source| match source.kind() {

@@ -142,6 +142,7 @@ pub fn invoke(
                 },
                 user: run_user.as_ref().map(|u| u.uid),
                 no_network: !settings.network,
+                exclusive_user: true,
             },
         },
         &app.work_root,

@@ -4,6 +4,8 @@
 //! requests (signals on Unix, console control events on Windows). No other module has a
 //! `#[cfg]`.
 
+#[cfg(target_os = "linux")]
+mod cgroup;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
@@ -38,6 +40,8 @@ pub struct Sandbox {
     pub limits: Limits,
     pub user: Option<u32>,
     pub no_network: bool,
+    /// The user is this run's alone (a per-run uid), so its cgroups are too.
+    pub exclusive_user: bool,
 }
 
 use std::fs::File;

@@ -52,11 +52,14 @@ pub fn stop_finished() {}
 /// `sandbox`: in the child, between fork and exec, it leaves the network (a new empty
 /// network namespace), takes its rlimits, drops to the run's user, and asks to be killed if
 /// the server dies.
-pub fn isolate(command: &mut Command, sandbox: &Sandbox) {
+/// The returned [`Confinement`] must live until the child has started.
+pub fn isolate(command: &mut Command, sandbox: &Sandbox) -> io::Result<Confinement> {
     command.process_group(0);
     if *sandbox == Sandbox::default() {
-        return;
+        return Ok(Confinement::default());
     }
+    let confinement = Confinement::prepare(sandbox)?;
+    let cgroup_fds = confinement.fds();
     let limits = sandbox.limits;
     let mut settings: Vec<(RlimitResource, libc::rlim_t)> = Vec::new();
     let mut add = |resource, value: Option<u64>| {
@@ -82,6 +85,7 @@ pub fn isolate(command: &mut Command, sandbox: &Sandbox) {
     // fcntl); it touches no lock and allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            confinement_join(&cgroup_fds)?;
             if no_network && libc::unshare(libc::CLONE_NEWNET) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -109,6 +113,58 @@ pub fn isolate(command: &mut Command, sandbox: &Sandbox) {
             Ok(())
         });
     }
+    Ok(confinement)
+}
+
+/// The cgroups a run joins (Linux, per-run users, writable controllers), held open until the
+/// child has started.
+#[derive(Default)]
+pub struct Confinement {
+    #[cfg(target_os = "linux")]
+    joining: Option<super::cgroup::Joining>,
+}
+
+impl Confinement {
+    #[cfg(target_os = "linux")]
+    fn prepare(sandbox: &Sandbox) -> io::Result<Confinement> {
+        let joining = match sandbox.user {
+            Some(uid) if sandbox.exclusive_user && super::cgroup::available() => Some(
+                super::cgroup::prepare(uid, sandbox.limits.memory, sandbox.limits.processes)?,
+            ),
+            _ => None,
+        };
+        Ok(Confinement { joining })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn prepare(_sandbox: &Sandbox) -> io::Result<Confinement> {
+        Ok(Confinement::default())
+    }
+
+    fn fds(&self) -> Vec<std::os::unix::io::RawFd> {
+        #[cfg(target_os = "linux")]
+        if let Some(joining) = &self.joining {
+            return joining.fds();
+        }
+        Vec::new()
+    }
+}
+
+/// In the child: joins the run's cgroups (async-signal-safe).
+fn confinement_join(fds: &[std::os::unix::io::RawFd]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    super::cgroup::join_in_child(fds)?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = fds;
+    Ok(())
+}
+
+/// Whether runs get cgroups (memory of the whole tree, an exact process count).
+pub fn cgroups_available() -> bool {
+    #[cfg(target_os = "linux")]
+    return super::cgroup::available();
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 /// True when the server can give runs users of their own (it runs as root).
@@ -173,6 +229,9 @@ pub fn command_for(executable: &Path, user: Option<u32>) -> io::Result<(Command,
 /// Kills every process of a run's user: whatever the run left, even a daemon that left its
 /// process group and its parent. Returns how many it found.
 pub fn kill_user(uid: u32) -> usize {
+    #[cfg(target_os = "linux")]
+    let mut killed = super::cgroup::kill_group(uid);
+    #[cfg(not(target_os = "linux"))]
     let mut killed = 0;
     // A process forking while we look is caught on the next pass.
     for _ in 0..5 {

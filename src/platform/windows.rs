@@ -113,8 +113,17 @@ pub fn compile_env() -> Vec<(String, String)> {
 
 /// Prepares a command so that console events reach it and not the server; the limits are
 /// set on its job by [`ProcessTree::attach`].
-pub fn isolate(command: &mut Command, _sandbox: &Sandbox) {
+pub fn isolate(command: &mut Command, _sandbox: &Sandbox) -> io::Result<Confinement> {
     command.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    Ok(Confinement)
+}
+
+/// Nothing to hold on Windows: the job is made after the spawn.
+pub struct Confinement;
+
+/// Windows confines runs with job objects, not cgroups.
+pub fn cgroups_available() -> bool {
+    false
 }
 
 /// The kill target for a child and everything it started: a job object that also kills

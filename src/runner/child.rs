@@ -65,9 +65,10 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    platform::isolate(&mut spec.command, &spec.sandbox);
+    let confinement = platform::isolate(&mut spec.command, &spec.sandbox)?;
     let started = Instant::now();
     let mut child = spec.command.spawn()?;
+    drop(confinement);
     let tree = match ProcessTree::attach(&child, &spec.sandbox) {
         Ok(tree) => Arc::new(tree),
         Err(err) => {

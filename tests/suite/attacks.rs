@@ -250,3 +250,67 @@ fn builds_run_as_an_unprivileged_user_and_executables_belong_to_the_server() {
     assert_eq!(exe_owner, 0, "the executable belongs to the server");
     assert_eq!(server.get("/hello").message(), "Hello, World!\n");
 }
+
+const TREE_HOG: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+)
+
+func main() {
+	if os.Getenv("CHILD") != "" {
+		b := make([]byte, 100<<20)
+		for i := range b {
+			b[i] = byte(i)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		fmt.Println(len(b))
+		return
+	}
+	var children []*exec.Cmd
+	for i := 0; i < 4; i++ {
+		// Its own file is out of reach by path (plugins/ is the server's); /proc/self/exe is not.
+		c := exec.Command("/proc/self/exe")
+		c.Env = append(os.Environ(), "CHILD=1")
+		c.Start()
+		children = append(children, c)
+	}
+	finished := 0
+	for _, c := range children {
+		if c.Wait() == nil {
+			finished++
+		}
+	}
+	fmt.Printf("%d of 4 children finished\n", finished)
+}
+"#;
+
+#[test]
+fn memory_is_limited_for_the_whole_tree_where_cgroups_exist() {
+    if !is_root() || !std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        return;
+    }
+    let server = Server::new().start();
+    // Each child stays under the per-process limit; together they do not.
+    server.register_ok(
+        "tree",
+        TREE_HOG,
+        json!({"memory": "256MiB", "timeout": "20s"}),
+    );
+    let answer = server.get("/tree");
+    let text = answer.text();
+    assert!(
+        text.contains("children finished") && !text.contains("4 of 4 children finished"),
+        "400 MiB of children ran under a 256 MiB limit: {text}"
+    );
+    // With room for all of them, they all finish.
+    server.register_ok(
+        "roomy",
+        TREE_HOG,
+        json!({"memory": "1GiB", "timeout": "20s"}),
+    );
+    assert_eq!(server.get("/roomy").message(), "4 of 4 children finished\n");
+}
