@@ -222,3 +222,41 @@ fn compile_memory_bounds_the_compiler() {
     assert_error(&answer, 422, &["compilation failed"]);
     server.get("/functions/hello").expect(404);
 }
+
+#[test]
+fn health_and_the_admin_api_answer_while_invocations_fill_the_pool() {
+    let server = Server::new()
+        .arg("--workers")
+        .arg("1")
+        .arg("--max-queue")
+        .arg("0")
+        .start();
+    let marker = server.io_path("busy");
+    server.register_ok(
+        "busy",
+        &go::sleeper(2_000),
+        json!({"env": {"MARKER": marker.display().to_string()}}),
+    );
+    let port = server.port();
+    let holder = std::thread::spawn(move || {
+        crate::harness::http::request(
+            port,
+            "GET",
+            "/busy",
+            &[],
+            crate::harness::http::Body::Fixed(b""),
+        )
+    });
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(10),
+        || marker.exists()
+    ));
+    // The invocation pool is full: another invocation is shed...
+    assert_error(&server.get("/busy"), 503, &[]);
+    // ...but health and the admin API still answer.
+    server.get("/").expect(200);
+    server.get("/functions").expect(200);
+    server.get("/metrics").expect(200);
+    server.register_ok("other", go::HELLO, json!({}));
+    assert_eq!(holder.join().expect("thread").expect("answer").status, 200);
+}
