@@ -40,6 +40,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .build();
     let _ = simplelog::WriteLogger::init(level, log_config, std::io::stderr());
 
+    platform::raise_open_files_limit();
     let app =
         Arc::new(App::open(config).map_err(|err| format!("cannot open the data dir: {err}"))?);
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);

@@ -74,6 +74,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
     });
     let rejecter = Rejecter::start();
     let mut rate_limit = RateLimit::new(app.config.rate_limit);
+    let mut listener_failed = None;
     loop {
         if !matches!(stop.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
             break;
@@ -82,8 +83,12 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             Ok(Some(request)) => request,
             Ok(None) => continue,
             Err(err) => {
-                log::warn!("accept failed: {err}");
-                continue;
+                // tiny_http's accept thread ends on its first error (out of file
+                // descriptors, say): no connection would ever come again. Stop like on a
+                // signal, then exit non-zero so a supervisor restarts the server.
+                log::error!("the listener failed ({err}); stopping");
+                listener_failed = Some(err);
+                break;
             }
         };
         let client = request.remote_addr().map(|a| a.ip());
@@ -125,7 +130,10 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
     }
     drop(server);
     dispatcher.join();
-    Ok(())
+    match listener_failed {
+        Some(err) => Err(io::Error::other(format!("the listener failed: {err}"))),
+        None => Ok(()),
+    }
 }
 
 /// Most threads answering refused requests at once.

@@ -167,6 +167,23 @@ pub fn cgroups_available() -> bool {
     false
 }
 
+/// Raises the server's own open-file limit to its hard limit: each connection holds two
+/// descriptors, and tiny_http's accept thread dies when it runs out of them.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// True when the server can give runs users of their own (it runs as root).
 pub fn is_privileged() -> bool {
     // SAFETY: geteuid(2) cannot fail.

@@ -13,6 +13,9 @@ use std::time::Duration;
 use super::Sandbox;
 use std::fs::File;
 
+/// Windows has no per-process descriptor limit to raise.
+pub fn raise_open_files_limit() {}
+
 /// Runs have no users of their own on Windows.
 pub fn is_privileged() -> bool {
     false
