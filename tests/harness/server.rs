@@ -348,6 +348,29 @@ impl Server {
         self.request("DELETE", path, &[], b"")
     }
 
+    /// Registers `name` as a function that sleeps `ms` (with `extra` settings), starts one
+    /// `GET /{name}` on a thread, and returns once that run has started: the run holds its
+    /// place in the pool until the returned handle is joined.
+    pub fn hold_busy(
+        &self,
+        name: &str,
+        ms: u64,
+        extra: Value,
+    ) -> std::thread::JoinHandle<std::io::Result<Response>> {
+        let marker = self.io_path(&format!("{name}.started"));
+        let mut settings = extra;
+        settings["env"] = json!({"MARKER": marker.display().to_string()});
+        self.register_ok(name, &super::go::sleeper(ms), settings);
+        let (port, path) = (self.port, format!("/{name}"));
+        let held =
+            std::thread::spawn(move || http::request(port, "GET", &path, &[], Body::Fixed(b"")));
+        assert!(
+            super::eventually(Duration::from_secs(10), || marker.exists()),
+            "the run of {name} did not start"
+        );
+        held
+    }
+
     /// `PUT /register` with `{"name", "trigger": "http", "code": base64(source)}`; the keys of
     /// `extra` (a JSON object) are added or override.
     #[track_caller]

@@ -2,7 +2,7 @@
 //! lost to an escaped background process, unenforced limits are refused, failed runs still
 //! say how long they ran, and a refused request never stalls the accept loop.
 
-use crate::harness::{assert_error, eventually, go, PidReaper, Server};
+use crate::harness::{assert_error, go, PidReaper, Server};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -126,26 +126,8 @@ fn a_refused_request_with_an_unread_body_does_not_stall_the_server() {
         .arg("--max-queue")
         .arg("0")
         .start();
-    let marker = server.io_path("slow.started");
-    server.register_ok(
-        "slow",
-        &go::sleeper(1_500),
-        json!({"env": {"MARKER": marker.display().to_string()}}),
-    );
     let port = server.port();
-    let busy = std::thread::spawn(move || {
-        crate::harness::http::request(
-            port,
-            "GET",
-            "/slow",
-            &[],
-            crate::harness::http::Body::Fixed(b""),
-        )
-    });
-    assert!(
-        eventually(Duration::from_secs(10), || marker.exists()),
-        "the slow run did not start"
-    );
+    let busy = server.hold_busy("slow", 1_500, json!({}));
     // Hold the only worker, then send a request that declares a large body and stalls.
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stalled

@@ -39,26 +39,7 @@ fn a_memory_hog_is_stopped_and_hello_fits_in_64_mib() {
 #[test]
 fn max_concurrency_answers_429() {
     let server = Server::new().start();
-    let marker = server.io_path("started");
-    server.register_ok(
-        "single",
-        &go::sleeper(1_500),
-        json!({"max_concurrency": 1, "env": {"MARKER": marker.display().to_string()}}),
-    );
-    let port = server.port();
-    let first = std::thread::spawn(move || {
-        crate::harness::http::request(
-            port,
-            "GET",
-            "/single",
-            &[],
-            crate::harness::http::Body::Fixed(b""),
-        )
-    });
-    assert!(crate::harness::eventually(
-        std::time::Duration::from_secs(10),
-        || marker.exists()
-    ));
+    let first = server.hold_busy("single", 1_500, json!({"max_concurrency": 1}));
     let second = server.get("/single");
     assert_error(&second, 429, &["max_concurrency"]);
     assert_eq!(second.header("Retry-After"), Some("1"));
@@ -231,26 +212,7 @@ fn health_and_the_admin_api_answer_while_invocations_fill_the_pool() {
         .arg("--max-queue")
         .arg("0")
         .start();
-    let marker = server.io_path("busy");
-    server.register_ok(
-        "busy",
-        &go::sleeper(2_000),
-        json!({"env": {"MARKER": marker.display().to_string()}}),
-    );
-    let port = server.port();
-    let holder = std::thread::spawn(move || {
-        crate::harness::http::request(
-            port,
-            "GET",
-            "/busy",
-            &[],
-            crate::harness::http::Body::Fixed(b""),
-        )
-    });
-    assert!(crate::harness::eventually(
-        std::time::Duration::from_secs(10),
-        || marker.exists()
-    ));
+    let holder = server.hold_busy("busy", 2_000, json!({}));
     // The invocation pool is full: another invocation is shed...
     assert_error(&server.get("/busy"), 503, &[]);
     // ...but health and the admin API still answer.
