@@ -80,24 +80,18 @@ pub fn join_in_child(fds: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
-/// Kills every process in the groups of `uid`; returns how many it found.
-pub fn kill_group(uid: u32) -> usize {
-    let mut killed = 0;
-    for controller in controllers() {
-        let procs = group(controller, uid).join("cgroup.procs");
-        let Ok(text) = std::fs::read_to_string(&procs) else {
-            continue;
-        };
-        for pid in text
-            .lines()
-            .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
-        {
-            // SAFETY: kill(2) on a pid listed in the run's own group.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-            killed += 1;
-        }
-    }
-    killed
+/// The processes in the groups of `uid` (each is in every controller's group, so one
+/// controller's list is enough).
+pub fn members(uid: u32) -> Vec<libc::pid_t> {
+    controllers()
+        .first()
+        .and_then(|controller| {
+            std::fs::read_to_string(group(controller, uid).join("cgroup.procs")).ok()
+        })
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -246,26 +246,32 @@ pub fn command_for(executable: &Path, user: Option<u32>) -> io::Result<(Command,
 /// Kills every process of a run's user: whatever the run left, even a daemon that left its
 /// process group and its parent. Returns how many it found.
 pub fn kill_user(uid: u32) -> usize {
-    #[cfg(target_os = "linux")]
-    let mut killed = super::cgroup::kill_group(uid);
-    #[cfg(not(target_os = "linux"))]
+    // Where runs have cgroups, the group lists exactly the run's processes; elsewhere every
+    // process of the uid is found through /proc.
+    let members = || -> Vec<libc::pid_t> {
+        #[cfg(target_os = "linux")]
+        if super::cgroup::available() {
+            return super::cgroup::members(uid);
+        }
+        processes()
+            .filter(|(_, entry)| entry.metadata().is_ok_and(|m| m.uid() == uid))
+            .map(|(pid, _)| pid)
+            .collect()
+    };
     let mut killed = 0;
     // A process forking while we look is caught on the next pass.
     for _ in 0..5 {
-        let mut found = 0;
-        for (pid, entry) in processes() {
-            if entry.metadata().is_ok_and(|m| m.uid() == uid) {
-                // SAFETY: kill(2) on a pid of the run's own user.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-                found += 1;
-            }
-        }
-        killed += found;
-        if found == 0 {
+        let pids = members();
+        if pids.is_empty() {
             break;
         }
+        for pid in &pids {
+            // SAFETY: kill(2) on a pid of the run's own user or group.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        killed += pids.len();
     }
     killed
 }

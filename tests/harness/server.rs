@@ -45,6 +45,11 @@ impl Builder {
         self
     }
 
+    /// `--workers 1 --max-queue 0`: one run at a time, nothing waits.
+    pub fn one_worker_no_queue(self) -> Builder {
+        self.arg("--workers").arg("1").arg("--max-queue").arg("0")
+    }
+
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Builder {
         self.envs.push((key.into(), value.into()));
         self

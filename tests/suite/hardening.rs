@@ -120,12 +120,7 @@ fn failed_runs_carry_server_timing() {
 
 #[test]
 fn a_refused_request_with_an_unread_body_does_not_stall_the_server() {
-    let server = Server::new()
-        .arg("--workers")
-        .arg("1")
-        .arg("--max-queue")
-        .arg("0")
-        .start();
+    let server = Server::new().one_worker_no_queue().start();
     let port = server.port();
     let busy = server.hold_busy("slow", 1_500, json!({}));
     // Hold the only worker, then send a request that declares a large body and stalls.

@@ -206,12 +206,7 @@ fn compile_memory_bounds_the_compiler() {
 
 #[test]
 fn health_and_the_admin_api_answer_while_invocations_fill_the_pool() {
-    let server = Server::new()
-        .arg("--workers")
-        .arg("1")
-        .arg("--max-queue")
-        .arg("0")
-        .start();
+    let server = Server::new().one_worker_no_queue().start();
     let holder = server.hold_busy("busy", 2_000, json!({}));
     // The invocation pool is full: another invocation is shed...
     assert_error(&server.get("/busy"), 503, &[]);

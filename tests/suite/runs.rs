@@ -85,12 +85,7 @@ fn an_async_run_answers_202_and_shows_as_running_until_done() {
 
 #[test]
 fn async_runs_share_the_pool_bound() {
-    let server = Server::new()
-        .arg("--workers")
-        .arg("1")
-        .arg("--max-queue")
-        .arg("0")
-        .start();
+    let server = Server::new().one_worker_no_queue().start();
     server.register_ok("nap", &go::sleeper(2_000), json!({}));
     server.post("/async/nap", "").expect(202);
     let refused = server.post("/async/nap", "");
