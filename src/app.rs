@@ -7,6 +7,7 @@ use crate::concurrency::Concurrency;
 use crate::config::Config;
 use crate::history::History;
 use crate::http::auth::Auth;
+use crate::http::clients::Clients;
 use crate::http::dispatcher::Dispatcher;
 use crate::http::ApiError;
 use crate::ids::new_id;
@@ -47,6 +48,8 @@ pub struct App {
     pub dispatcher: OnceLock<Dispatcher>,
     /// The bound listen address, known once the socket is open.
     pub local_addr: OnceLock<std::net::SocketAddr>,
+    /// Which connections the server is busy on, for the silent-client watchdog.
+    pub clients: Arc<Clients>,
 }
 
 impl App {
@@ -55,6 +58,7 @@ impl App {
         let data = DataDir {
             root: config.data_dir.clone(),
         };
+        let read_timeout = config.read_timeout;
         data.create()?;
         let registry = Registry::open(data.clone())?;
         let (first, last) = config.run_uids;
@@ -108,6 +112,7 @@ impl App {
             work_root: std::env::temp_dir(),
             local_addr: OnceLock::new(),
             dispatcher: OnceLock::new(),
+            clients: Arc::new(Clients::new(read_timeout)),
         })
     }
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub compile_memory: u64,
     /// PEM certificate chain and private key: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long a silent client may hold a connection the server is not working on.
+    pub read_timeout: Duration,
 }
 
 /// What the command line asked for.
@@ -72,6 +74,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("compile-memory", "2GiB"),
     ("tls-cert", ""),
     ("tls-key", ""),
+    ("read-timeout", "30s"),
 ];
 
 /// Flags that are switches.
@@ -106,6 +109,8 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --run-uids FIRST-LAST     when run as root: the uids runs execute as [64000-64999]
   --tls-cert PEM            serve HTTPS with this certificate chain (with --tls-key)
   --tls-key PEM             the certificate's private key
+  --read-timeout DURATION   close a connection whose client sends nothing for this long
+                            while the server waits on it (Linux) [30s]
   -h, --help                this text
   -V, --version             the version
 ";
@@ -229,6 +234,7 @@ impl Command {
             rate_limit: u32::try_from(count("rate-limit", 0)?).unwrap_or(u32::MAX),
             run_uids: crate::users::parse_range(&value("run-uids"))?,
             compile_memory: size("compile-memory")?,
+            read_timeout: duration("read-timeout")?,
             tls: match (value("tls-cert"), value("tls-key")) {
                 (cert, key) if cert.is_empty() && key.is_empty() => None,
                 (cert, key) if !cert.is_empty() && !key.is_empty() => {

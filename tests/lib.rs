@@ -40,5 +40,7 @@ mod modes;
 mod register;
 #[path = "suite/runs.rs"]
 mod runs;
+#[path = "suite/slow_clients.rs"]
+mod slow_clients;
 #[path = "suite/versions.rs"]
 mod versions;

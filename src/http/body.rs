@@ -1,16 +1,20 @@
 //! Bounded request body reads: a declared length over the limit is refused before reading,
-//! and any body (chunked ones too) is read to at most `limit + 1` bytes.
+//! and any body (chunked ones too) is read to at most `limit + 1` bytes. While it reads,
+//! the server is waiting on the client, so the silent-client watchdog may cut it off; a body
+//! shorter than its declared length is refused, never passed on truncated.
 
 use super::ApiError;
+use crate::app::App;
 use std::io::Read;
 use tiny_http::Request;
 
-pub fn read_body(request: &mut Request, limit: u64) -> Result<Vec<u8>, ApiError> {
-    if let Some(declared) = request.body_length() {
-        if declared as u64 > limit {
-            return Err(ApiError::BodyTooLarge { limit });
-        }
+pub fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let limit = app.config.max_body;
+    let declared = request.body_length();
+    if declared.is_some_and(|n| n as u64 > limit) {
+        return Err(ApiError::BodyTooLarge { limit });
     }
+    let _waiting = app.clients.waiting_on(request.remote_addr().copied());
     let mut body = Vec::new();
     request
         .as_reader()
@@ -21,6 +25,14 @@ pub fn read_body(request: &mut Request, limit: u64) -> Result<Vec<u8>, ApiError>
         })?;
     if body.len() as u64 > limit {
         return Err(ApiError::BodyTooLarge { limit });
+    }
+    if let Some(declared) = declared.filter(|n| *n != body.len()) {
+        return Err(ApiError::BodyMalformed {
+            reason: format!(
+                "the body ended after {} of its {declared} declared bytes",
+                body.len()
+            ),
+        });
     }
     Ok(body)
 }

@@ -5,6 +5,7 @@
 mod api_error;
 pub mod auth;
 mod body;
+pub mod clients;
 pub mod dispatcher;
 mod rate_limit;
 mod reply;

@@ -119,7 +119,7 @@ pub fn route(
         }
         (_, ["functions", _, "versions"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (Post, ["functions", name, "rollback"]) => {
-            let body = read_body(request, app.config.max_body)?;
+            let body = read_body(app, request)?;
             let version = lifecycle::parse_version_body(&body)?;
             Ok(Reply::json(200, &lifecycle::rollback(app, name, version)?))
         }
@@ -192,7 +192,7 @@ fn known(app: &App, name: &str) -> Result<Arc<Function>, ApiError> {
 }
 
 fn register(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
-    let body = read_body(request, app.config.max_body)?;
+    let body = read_body(app, request)?;
     let limits = Limits {
         max_source: app.config.max_source,
         default_timeout: app.config.timeout,
@@ -312,7 +312,7 @@ fn request_call(
     query: &str,
     request_id: &str,
 ) -> Result<Call, ApiError> {
-    let body = read_body(request, app.config.max_body)?;
+    let body = read_body(app, request)?;
     let local = app.local_addr.get().copied();
     let host_header = request
         .headers()

@@ -5,11 +5,13 @@
 //! requests in progress, and returns.
 
 use super::auth::Access;
+use super::clients::Busy;
 use super::dispatcher::{Dispatcher, Slot};
 use super::rate_limit::RateLimit;
 use super::{router, ApiError, Reply};
 use crate::app::App;
 use crate::ids::new_id;
+use crate::platform;
 use crossbeam_channel::Receiver;
 use std::io::{self, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -73,6 +75,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         )
     });
     let rejecter = Rejecter::start();
+    let watchdog = app.clients.start_watchdog()?;
     let mut rate_limit = RateLimit::new(app.config.rate_limit);
     let mut listener_failed = None;
     loop {
@@ -110,15 +113,17 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         };
         if access == Access::Open && !has_body(&request) {
             // Health answers at once, whatever the load.
-            handle(app, request, lane.take_unbounded());
+            let busy = app.clients.busy(request.remote_addr().copied());
+            handle(app, request, lane.take_unbounded(), busy);
             continue;
         }
         let Some(slot) = lane.try_take() else {
             rejecter.reject(request, ApiError::QueueFull);
             continue;
         };
+        let busy = app.clients.busy(request.remote_addr().copied());
         let app = app.clone();
-        lane.execute(move || handle(&app, request, slot));
+        lane.execute(move || handle(&app, request, slot, busy));
     }
     app.scheduler.stop_firing();
     log::info!(
@@ -130,6 +135,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
     }
     drop(server);
     dispatcher.join();
+    watchdog.stop();
     match listener_failed {
         Some(err) => Err(io::Error::other(format!("the listener failed: {err}"))),
         None => Ok(()),
@@ -181,7 +187,7 @@ fn has_body(request: &Request) -> bool {
 }
 
 /// Runs the router for one request and sends its answer.
-fn handle(app: &Arc<App>, mut request: Request, slot: Slot) {
+fn handle(app: &Arc<App>, mut request: Request, slot: Slot, busy: Busy) {
     let started = Instant::now();
     let request_id = new_id();
     let method = request.method().to_string();
@@ -211,6 +217,8 @@ fn handle(app: &Arc<App>, mut request: Request, slot: Slot) {
     // The work is done (or handed to an async run): the place is free before the client
     // can send its next request.
     drop(slot);
+    // From here the server waits on the client to take its answer.
+    drop(busy);
     respond(request, reply, &request_id);
 }
 
@@ -232,7 +240,42 @@ fn respond(request: Request, reply: Reply, request_id: &str) {
             response.add_header(header);
         }
     }
-    if let Err(err) = request.respond(response) {
-        log::debug!("client went away before the answer: {err}");
+    if request
+        .body_length()
+        .is_some_and(|n| n > platform::LARGEST_DISCARDABLE_BODY)
+    {
+        return answer_and_abandon(request, response);
     }
+    // Answering drops the request, and tiny_http then discards the unread rest of its
+    // body. For a declared length beyond what a Vec can hold, that discarding panics; the
+    // answer is sent by then, and the panic must not take the thread with it.
+    match catch_unwind(AssertUnwindSafe(|| request.respond(response))) {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log::debug!("client went away before the answer: {err}"),
+        Err(_) => log::warn!("tiny_http panicked discarding an unread request body"),
+    }
+}
+
+/// Answers a request whose declared body is too large for tiny_http to discard (see
+/// [`platform::LARGEST_DISCARDABLE_BODY`]): the answer goes out, the connection is shut
+/// down, and the request's reader is never dropped, since dropping it would try to allocate
+/// the declared length. Costs a leaked connection (two descriptors and tiny_http's blocked
+/// connection thread) per such request instead of the whole server.
+fn answer_and_abandon<R: io::Read>(request: Request, response: Response<R>) {
+    let peer = request.remote_addr().copied();
+    let stream = request.upgrade("close", response);
+    let shut = platform::tcp_connections()
+        .iter()
+        .filter(|c| Some(c.peer) == peer)
+        .any(platform::shut_down);
+    log::warn!(
+        "abandoned the connection of {} after refusing a body of absurd declared length{}",
+        peer.map_or_else(|| "?".to_string(), |p| p.to_string()),
+        if shut {
+            ""
+        } else {
+            " (it could not be shut down)"
+        }
+    );
+    std::mem::forget(stream);
 }

@@ -6,6 +6,25 @@
 
 #[cfg(target_os = "linux")]
 mod cgroup;
+#[cfg(target_os = "linux")]
+mod huge_alloc;
+#[cfg(target_os = "linux")]
+mod sockets;
+#[cfg(target_os = "linux")]
+pub use sockets::{shut_down, tcp_connections, TcpConnection};
+
+/// Largest declared request body length that tiny_http can be left to discard unread: it
+/// first allocates a zeroed buffer that large. On Linux that is address space only (see
+/// [`huge_alloc`]), up to what the address space holds; elsewhere it is memory.
+#[cfg(target_os = "linux")]
+pub const LARGEST_DISCARDABLE_BODY: usize = 1 << 44;
+#[cfg(not(target_os = "linux"))]
+pub const LARGEST_DISCARDABLE_BODY: usize = 1 << 28;
+
+/// See [`huge_alloc`]: request bodies declaring absurd lengths must not abort the server.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: huge_alloc::HugeAwareAllocator = huge_alloc::HugeAwareAllocator;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
@@ -42,6 +61,35 @@ pub struct Sandbox {
     pub no_network: bool,
     /// The user is this run's alone (a per-run uid), so its cgroups are too.
     pub exclusive_user: bool,
+}
+
+#[cfg(not(target_os = "linux"))]
+pub use no_sockets::{shut_down, tcp_connections, TcpConnection};
+
+/// Where the process's sockets cannot be listed: none are, so no connection is timed out.
+#[cfg(not(target_os = "linux"))]
+mod no_sockets {
+    /// A connection (never made: nothing is listed on this system).
+    #[derive(Debug, Clone)]
+    pub struct TcpConnection {
+        pub peer: std::net::SocketAddr,
+        pub idle: std::time::Duration,
+    }
+
+    impl TcpConnection {
+        #[cfg(test)]
+        pub fn for_test(peer: std::net::SocketAddr, idle: std::time::Duration) -> TcpConnection {
+            TcpConnection { peer, idle }
+        }
+    }
+
+    pub fn tcp_connections() -> Vec<TcpConnection> {
+        Vec::new()
+    }
+
+    pub fn shut_down(_connection: &TcpConnection) -> bool {
+        false
+    }
 }
 
 use std::fs::File;

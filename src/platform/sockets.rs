@@ -1,0 +1,143 @@
+//! The server's own TCP connections as the kernel sees them (Linux): each connected socket
+//! among the process's descriptors, its peer, and how long since the peer last sent a byte.
+//! tiny_http has no read timeouts and hides its sockets; this lets the HTTP layer find a
+//! silent client's connection and shut it down.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::unix::io::RawFd;
+use std::time::Duration;
+
+/// One connected TCP socket of this process.
+#[derive(Debug, Clone)]
+pub struct TcpConnection {
+    fd: RawFd,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Time since the client last sent data (since the connection opened if it never did).
+    pub idle: Duration,
+}
+
+impl TcpConnection {
+    /// A connection that no descriptor holds, for tests of what to do with connections.
+    #[cfg(test)]
+    pub fn for_test(peer: SocketAddr, idle: Duration) -> TcpConnection {
+        TcpConnection { fd: -1, peer, idle }
+    }
+}
+
+/// Every connected TCP socket of the process, once each (tiny_http holds two descriptors of
+/// every connection); listening sockets, pipes, files and Unix sockets are left out.
+pub fn tcp_connections() -> Vec<TcpConnection> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter_map(|fd| {
+            let peer = peer_of(fd).filter(|peer| seen.insert(*peer))?;
+            let info = tcp_info(fd)?;
+            Some(TcpConnection {
+                fd,
+                peer,
+                idle: Duration::from_millis(u64::from(info.tcpi_last_data_recv)),
+            })
+        })
+        .collect()
+}
+
+/// Shuts a connection down both ways, so whoever reads or writes it gets an end of stream
+/// or an error at once. Checks first that the descriptor still holds the same peer.
+pub fn shut_down(connection: &TcpConnection) -> bool {
+    if peer_of(connection.fd) != Some(connection.peer) {
+        return false;
+    }
+    // SAFETY: shutdown(2) on a descriptor we just saw holding this connection; it does not
+    // close the descriptor, whose owner still does.
+    unsafe { libc::shutdown(connection.fd, libc::SHUT_RDWR) == 0 }
+}
+
+fn peer_of(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: an all-zero sockaddr_storage is valid, and getpeername writes at most `len`
+    // bytes into it.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let ok = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if ok != 0 {
+        return None;
+    }
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let v4: libc::sockaddr_in =
+                unsafe { std::ptr::read((&storage as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let v6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((&storage as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                u16::from_be(v6.sin6_port),
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
+    // SAFETY: an all-zero tcp_info is valid; the kernel fills at most `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let ok = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (ok == 0).then_some(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn finds_a_connection_and_shuts_it_down() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut accepted, peer) = listener.accept().unwrap();
+        client.write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        accepted.read_exact(&mut byte).unwrap();
+        let ours = tcp_connections()
+            .into_iter()
+            .find(|c| c.peer == peer)
+            .expect("the accepted socket is listed by its peer");
+        assert!(ours.idle < Duration::from_secs(5));
+        assert!(shut_down(&ours));
+        let mut rest = Vec::new();
+        assert_eq!(accepted.read_to_end(&mut rest).unwrap(), 0);
+        // The listening socket is never listed.
+        use std::os::unix::io::AsRawFd;
+        let listening = listener.as_raw_fd();
+        assert!(tcp_connections().iter().all(|c| c.fd != listening));
+    }
+}

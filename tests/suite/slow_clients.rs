@@ -1,0 +1,127 @@
+//! Clients that hold connections without doing their part: bodies declaring absurd lengths,
+//! bodies that trickle, connections that stay silent. tiny_http has no read timeouts; the
+//! server's watchdog (`--read-timeout`) and allocator must make each of these harmless.
+
+use crate::harness::{eventually, go, Server};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    stream
+}
+
+/// Reads until the server closes the connection; panics if it keeps it open 15 s.
+fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(err) => panic!(
+            "the server kept the connection open ({err}); read so far: {}",
+            String::from_utf8_lossy(&answer)
+        ),
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn absurd_declared_body_lengths_are_refused_and_the_server_lives() {
+    let server = Server::new().arg("--read-timeout").arg("1s").start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    // Past the host's memory; past the address space; past what a Vec may hold.
+    let lengths = [
+        "100000000000",
+        "17592186044417",
+        "9223372036854775807",
+        "18446744073709551615",
+    ];
+    for length in lengths {
+        for (method, path, status) in [
+            ("PUT", "/register", "413"),
+            ("GET", "/hello", "413"),
+            ("POST", "/nosuch", "404"),
+        ] {
+            let mut stream = connect(&server);
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\nabc"
+            );
+            stream.write_all(head.as_bytes()).expect("write");
+            let answer = read_until_closed(&mut stream);
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{method} {path} declaring {length} bytes: {answer}"
+            );
+            server.get("/health").expect(200);
+        }
+    }
+    let rss = resident_kib(server.pid());
+    assert!(
+        rss < 100 * 1024,
+        "the server holds {rss} KiB after the absurd bodies"
+    );
+    server.get("/hello").expect(200);
+}
+
+#[test]
+fn a_trickling_body_loses_its_worker_after_the_read_timeout() {
+    let server = Server::new()
+        .one_worker_no_queue()
+        .arg("--read-timeout")
+        .arg("1s")
+        .start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    let mut slow = connect(&server);
+    slow.write_all(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .expect("write");
+    let started = Instant::now();
+    // The only worker reads the slow body until the watchdog cuts the client off; the
+    // truncated body is refused, never run.
+    let answer = read_until_closed(&mut slow);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "a truncated body got: {answer}"
+    );
+    let runs = server.get("/functions/hello/runs").expect(200).json();
+    assert_eq!(runs.as_array().map(Vec::len), Some(0), "runs: {runs}");
+    assert!(
+        eventually(Duration::from_secs(5), || server.get("/hello").status
+            == 200),
+        "the worker never came back"
+    );
+}
+
+#[test]
+fn silent_connections_close_but_long_runs_do_not() {
+    let server = Server::new().arg("--read-timeout").arg("1s").start();
+    server.register_ok("nap", &go::sleeper(2500), json!({}));
+    // Connected, never a byte.
+    let mut mute = connect(&server);
+    // One request answered, then kept alive in silence.
+    let mut kept = connect(&server);
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let started = Instant::now();
+    // A run longer than the read timeout: the server is busy on it, not waiting.
+    server.get("/nap").expect(200);
+    assert_eq!(read_until_closed(&mut mute), "");
+    let answer = read_until_closed(&mut kept);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(server.log_count("closed the silent connection") >= 2);
+}
