@@ -26,6 +26,7 @@ fn main() {
         .expect("go runs");
     assert!(built.success(), "go build failed");
     let exe = dir.join("hello");
+    let work_dirs = runner::WorkDirs::new(dir.join("work")).expect("work dirs");
     let limits = Limits {
         memory: Some(512 << 20),
         cpu_seconds: Some(32),
@@ -86,7 +87,7 @@ fn main() {
                     run_id: format!("bench-{i}"),
                     sandbox,
                 },
-                &dir,
+                &work_dirs,
             )
             .expect("the run starts");
             assert_eq!(finished.stdout, b"Hello, World!\n");

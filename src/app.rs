@@ -18,12 +18,12 @@ use crate::registration::hex;
 use crate::registry::secrets::SecretStore;
 use crate::registry::trash::Trash;
 use crate::registry::{DataDir, Function, Registry};
+use crate::runner::WorkDirs;
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
 use crate::users::UserPool;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
@@ -43,7 +43,7 @@ pub struct App {
     pub users: Option<UserPool>,
     pub started: Instant,
     /// Where runs get their working directories.
-    pub work_root: PathBuf,
+    pub work_dirs: WorkDirs,
     /// The request pool, once the server listens.
     pub dispatcher: OnceLock<Dispatcher>,
     /// The bound listen address, known once the socket is open.
@@ -59,6 +59,8 @@ impl App {
             root: config.data_dir.clone(),
         };
         let read_timeout = config.read_timeout;
+        let work_dirs =
+            WorkDirs::new(std::env::temp_dir().join(format!("golambda-work-{}", data.identity())))?;
         data.create()?;
         let registry = Registry::open(data.clone())?;
         let (first, last) = config.run_uids;
@@ -109,7 +111,7 @@ impl App {
             concurrency: Concurrency::default(),
             users,
             started: Instant::now(),
-            work_root: std::env::temp_dir(),
+            work_dirs,
             local_addr: OnceLock::new(),
             dispatcher: OnceLock::new(),
             clients: Arc::new(Clients::new(read_timeout)),

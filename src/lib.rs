@@ -38,7 +38,12 @@ pub fn run(config: Config) -> Result<(), String> {
         .set_target_level(log::LevelFilter::Off)
         .set_thread_level(log::LevelFilter::Off)
         .build();
-    let _ = simplelog::WriteLogger::init(level, log_config, std::io::stderr());
+    // One write per line: stderr is unbuffered, and the logger writes a line in pieces.
+    let _ = simplelog::WriteLogger::init(
+        level,
+        log_config,
+        std::io::LineWriter::new(std::io::stderr()),
+    );
 
     platform::raise_open_files_limit();
     let app =

@@ -90,13 +90,15 @@ pub fn invoke(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let secrets = app
-        .secrets
-        .read(&function.name, version.number)
-        .map_err(|err| ApiError::Internal {
-            context: format!("cannot read the function's secrets: {err}"),
-        })?;
-    env.extend(secrets);
+    if !settings.secrets.is_empty() {
+        let secrets = app
+            .secrets
+            .read(&function.name, version.number)
+            .map_err(|err| ApiError::Internal {
+                context: format!("cannot read the function's secrets: {err}"),
+            })?;
+        env.extend(secrets);
+    }
     if let Some(request) = &call.request {
         cgi_variables(&mut env, &function.name, request, call.body.len());
     }
@@ -145,7 +147,7 @@ pub fn invoke(
                 exclusive_user: true,
             },
         },
-        &app.work_root,
+        &app.work_dirs,
     );
     let finished = match finished {
         Ok(finished) => finished,

@@ -5,11 +5,12 @@
 //! behind is found in the group's `cgroup.procs`. Without writable controllers, nothing here
 //! is used and the rlimits alone apply.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// The controller folders this server may use, once found.
 fn controllers() -> &'static Vec<PathBuf> {
@@ -35,49 +36,87 @@ fn group(controller: &std::path::Path, uid: u32) -> PathBuf {
     controller.join(format!("u{uid}"))
 }
 
-/// The open `cgroup.procs` files a child writes itself into, kept until it has started.
+/// The groups of one uid: their `cgroup.procs` files, open for the life of the server, and
+/// the limits last written, so that a run whose limits are the same as the last run's of
+/// this uid costs no file operation at all.
+struct Groups {
+    procs: Vec<File>,
+    memory: Option<u64>,
+    processes: Option<u64>,
+}
+
+/// The groups of every uid used so far.
+fn groups() -> &'static Mutex<HashMap<u32, Arc<Mutex<Groups>>>> {
+    static GROUPS: OnceLock<Mutex<HashMap<u32, Arc<Mutex<Groups>>>>> = OnceLock::new();
+    GROUPS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The `cgroup.procs` files a child writes itself into, kept until it has started.
 pub struct Joining {
-    files: Vec<File>,
+    groups: Arc<Mutex<Groups>>,
 }
 
 impl Joining {
     pub fn fds(&self) -> Vec<RawFd> {
-        self.files.iter().map(|f| f.as_raw_fd()).collect()
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups.procs.iter().map(|f| f.as_raw_fd()).collect()
     }
 }
 
-/// Sets the groups of `uid` for a run with these limits and opens their `cgroup.procs`.
+/// Sets the groups of `uid` for a run with these limits (made and opened on the uid's first
+/// run; limits written only when they change).
 pub fn prepare(uid: u32, memory: Option<u64>, processes: Option<u64>) -> io::Result<Joining> {
-    let mut files = Vec::new();
-    for controller in controllers() {
-        let dir = group(controller, uid);
-        std::fs::create_dir_all(&dir)?;
-        let (file, value) = match controller.parent().and_then(|p| p.file_name()) {
-            Some(name) if name == "memory" => ("memory.limit_in_bytes", memory),
-            _ => ("pids.max", processes),
-        };
-        if let Some(value) = value {
-            std::fs::write(dir.join(file), value.to_string())?;
+    let existing = groups()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&uid)
+        .cloned();
+    let shared = match existing {
+        Some(shared) => shared,
+        None => {
+            let mut procs = Vec::new();
+            for controller in controllers() {
+                let dir = group(controller, uid);
+                std::fs::create_dir_all(&dir)?;
+                procs.push(
+                    OpenOptions::new()
+                        .write(true)
+                        .open(dir.join("cgroup.procs"))?,
+                );
+            }
+            let made = Arc::new(Mutex::new(Groups {
+                procs,
+                memory: None,
+                processes: None,
+            }));
+            groups()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(uid)
+                .or_insert(made)
+                .clone()
         }
-        files.push(
-            OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"))?,
-        );
-    }
-    Ok(Joining { files })
-}
-
-/// In the child, between fork and exec: joins the groups ("0" means the writing process).
-/// Only write(2): async-signal-safe.
-pub fn join_in_child(fds: &[RawFd]) -> io::Result<()> {
-    for fd in fds {
-        // SAFETY: writing one byte from a static buffer to an fd the parent keeps open.
-        if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } != 1 {
-            return Err(io::Error::last_os_error());
+    };
+    {
+        let mut current = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        for controller in controllers() {
+            let dir = group(controller, uid);
+            let is_memory = controller
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|name| name == "memory");
+            let (file, wanted, written) = if is_memory {
+                ("memory.limit_in_bytes", memory, &mut current.memory)
+            } else {
+                ("pids.max", processes, &mut current.processes)
+            };
+            if let Some(value) = wanted.filter(|v| Some(*v) != *written) {
+                std::fs::write(dir.join(file), value.to_string())?;
+                *written = Some(value);
+            }
         }
     }
-    Ok(())
+    Ok(Joining { groups: shared })
 }
 
 /// The processes in the groups of `uid` (each is in every controller's group, so one

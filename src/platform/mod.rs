@@ -11,7 +11,11 @@ mod huge_alloc;
 #[cfg(target_os = "linux")]
 mod sockets;
 #[cfg(target_os = "linux")]
+mod spawn;
+#[cfg(target_os = "linux")]
 pub use sockets::{shut_down, tcp_connections, TcpConnection};
+#[cfg(target_os = "linux")]
+pub use spawn::{set_nonblocking, wait_ready, Process, POLLS_PIPES};
 
 /// Largest declared request body length that tiny_http can be left to discard unread: it
 /// first allocates a zeroed buffer that large. On Linux that is address space only (see
@@ -34,6 +38,20 @@ pub use unix::*;
 mod windows;
 #[cfg(windows)]
 pub use windows::*;
+
+/// What a poll waits for on a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    Read,
+    Write,
+}
+
+/// What [`wait_ready`] saw.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// The watched process has ended (it is not reaped yet).
+    pub exited: bool,
+}
 
 /// Resource limits of one child process tree; `None` leaves a limit as the server has it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

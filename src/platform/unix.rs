@@ -2,14 +2,14 @@
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 
+use super::spawn::Process;
 use super::Sandbox;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::AsRawFd;
 
 /// Whether `--compile-memory` applies (an rlimit on the compiler's processes).
 pub const COMPILER_MEMORY_LIMIT: bool = true;
@@ -48,72 +48,49 @@ pub fn on_stop_request(callback: impl Fn() + Send + Sync + 'static) -> io::Resul
 /// Says the server has finished stopping (nothing waits for it on Unix).
 pub fn stop_finished() {}
 
-/// Prepares a command so that it and everything it starts form one process group inside
-/// `sandbox`: in the child, between fork and exec, it leaves the network (a new empty
-/// network namespace), takes its rlimits, drops to the run's user, and asks to be killed if
-/// the server dies.
-/// The returned [`Confinement`] must live until the child has started.
-pub fn isolate(command: &mut Command, sandbox: &Sandbox) -> io::Result<Confinement> {
-    command.process_group(0);
-    if *sandbox == Sandbox::default() {
-        return Ok(Confinement::default());
-    }
+/// A started child: the process, the tree it heads, and our ends of its stdio pipes.
+pub struct Spawned {
+    pub process: Process,
+    pub tree: ProcessTree,
+    pub stdin: Option<File>,
+    pub stdout: File,
+    pub stderr: File,
+}
+
+/// Starts `command` (its environment taken as complete) as the head of a new process group
+/// inside `sandbox`: between clone and exec it joins the run's cgroups, leaves the network
+/// (a new empty network namespace), takes its rlimits, drops to the run's user, and asks to
+/// be killed if the server dies (see [`super::spawn`]). Stdout and stderr are pipes; stdin
+/// is a pipe when `with_stdin`, else `/dev/null`.
+pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<Spawned> {
     let confinement = Confinement::prepare(sandbox)?;
-    let cgroup_fds = confinement.fds();
-    let limits = sandbox.limits;
-    let mut settings: Vec<(RlimitResource, libc::rlim_t)> = Vec::new();
-    let mut add = |resource, value: Option<u64>| {
-        if let Some(value) = value {
-            settings.push((resource, value as libc::rlim_t));
-        }
+    let (stdin_pipe, stdin) = if with_stdin {
+        let (read, write) = super::spawn::pipe()?;
+        (Some(read), Some(File::from(write)))
+    } else {
+        (None, None)
     };
-    add(libc::RLIMIT_DATA, limits.memory);
-    add(libc::RLIMIT_CPU, limits.cpu_seconds);
-    add(libc::RLIMIT_NOFILE, limits.open_files);
-    add(libc::RLIMIT_FSIZE, limits.file_size);
-    if limits.no_core_dumps {
-        add(libc::RLIMIT_CORE, Some(0));
-    }
-    if sandbox.user.is_some() {
-        // Counted per user: exact once every run has a user of its own.
-        add(libc::RLIMIT_NPROC, limits.processes);
-    }
-    let user = sandbox.user;
-    let no_network = sandbox.no_network;
-    // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe system calls (unshare, setrlimit, setgroups, setgid, setuid, prctl,
-    // fcntl); it touches no lock and allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            confinement_join(&cgroup_fds)?;
-            if no_network && libc::unshare(libc::CLONE_NEWNET) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            for (resource, value) in &settings {
-                let limit = libc::rlimit {
-                    rlim_cur: *value,
-                    rlim_max: *value,
-                };
-                if libc::setrlimit(*resource, &limit) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if let Some(uid) = user {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(uid as libc::gid_t) != 0
-                    || libc::setuid(uid as libc::uid_t) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                // After the uid change: the kernel clears it on setuid.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    Ok(confinement)
+    let stdin_child = match &stdin_pipe {
+        Some(read) => read,
+        None => super::spawn::null_input()?,
+    };
+    let (stdout, stdout_child) = super::spawn::pipe()?;
+    let (stderr, stderr_child) = super::spawn::pipe()?;
+    let process = super::spawn::spawn(
+        command,
+        sandbox,
+        [stdin_child, &stdout_child, &stderr_child],
+        confinement.fds(),
+    )?;
+    let group = libc::pid_t::try_from(process.id())
+        .map_err(|_| io::Error::other("child pid out of range"))?;
+    Ok(Spawned {
+        process,
+        tree: ProcessTree { group },
+        stdin,
+        stdout: File::from(stdout),
+        stderr: File::from(stderr),
+    })
 }
 
 /// The cgroups a run joins (Linux, per-run users, writable controllers), held open until the
@@ -148,15 +125,6 @@ impl Confinement {
         }
         Vec::new()
     }
-}
-
-/// In the child: joins the run's cgroups (async-signal-safe).
-fn confinement_join(fds: &[std::os::unix::io::RawFd]) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    super::cgroup::join_in_child(fds)?;
-    #[cfg(not(target_os = "linux"))]
-    let _ = fds;
-    Ok(())
 }
 
 /// Whether runs get cgroups (memory of the whole tree, an exact process count).
@@ -221,28 +189,6 @@ pub fn others_can_traverse(dir: &Path) -> bool {
     std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0)
 }
 
-/// A command that runs `executable` even when its folder is closed to the run's user: the
-/// server opens the file and the child executes it through `/proc/self/fd`. The returned
-/// file must live until the child has started.
-pub fn command_for(executable: &Path, user: Option<u32>) -> io::Result<(Command, Option<File>)> {
-    if user.is_none() || !cfg!(target_os = "linux") {
-        return Ok((Command::new(executable), None));
-    }
-    let file = File::open(executable)?;
-    let fd = file.as_raw_fd();
-    let mut command = Command::new(format!("/proc/self/fd/{fd}"));
-    // SAFETY: fcntl(2) on an fd the parent keeps open; async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok((command, Some(file)))
-}
-
 /// Kills every process of a run's user: whatever the run left, even a daemon that left its
 /// process group and its parent. Returns how many it found.
 pub fn kill_user(uid: u32) -> usize {
@@ -276,11 +222,6 @@ pub fn kill_user(uid: u32) -> usize {
     killed
 }
 
-#[cfg(target_os = "linux")]
-type RlimitResource = libc::__rlimit_resource_t;
-#[cfg(not(target_os = "linux"))]
-type RlimitResource = libc::c_int;
-
 /// The kill target for a child and everything it started: its process group.
 #[derive(Debug)]
 pub struct ProcessTree {
@@ -288,13 +229,6 @@ pub struct ProcessTree {
 }
 
 impl ProcessTree {
-    /// Takes charge of a child spawned from a command that went through [`isolate`].
-    pub fn attach(child: &Child, _sandbox: &Sandbox) -> io::Result<ProcessTree> {
-        let group = libc::pid_t::try_from(child.id())
-            .map_err(|_| io::Error::other("child pid out of range"))?;
-        Ok(ProcessTree { group })
-    }
-
     /// Ends the whole tree at once (SIGKILL to the group).
     pub fn kill(&self) {
         self.signal(libc::SIGKILL);
@@ -359,6 +293,11 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Makes a directory readable by its owner only.
 pub fn make_private(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Lets other users pass through a folder to what they own inside, without listing it.
+pub fn make_traversable(dir: &Path) -> io::Result<()> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
 }
 
 /// Every live descendant of `root`, from the parent links in `/proc` (Linux); elsewhere none.

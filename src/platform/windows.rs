@@ -3,10 +3,10 @@
 
 use std::io;
 use std::os::windows::ffi::OsStrExt;
-use std::os::windows::io::AsRawHandle;
+use std::os::windows::io::{AsRawHandle, OwnedHandle};
 use std::os::windows::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -44,11 +44,6 @@ pub fn owner_of(_path: &Path) -> Option<u32> {
 /// Builds run as the server's user on Windows.
 pub fn others_can_traverse(_dir: &Path) -> bool {
     false
-}
-
-/// The plain command: runs have no users of their own on Windows.
-pub fn command_for(executable: &Path, _user: Option<u32>) -> io::Result<(Command, Option<File>)> {
-    Ok((Command::new(executable), None))
 }
 
 /// Runs have no users of their own on Windows: the job holds their processes.
@@ -114,15 +109,111 @@ pub fn compile_env() -> Vec<(String, String)> {
     .collect()
 }
 
-/// Prepares a command so that console events reach it and not the server; the limits are
-/// set on its job by [`ProcessTree::attach`].
-pub fn isolate(command: &mut Command, _sandbox: &Sandbox) -> io::Result<Confinement> {
-    command.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
-    Ok(Confinement)
+/// A started child: the process, the job that holds its tree, and our ends of its stdio.
+pub struct Spawned {
+    pub process: Process,
+    pub tree: ProcessTree,
+    pub stdin: Option<File>,
+    pub stdout: File,
+    pub stderr: File,
 }
 
-/// Nothing to hold on Windows: the job is made after the spawn.
-pub struct Confinement;
+/// Starts `command` in a new console process group (console events reach it, not the
+/// server), then puts it in a kill-on-close job with the sandbox's limits. Stdout and
+/// stderr are pipes; stdin is a pipe when `with_stdin`, else the null device.
+pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<Spawned> {
+    let mut command = clone_command(command);
+    command
+        .creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW)
+        .stdin(if with_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn()?;
+    let tree = match ProcessTree::attach(&child, sandbox) {
+        Ok(tree) => tree,
+        Err(err) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
+    };
+    let pipe = |handle: Option<OwnedHandle>| handle.map(File::from);
+    let stdin = pipe(child.stdin.take().map(OwnedHandle::from));
+    let stdout = pipe(child.stdout.take().map(OwnedHandle::from));
+    let stderr = pipe(child.stderr.take().map(OwnedHandle::from));
+    match (stdout, stderr) {
+        (Some(stdout), Some(stderr)) => Ok(Spawned {
+            process: Process { child },
+            tree,
+            stdin,
+            stdout,
+            stderr,
+        }),
+        _ => Err(io::Error::other("the child's output pipes are missing")),
+    }
+}
+
+/// Pipes cannot be polled together with processes here: a run uses a thread per pipe.
+pub const POLLS_PIPES: bool = false;
+
+/// Not used on Windows (see [`POLLS_PIPES`]).
+pub fn set_nonblocking(_file: &File) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// Not used on Windows (see [`POLLS_PIPES`]).
+pub fn wait_ready(
+    _process: Option<&Process>,
+    _pipes: &[(&File, super::Interest)],
+    _timeout: Duration,
+) -> io::Result<super::Readiness> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// A copy of a command's program, arguments, environment (taken as complete) and directory.
+fn clone_command(command: &Command) -> Command {
+    let mut copy = Command::new(command.get_program());
+    copy.args(command.get_args()).env_clear();
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            copy.env(key, value);
+        }
+    }
+    if let Some(dir) = command.get_current_dir() {
+        copy.current_dir(dir);
+    }
+    copy
+}
+
+/// A started child process, waited for with a time limit.
+#[derive(Debug)]
+pub struct Process {
+    child: std::process::Child,
+}
+
+impl Process {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to end; `None` if it still runs.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        use wait_timeout::ChildExt;
+        self.child.wait_timeout(timeout)
+    }
+
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+}
 
 /// Windows confines runs with job objects, not cgroups.
 pub fn cgroups_available() -> bool {
@@ -216,6 +307,11 @@ pub fn signal_name(signal: i32) -> String {
 
 /// Directories cannot be opened for syncing on Windows; renames are written through.
 pub fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Folders inherit their ACLs on Windows.
+pub fn make_traversable(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 

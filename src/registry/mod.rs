@@ -72,6 +72,14 @@ impl DataDir {
         path
     }
 
+    /// A short name for this data dir, the same on every start: a hash of its full path.
+    pub fn identity(&self) -> String {
+        use sha2::Digest;
+        let full = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let digest = sha2::Sha256::digest(full.to_string_lossy().as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn secrets(&self) -> PathBuf {
         self.registry_dir().join("secrets")
     }

@@ -3,12 +3,17 @@
 //! Never holds any registry lock; knows nothing of HTTP.
 
 pub mod child;
+mod drain;
+mod pump;
+mod workdirs;
 
 use crate::platform;
 pub use child::{Ending, Finished};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
+pub use workdirs::{WorkDir, WorkDirs};
 
 /// How much stderr a run keeps (the rest is read and dropped).
 pub const STDERR_KEEP: usize = 64 * 1024;
@@ -26,35 +31,25 @@ pub struct Invocation {
     pub sandbox: platform::Sandbox,
 }
 
-/// Runs the invocation in a new directory under `work_root`.
-pub fn run(invocation: Invocation, work_root: &Path) -> io::Result<Finished> {
-    let work_dir = work_root.join(format!("golambda-run-{}", invocation.run_id));
-    std::fs::create_dir(&work_dir)?;
+/// Runs the invocation in an empty directory of its own from `work_dirs`.
+pub fn run(invocation: Invocation, work_dirs: &WorkDirs) -> io::Result<Finished> {
     let user = invocation.sandbox.user;
-    let result = run_in(invocation, &work_dir);
+    let work_dir = work_dirs.take(user)?;
+    let result = run_in(invocation, work_dir.path());
     if let Some(uid) = user {
-        // Whatever the run left behind, even a daemon that escaped its process group.
+        // Whatever the run left behind, even a daemon that escaped its process group,
+        // before its directory is emptied for the next run.
         let left = platform::kill_user(uid);
         if left > 0 {
             log::info!("killed {left} processes a run of uid {uid} left behind");
         }
     }
-    if let Err(err) = std::fs::remove_dir_all(&work_dir) {
-        log::warn!(
-            "could not remove working directory {}: {err}",
-            work_dir.display()
-        );
-    }
+    drop(work_dir);
     result
 }
 
 fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
-    platform::make_private(work_dir)?;
-    if let Some(uid) = invocation.sandbox.user {
-        platform::give_to_user(work_dir, uid)?;
-    }
-    let (mut command, _executable) =
-        platform::command_for(&invocation.executable, invocation.sandbox.user)?;
+    let mut command = Command::new(&invocation.executable);
     let dir = work_dir.to_string_lossy().into_owned();
     command
         .env_clear()

@@ -217,11 +217,10 @@ fn the_environment_holds_only_the_documented_variables() {
 }
 
 #[test]
-fn each_run_gets_a_fresh_empty_working_dir_that_is_removed_afterwards() {
+fn each_run_starts_in_an_empty_private_working_dir_emptied_afterwards() {
     let server = Server::new().start();
     server.register_ok("wd", go::WORKDIR, json!({}));
-    let mut seen = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let report: Value = serde_json::from_str(&server.get("/wd").message()).unwrap();
         let cwd = report["cwd"].as_str().unwrap().to_string();
         assert!(Path::new(&cwd).is_absolute(), "cwd: {report}");
@@ -230,6 +229,7 @@ fn each_run_gets_a_fresh_empty_working_dir_that_is_removed_afterwards() {
             cwd.as_str(),
             "TMPDIR must be the working dir: {report}"
         );
+        // The run before wrote a file here, if it had this directory.
         assert_eq!(
             report["entries"], 0,
             "the working dir must start empty: {report}"
@@ -238,13 +238,19 @@ fn each_run_gets_a_fresh_empty_working_dir_that_is_removed_afterwards() {
             report["write_ok"], true,
             "the working dir must be writable: {report}"
         );
+        let emptied =
+            || std::fs::read_dir(&cwd).map_or(true, |mut entries| entries.next().is_none());
         assert!(
-            eventually(Duration::from_secs(2), || !Path::new(&cwd).exists()),
-            "working dir {cwd} still exists after the run"
+            eventually(Duration::from_secs(2), emptied),
+            "working dir {cwd} still holds what the run wrote"
         );
-        seen.push(cwd);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&cwd).map(|m| m.permissions().mode() & 0o777);
+            assert_eq!(mode.ok(), Some(0o700), "{cwd} is not private");
+        }
     }
-    assert_ne!(seen[0], seen[1], "two runs shared a working dir");
 }
 
 #[test]

@@ -1,0 +1,311 @@
+//! The fork floor and the server side by side, in one run on this machine.
+//!
+//! The floor is what spawning the function's own executable costs with nothing else: spawn,
+//! read its stdout to the end, reap it (std's `Command` uses posix_spawn here). The server
+//! is the release binary serving `GET /hello` for the same program, with its default
+//! isolation. Prints a Markdown table (floor, server, ratio) on stdout.
+//!
+//! Usage: `cargo bench --bench fork_floor -- SERVER_BINARY [SECONDS]` (see scripts/bench.sh,
+//! which builds the release binary first).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HELLO: &str =
+    "package main\n\nimport \"fmt\"\n\nfunc main() {\n    fmt.Println(\"Hello, World!\")\n}\n";
+const CONNECTIONS: usize = 16;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let Some(server_binary) = args.first().map(PathBuf::from) else {
+        eprintln!("usage: fork_floor SERVER_BINARY [SECONDS]");
+        std::process::exit(2);
+    };
+    let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let window = Duration::from_secs(seconds);
+    let work = std::env::temp_dir().join(format!("golambda-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("temp dir");
+    let hello = build_hello(&work);
+
+    let floor_latency = floor_p50(&hello, 500);
+    let floor_2 = floor_rate(&hello, 2, window);
+    let floor_16 = floor_rate(&hello, CONNECTIONS, window);
+    let floor = floor_2.max(floor_16);
+
+    let data = work.join("data");
+    let server = Server::start(&server_binary, &data);
+    let idle_rss = rss_kib(server.child.id());
+    server.register_hello();
+    let latency = server.p50(500);
+    let load = server.load(CONNECTIONS, window);
+    std::thread::sleep(Duration::from_secs(1));
+    let loaded_rss = rss_kib(server.child.id());
+    server.stop();
+    let _ = std::fs::remove_dir_all(&work);
+
+    println!("| fork-per-request figure | floor | server | ratio / difference | goal |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| requests/s, {CONNECTIONS} connections ({}s, errors: {}) | {floor:.0}/s (2 threads {floor_2:.0}, {CONNECTIONS} threads {floor_16:.0}) | {:.0}/s | {:.2}x | ≥ 0.90x, 0 errors |",
+        seconds,
+        load.errors,
+        load.rate,
+        load.rate / floor
+    );
+    println!(
+        "| single client p50 | {:.3} ms | {:.3} ms | +{:.3} ms | ≤ +0.20 ms |",
+        ms(floor_latency),
+        ms(latency),
+        ms(latency) - ms(floor_latency)
+    );
+    println!(
+        "| server RSS idle / after load | | {:.1} MiB / {:.1} MiB | | < 8 MiB / < 30 MiB |",
+        idle_rss as f64 / 1024.0,
+        loaded_rss as f64 / 1024.0
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn build_hello(work: &Path) -> PathBuf {
+    let dir = work.join("hello");
+    std::fs::create_dir_all(&dir).expect("hello dir");
+    std::fs::write(dir.join("main.go"), HELLO).expect("hello source");
+    let exe = dir.join("hello");
+    let status = Command::new(std::env::var("GO").unwrap_or_else(|_| "go".into()))
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg("main.go")
+        .current_dir(&dir)
+        .env("GO111MODULE", "off")
+        .env("CGO_ENABLED", "0")
+        .status()
+        .expect("go build");
+    assert!(status.success(), "go build failed");
+    exe
+}
+
+fn spawn_once(exe: &Path) {
+    let mut child = Command::new(exe)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut out = Vec::with_capacity(64);
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_end(&mut out).expect("read");
+    }
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(out, b"Hello, World!\n");
+}
+
+fn floor_p50(exe: &Path, count: usize) -> Duration {
+    for _ in 0..20 {
+        spawn_once(exe);
+    }
+    let mut times: Vec<Duration> = (0..count)
+        .map(|_| {
+            let started = Instant::now();
+            spawn_once(exe);
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn floor_rate(exe: &Path, threads: usize, window: Duration) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (exe, done, stop) = (exe.to_path_buf(), done.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    spawn_once(&exe);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(window);
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().expect("floor thread");
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+struct Load {
+    rate: f64,
+    errors: u64,
+}
+
+impl Server {
+    fn start(binary: &Path, data: &Path) -> Server {
+        std::fs::create_dir_all(data).expect("data dir");
+        let mut child = Command::new(binary)
+            .args(["--addr", "127.0.0.1:0", "--log-level", "warn", "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("banner");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in the banner");
+        Server { child, port }
+    }
+
+    fn register_hello(&self) {
+        use base64::Engine;
+        let code = base64::engine::general_purpose::STANDARD.encode(HELLO);
+        let body = format!(r#"{{"name":"hello","trigger":"http","code":"{code}"}}"#);
+        let mut connection = Connection::open(self.port);
+        let (status, _) = connection.send("PUT", "/register", body.as_bytes());
+        assert!(status == 200 || status == 201, "register: {status}");
+    }
+
+    fn p50(&self, count: usize) -> Duration {
+        let mut connection = Connection::open(self.port);
+        for _ in 0..20 {
+            connection.get_hello();
+        }
+        let mut times: Vec<Duration> = (0..count)
+            .map(|_| {
+                let started = Instant::now();
+                assert!(connection.get_hello());
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[times.len() / 2]
+    }
+
+    fn load(&self, connections: usize, window: Duration) -> Load {
+        let done = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let clients: Vec<_> = (0..connections)
+            .map(|_| {
+                let (port, done, errors, stop) =
+                    (self.port, done.clone(), errors.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut connection = Connection::open(port);
+                    while !stop.load(Ordering::Relaxed) {
+                        if connection.get_hello() {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(window);
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            client.join().expect("client thread");
+        }
+        Load {
+            rate: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+            errors: errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn stop(mut self) {
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection that understands just enough to read one answer.
+struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    fn open(port: u16) -> Connection {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Connection {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn get_hello(&mut self) -> bool {
+        let (status, body) = self.send("GET", "/hello", b"");
+        status == 200 && body == b"{\"message\":\"Hello, World!\\n\"}\n"
+    }
+
+    fn send(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes()).expect("send");
+        stream.write_all(body).expect("send body");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).expect("body");
+        (status, body)
+    }
+}
