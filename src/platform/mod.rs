@@ -39,6 +39,16 @@ mod windows;
 #[cfg(windows)]
 pub use windows::*;
 
+/// A started child: the process, the tree it heads (its process group, or its job on
+/// Windows), and our ends of its stdio pipes.
+pub struct Spawned {
+    pub process: Process,
+    pub tree: ProcessTree,
+    pub stdin: Option<std::fs::File>,
+    pub stdout: std::fs::File,
+    pub stderr: std::fs::File,
+}
+
 /// What a poll waits for on a pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interest {

@@ -6,7 +6,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
-use super::spawn::Process;
 use super::Sandbox;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -48,21 +47,12 @@ pub fn on_stop_request(callback: impl Fn() + Send + Sync + 'static) -> io::Resul
 /// Says the server has finished stopping (nothing waits for it on Unix).
 pub fn stop_finished() {}
 
-/// A started child: the process, the tree it heads, and our ends of its stdio pipes.
-pub struct Spawned {
-    pub process: Process,
-    pub tree: ProcessTree,
-    pub stdin: Option<File>,
-    pub stdout: File,
-    pub stderr: File,
-}
-
 /// Starts `command` (its environment taken as complete) as the head of a new process group
 /// inside `sandbox`: between clone and exec it joins the run's cgroups, leaves the network
 /// (a new empty network namespace), takes its rlimits, drops to the run's user, and asks to
 /// be killed if the server dies (see [`super::spawn`]). Stdout and stderr are pipes; stdin
 /// is a pipe when `with_stdin`, else `/dev/null`.
-pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<Spawned> {
+pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<super::Spawned> {
     let confinement = Confinement::prepare(sandbox)?;
     let (stdin_pipe, stdin) = if with_stdin {
         let (read, write) = super::spawn::pipe()?;
@@ -84,7 +74,7 @@ pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Resu
     )?;
     let group = libc::pid_t::try_from(process.id())
         .map_err(|_| io::Error::other("child pid out of range"))?;
-    Ok(Spawned {
+    Ok(super::Spawned {
         process,
         tree: ProcessTree { group },
         stdin,

@@ -109,19 +109,10 @@ pub fn compile_env() -> Vec<(String, String)> {
     .collect()
 }
 
-/// A started child: the process, the job that holds its tree, and our ends of its stdio.
-pub struct Spawned {
-    pub process: Process,
-    pub tree: ProcessTree,
-    pub stdin: Option<File>,
-    pub stdout: File,
-    pub stderr: File,
-}
-
 /// Starts `command` in a new console process group (console events reach it, not the
 /// server), then puts it in a kill-on-close job with the sandbox's limits. Stdout and
 /// stderr are pipes; stdin is a pipe when `with_stdin`, else the null device.
-pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<Spawned> {
+pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<super::Spawned> {
     let mut command = clone_command(command);
     command
         .creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW)
@@ -146,7 +137,7 @@ pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Resu
     let stdout = pipe(child.stdout.take().map(OwnedHandle::from));
     let stderr = pipe(child.stderr.take().map(OwnedHandle::from));
     match (stdout, stderr) {
-        (Some(stdout), Some(stderr)) => Ok(Spawned {
+        (Some(stdout), Some(stderr)) => Ok(super::Spawned {
             process: Process { child },
             tree,
             stdin,
