@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Compiler output kept for the 422 answer.
@@ -88,6 +88,8 @@ pub struct Compiler {
     user: Option<u32>,
     cache_dir: PathBuf,
     slots: Slots,
+    /// See [`Compiler::identity`].
+    identity: OnceLock<String>,
 }
 
 impl Compiler {
@@ -109,6 +111,7 @@ impl Compiler {
                 free: Mutex::new(jobs.max(1)),
                 freed: Condvar::new(),
             },
+            identity: OnceLock::new(),
         }
     }
 
@@ -139,14 +142,86 @@ impl Compiler {
             platform::give_to_user(build_dir, uid).map_err(CompileError::Io)?;
         }
         let partial = build_dir.join(format!("function{}", platform::EXE_SUFFIX));
-        let mut command = Command::new(&self.go);
-        let cache = self.cache_dir.to_string_lossy().into_owned();
-        let tmp = build_dir.to_string_lossy().into_owned();
+        let mut command = self.go_command(build_dir);
         command
             .args(["build", "-trimpath", "-o"])
             .arg(&partial)
-            .arg("main.go")
-            .current_dir(build_dir)
+            .arg("main.go");
+        let finished = self.run_go(command)?;
+        match finished.ending {
+            Ending::Exited(0) => {}
+            Ending::TimedOut => {
+                return Err(CompileError::TimedOut {
+                    limit: self.timeout,
+                })
+            }
+            _ => {
+                return Err(CompileError::Rejected {
+                    output: output_text(&finished),
+                })
+            }
+        }
+        // Opened for writing: Windows refuses to flush a read-only handle.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&partial)
+            .map_err(CompileError::Io)?;
+        file.sync_all().map_err(CompileError::Io)?;
+        drop(file);
+        if let Some(dir) = output.parent() {
+            std::fs::create_dir_all(dir).map_err(CompileError::Io)?;
+        }
+        if self.user.is_some() {
+            // The executable belongs to the server, not to the build user.
+            platform::give_to_user(&partial, 0).map_err(CompileError::Io)?;
+        }
+        // The build dir lives in the data dir, so this rename never crosses file systems.
+        platform::rename_durably(&partial, output).map_err(CompileError::Io)?;
+        Ok(())
+    }
+
+    /// What decides the output of a build apart from the source: the toolchain's path, its
+    /// version and the target system, as `go env` reports them in the build's environment.
+    /// Asked once per server process (a toolchain replaced while the server runs is noticed
+    /// at the next start); a failure is not remembered.
+    pub fn identity(&self) -> Result<String, CompileError> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity.clone());
+        }
+        let mut command = self.go_command(&self.cache_dir);
+        command.args(["env", "GOVERSION", "GOOS", "GOARCH"]);
+        let finished = self.run_go(command)?;
+        let text = String::from_utf8_lossy(&finished.stdout).into_owned();
+        let values: Vec<&str> = text.lines().map(str::trim).collect();
+        let answered = matches!(finished.ending, Ending::Exited(0))
+            && values.len() == 3
+            && values.iter().all(|v| !v.is_empty());
+        if !answered {
+            return Err(CompileError::ToolchainMissing {
+                go: self.go.clone(),
+                source: io::Error::other(format!(
+                    "'go env GOVERSION GOOS GOARCH' did not answer: {}",
+                    output_text(&finished)
+                )),
+            });
+        }
+        let identity = format!(
+            "go={}\nversion={}\nGOOS={}\nGOARCH={}\nflags=-trimpath CGO_ENABLED=0",
+            self.go.display(),
+            values[0],
+            values[1],
+            values[2]
+        );
+        Ok(self.identity.get_or_init(|| identity).clone())
+    }
+
+    /// A `go` command with the build environment, made from scratch, running in `dir`.
+    fn go_command(&self, dir: &Path) -> Command {
+        let mut command = Command::new(&self.go);
+        let cache = self.cache_dir.to_string_lossy().into_owned();
+        let tmp = dir.to_string_lossy().into_owned();
+        command
+            .current_dir(dir)
             .env_clear()
             .envs(platform::compile_env())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -164,7 +239,12 @@ impl Compiler {
             .env("GOTOOLCHAIN", "local")
             .env("GOPROXY", "off")
             .env("GOTELEMETRY", "off");
-        let finished = child::run(ChildSpec {
+        command
+    }
+
+    /// Runs a `go` command as builds run: time limit, memory limit, build user, no network.
+    fn run_go(&self, command: Command) -> Result<child::Finished, CompileError> {
+        child::run(ChildSpec {
             command,
             stdin: Vec::new(),
             timeout: self.timeout,
@@ -191,38 +271,13 @@ impl Compiler {
                 }
             }
             _ => CompileError::Io(source),
-        })?;
-        match finished.ending {
-            Ending::Exited(0) => {}
-            Ending::TimedOut => {
-                return Err(CompileError::TimedOut {
-                    limit: self.timeout,
-                })
-            }
-            _ => {
-                let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
-                text.push_str(&String::from_utf8_lossy(&finished.stdout));
-                return Err(CompileError::Rejected {
-                    output: text.trim_end().to_string(),
-                });
-            }
-        }
-        // Opened for writing: Windows refuses to flush a read-only handle.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&partial)
-            .map_err(CompileError::Io)?;
-        file.sync_all().map_err(CompileError::Io)?;
-        drop(file);
-        if let Some(dir) = output.parent() {
-            std::fs::create_dir_all(dir).map_err(CompileError::Io)?;
-        }
-        if self.user.is_some() {
-            // The executable belongs to the server, not to the build user.
-            platform::give_to_user(&partial, 0).map_err(CompileError::Io)?;
-        }
-        // The build dir lives in the data dir, so this rename never crosses file systems.
-        platform::rename_durably(&partial, output).map_err(CompileError::Io)?;
-        Ok(())
+        })
     }
+}
+
+/// A failed command's stderr then stdout, trimmed.
+fn output_text(finished: &child::Finished) -> String {
+    let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&finished.stdout));
+    text.trim_end().to_string()
 }

@@ -36,6 +36,11 @@ pub fn give_tree_to_user(_dir: &Path, _uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// How many names (hard links) a file has: not asked on Windows, so never known.
+pub fn link_count(_path: &Path) -> Option<u64> {
+    None
+}
+
 /// Ownership is not tracked by uid on Windows.
 pub fn owner_of(_path: &Path) -> Option<u32> {
     None

@@ -46,6 +46,10 @@ impl DataDir {
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")
     }
+    /// The content-addressed executables (see [`crate::builds`]).
+    pub fn builds(&self) -> PathBuf {
+        self.cache().join("builds")
+    }
 
     /// Creates the folders (and the data dir itself) if they are missing, each readable by
     /// the server's user only: a run reaches its executable through a file the server
@@ -56,6 +60,7 @@ impl DataDir {
             self.sources(),
             self.registry_dir(),
             self.cache(),
+            self.builds(),
         ] {
             std::fs::create_dir_all(&dir)?;
             platform::make_private(&dir)?;
