@@ -118,7 +118,8 @@ impl App {
     }
 
     /// Brings every registered function back: rebuilds a missing or changed executable from
-    /// its stored source, and schedules cron functions. Starts the cron threads.
+    /// its stored source, and schedules cron functions. Starts the cron threads. Costs one
+    /// `stat` per function: no executable is read or hashed, nothing is synced.
     pub fn restore(self: &Arc<Self>) {
         self.sweep_scratch();
         self.trash.sweep();
@@ -134,8 +135,9 @@ impl App {
                     version.number
                 );
             }
-            let schedule = self.schedule_of(&function);
-            self.reschedule(&function, schedule);
+            if let Some(schedule) = self.schedule_of(&function) {
+                self.reschedule(&function, Some(schedule));
+            }
             log::info!(
                 "restored {} version {} ({})",
                 function.name,
