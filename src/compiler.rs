@@ -147,7 +147,7 @@ impl Compiler {
             .args(["build", "-trimpath", "-o"])
             .arg(&partial)
             .arg("main.go");
-        let finished = self.run_go(command)?;
+        let finished = self.run_go(command, Some(self.memory))?;
         match finished.ending {
             Ending::Exited(0) => {}
             Ending::TimedOut => {
@@ -190,7 +190,8 @@ impl Compiler {
         }
         let mut command = self.go_command(&self.cache_dir);
         command.args(["env", "GOVERSION", "GOOS", "GOARCH"]);
-        let finished = self.run_go(command)?;
+        // A fixed query, not a build: `--compile-memory` bounds builds, not this.
+        let finished = self.run_go(command, None)?;
         let text = String::from_utf8_lossy(&finished.stdout).into_owned();
         let values: Vec<&str> = text.lines().map(str::trim).collect();
         let answered = matches!(finished.ending, Ending::Exited(0))
@@ -242,8 +243,13 @@ impl Compiler {
         command
     }
 
-    /// Runs a `go` command as builds run: time limit, memory limit, build user, no network.
-    fn run_go(&self, command: Command) -> Result<child::Finished, CompileError> {
+    /// Runs a `go` command as builds run: time limit, build user, no network, and `memory`
+    /// as the data memory limit of its processes where the platform sets one.
+    fn run_go(
+        &self,
+        command: Command,
+        memory: Option<u64>,
+    ) -> Result<child::Finished, CompileError> {
         child::run(ChildSpec {
             command,
             stdin: Vec::new(),
@@ -252,7 +258,7 @@ impl Compiler {
             keep: OUTPUT_KEEP,
             sandbox: platform::Sandbox {
                 limits: platform::Limits {
-                    memory: platform::COMPILER_MEMORY_LIMIT.then_some(self.memory),
+                    memory: memory.filter(|_| platform::COMPILER_MEMORY_LIMIT),
                     no_core_dumps: true,
                     ..platform::Limits::default()
                 },
