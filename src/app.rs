@@ -2,6 +2,7 @@
 //! operations that span them (restore at start, reschedule, delete, cron runs). Handlers get
 //! an `&App`; nothing here holds a lock while a function runs.
 
+use crate::builds::Builds;
 use crate::compiler::Compiler;
 use crate::concurrency::Concurrency;
 use crate::config::Config;
@@ -31,6 +32,8 @@ pub struct App {
     pub config: Config,
     pub registry: Registry,
     pub compiler: Compiler,
+    /// Each distinct build, kept once; versions link to them.
+    pub builds: Builds,
     pub scheduler: Scheduler,
     /// Busy files waiting to be removed.
     pub trash: Trash,
@@ -77,10 +80,7 @@ impl App {
             reachable
         });
         if let Some(uid) = build_user {
-            // The shared Go build cache and the build folders belong to the build user.
-            if platform::owner_of(&data.cache()) != Some(uid) {
-                platform::give_tree_to_user(&data.cache(), uid)?;
-            }
+            give_cache_to_build_user(&data, uid)?;
         }
         let compiler = Compiler::new(
             config.go.clone(),
@@ -102,6 +102,7 @@ impl App {
             config,
             registry,
             compiler,
+            builds: Builds::new(data.builds(), build_user),
             scheduler: Scheduler::new(),
             trash: Trash::new(data.trash()),
             secrets: SecretStore::new(data.secrets()),
@@ -119,7 +120,8 @@ impl App {
     }
 
     /// Brings every registered function back: rebuilds a missing or changed executable from
-    /// its stored source, and schedules cron functions. Starts the cron threads.
+    /// its stored source, and schedules cron functions. Starts the cron threads. Costs one
+    /// `stat` per function: no executable is read or hashed, nothing is synced.
     pub fn restore(self: &Arc<Self>) {
         self.sweep_scratch();
         self.trash.sweep();
@@ -135,8 +137,9 @@ impl App {
                     version.number
                 );
             }
-            let schedule = self.schedule_of(&function);
-            self.reschedule(&function, schedule);
+            if let Some(schedule) = self.schedule_of(&function) {
+                self.reschedule(&function, Some(schedule));
+            }
             log::info!(
                 "restored {} version {} ({})",
                 function.name,
@@ -144,6 +147,8 @@ impl App {
                 version.settings.trigger
             );
         }
+        // After the rebuilds above, which may relink a build that only the store still had.
+        self.builds.sweep();
         let weak = Arc::downgrade(self);
         self.scheduler
             .start(self.config.cron_workers(), Arc::new(CronRunner(weak)));
@@ -204,11 +209,17 @@ impl App {
                 version.source
             ));
         }
-        let started = Instant::now();
-        let compiled = self.compiler.compile(&stored, &exe);
-        self.metrics.compiled(compiled.is_ok(), started.elapsed());
-        compiled.map_err(|err| err.to_string())?;
-        let size = std::fs::metadata(&exe).map_err(|e| e.to_string())?.len();
+        let installed = self
+            .builds
+            .install(
+                &self.compiler,
+                &self.metrics,
+                &stored,
+                &exe,
+                Some(version.executable_size),
+            )
+            .map_err(|err| err.to_string())?;
+        let size = installed.size;
         if size != version.executable_size {
             // Another toolchain can build another size: record it so the next start does
             // not rebuild again.
@@ -224,7 +235,16 @@ impl App {
                 .put(updated)
                 .map_err(|e| format!("cannot record the rebuilt executable: {e}"))?;
         }
-        log::info!("rebuilt {} version {}", function.name, version.number);
+        log::info!(
+            "rebuilt {} version {}{}",
+            function.name,
+            version.number,
+            if installed.compiled {
+                ""
+            } else {
+                " (linked to its stored build)"
+            }
+        );
         Ok(())
     }
 
@@ -292,6 +312,29 @@ impl App {
         log::info!("deleted {name} (was version {})", removed.current);
         Ok(())
     }
+}
+
+/// Gives the shared Go build cache and the build folders to the build user, but never the
+/// store of finished executables: what the build user owns, it could change.
+fn give_cache_to_build_user(data: &DataDir, uid: u32) -> io::Result<()> {
+    let builds = data.builds();
+    if platform::owner_of(&builds) == Some(uid) {
+        // Left by an older server that gave the whole cache away: its contents are untrusted.
+        std::fs::remove_dir_all(&builds)?;
+        std::fs::create_dir_all(&builds)?;
+        platform::make_private(&builds)?;
+    }
+    if platform::owner_of(&data.cache()) == Some(uid) {
+        return Ok(());
+    }
+    platform::give_to_user(&data.cache(), uid)?;
+    for entry in std::fs::read_dir(data.cache())? {
+        let path = entry?.path();
+        if path != builds {
+            platform::give_tree_to_user(&path, uid)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs cron fires on the scheduler's workers.

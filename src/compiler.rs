@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Compiler output kept for the 422 answer.
@@ -88,6 +88,8 @@ pub struct Compiler {
     user: Option<u32>,
     cache_dir: PathBuf,
     slots: Slots,
+    /// See [`Compiler::identity`].
+    identity: OnceLock<String>,
 }
 
 impl Compiler {
@@ -109,6 +111,7 @@ impl Compiler {
                 free: Mutex::new(jobs.max(1)),
                 freed: Condvar::new(),
             },
+            identity: OnceLock::new(),
         }
     }
 
@@ -139,59 +142,12 @@ impl Compiler {
             platform::give_to_user(build_dir, uid).map_err(CompileError::Io)?;
         }
         let partial = build_dir.join(format!("function{}", platform::EXE_SUFFIX));
-        let mut command = Command::new(&self.go);
-        let cache = self.cache_dir.to_string_lossy().into_owned();
-        let tmp = build_dir.to_string_lossy().into_owned();
+        let mut command = self.go_command(build_dir);
         command
             .args(["build", "-trimpath", "-o"])
             .arg(&partial)
-            .arg("main.go")
-            .current_dir(build_dir)
-            .env_clear()
-            .envs(platform::compile_env())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &cache)
-            .env("GOCACHE", self.cache_dir.join("go-build"))
-            .env("GOPATH", self.cache_dir.join("gopath"))
-            .env("GOTMPDIR", &tmp)
-            .env("TMPDIR", &tmp)
-            .env("TMP", &tmp)
-            .env("TEMP", &tmp)
-            .env("GOENV", "off")
-            .env("GOFLAGS", "")
-            .env("GO111MODULE", "off")
-            .env("CGO_ENABLED", "0")
-            .env("GOTOOLCHAIN", "local")
-            .env("GOPROXY", "off")
-            .env("GOTELEMETRY", "off");
-        let finished = child::run(ChildSpec {
-            command,
-            stdin: Vec::new(),
-            timeout: self.timeout,
-            stdout_limit: None,
-            keep: OUTPUT_KEEP,
-            sandbox: platform::Sandbox {
-                limits: platform::Limits {
-                    memory: platform::COMPILER_MEMORY_LIMIT.then_some(self.memory),
-                    no_core_dumps: true,
-                    ..platform::Limits::default()
-                },
-                user: self.user,
-                // Nothing a build needs is on the network (GOPROXY=off, no cgo).
-                no_network: platform::can_isolate_network(),
-                // Builds share their user (and its build cache).
-                exclusive_user: false,
-            },
-        })
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
-                CompileError::ToolchainMissing {
-                    go: self.go.clone(),
-                    source,
-                }
-            }
-            _ => CompileError::Io(source),
-        })?;
+            .arg("main.go");
+        let finished = self.run_go(command, Some(self.memory))?;
         match finished.ending {
             Ending::Exited(0) => {}
             Ending::TimedOut => {
@@ -200,11 +156,9 @@ impl Compiler {
                 })
             }
             _ => {
-                let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
-                text.push_str(&String::from_utf8_lossy(&finished.stdout));
                 return Err(CompileError::Rejected {
-                    output: text.trim_end().to_string(),
-                });
+                    output: output_text(&finished),
+                })
             }
         }
         // Opened for writing: Windows refuses to flush a read-only handle.
@@ -225,4 +179,111 @@ impl Compiler {
         platform::rename_durably(&partial, output).map_err(CompileError::Io)?;
         Ok(())
     }
+
+    /// What decides the output of a build apart from the source: the toolchain's path, its
+    /// version and the target system, as `go env` reports them in the build's environment.
+    /// Asked once per server process (a toolchain replaced while the server runs is noticed
+    /// at the next start); a failure is not remembered.
+    pub fn identity(&self) -> Result<String, CompileError> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity.clone());
+        }
+        let mut command = self.go_command(&self.cache_dir);
+        command.args(["env", "GOVERSION", "GOOS", "GOARCH"]);
+        // A fixed query, not a build: `--compile-memory` bounds builds, not this.
+        let finished = self.run_go(command, None)?;
+        let text = String::from_utf8_lossy(&finished.stdout).into_owned();
+        let values: Vec<&str> = text.lines().map(str::trim).collect();
+        let answered = matches!(finished.ending, Ending::Exited(0))
+            && values.len() == 3
+            && values.iter().all(|v| !v.is_empty());
+        if !answered {
+            return Err(CompileError::ToolchainMissing {
+                go: self.go.clone(),
+                source: io::Error::other(format!(
+                    "'go env GOVERSION GOOS GOARCH' did not answer: {}",
+                    output_text(&finished)
+                )),
+            });
+        }
+        let identity = format!(
+            "go={}\nversion={}\nGOOS={}\nGOARCH={}\nflags=-trimpath CGO_ENABLED=0",
+            self.go.display(),
+            values[0],
+            values[1],
+            values[2]
+        );
+        Ok(self.identity.get_or_init(|| identity).clone())
+    }
+
+    /// A `go` command with the build environment, made from scratch, running in `dir`.
+    fn go_command(&self, dir: &Path) -> Command {
+        let mut command = Command::new(&self.go);
+        let cache = self.cache_dir.to_string_lossy().into_owned();
+        let tmp = dir.to_string_lossy().into_owned();
+        command
+            .current_dir(dir)
+            .env_clear()
+            .envs(platform::compile_env())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &cache)
+            .env("GOCACHE", self.cache_dir.join("go-build"))
+            .env("GOPATH", self.cache_dir.join("gopath"))
+            .env("GOTMPDIR", &tmp)
+            .env("TMPDIR", &tmp)
+            .env("TMP", &tmp)
+            .env("TEMP", &tmp)
+            .env("GOENV", "off")
+            .env("GOFLAGS", "")
+            .env("GO111MODULE", "off")
+            .env("CGO_ENABLED", "0")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOTELEMETRY", "off");
+        command
+    }
+
+    /// Runs a `go` command as builds run: time limit, build user, no network, and `memory`
+    /// as the data memory limit of its processes where the platform sets one.
+    fn run_go(
+        &self,
+        command: Command,
+        memory: Option<u64>,
+    ) -> Result<child::Finished, CompileError> {
+        child::run(ChildSpec {
+            command,
+            stdin: Vec::new(),
+            timeout: self.timeout,
+            stdout_limit: None,
+            keep: OUTPUT_KEEP,
+            sandbox: platform::Sandbox {
+                limits: platform::Limits {
+                    memory: memory.filter(|_| platform::COMPILER_MEMORY_LIMIT),
+                    no_core_dumps: true,
+                    ..platform::Limits::default()
+                },
+                user: self.user,
+                // Nothing a build needs is on the network (GOPROXY=off, no cgo).
+                no_network: platform::can_isolate_network(),
+                // Builds share their user (and its build cache).
+                exclusive_user: false,
+            },
+        })
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
+                CompileError::ToolchainMissing {
+                    go: self.go.clone(),
+                    source,
+                }
+            }
+            _ => CompileError::Io(source),
+        })
+    }
+}
+
+/// A failed command's stderr then stdout, trimmed.
+fn output_text(finished: &child::Finished) -> String {
+    let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&finished.stdout));
+    text.trim_end().to_string()
 }

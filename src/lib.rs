@@ -3,10 +3,12 @@
 //! disk, and runs them as child processes on request or on a cron schedule.
 //!
 //! Subsystems: [`http`] (accept loop, routing, answers), [`registry`] (what is registered,
-//! durably), [`compiler`] (go build), [`runner`] (one child process under limits),
-//! [`scheduler`] (cron), [`platform`] (everything OS-specific).
+//! durably), [`compiler`] (go build), [`builds`] (each distinct build kept once), [`runner`]
+//! (one child process under limits), [`scheduler`] (cron), [`platform`] (everything
+//! OS-specific).
 
 pub mod app;
+pub mod builds;
 pub mod compiler;
 pub mod concurrency;
 pub mod config;

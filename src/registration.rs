@@ -4,6 +4,7 @@
 //! it was and the previous version serving.
 
 use crate::app::App;
+use crate::builds::Installed;
 use crate::compiler::CompileError;
 use crate::http::ApiError;
 use crate::registry::function::KEPT_VERSIONS;
@@ -340,8 +341,8 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
     let (source_path, exe_path) = (data.resolve(&source_rel), data.resolve(&exe_rel));
     let started = Instant::now();
     let built = write_and_build(app, &registration.source, &source_path, &exe_path);
-    let executable_size = match built {
-        Ok(size) => size,
+    let installed = match built {
+        Ok(installed) => installed,
         Err(err) => {
             let _ = remove_file_if_present(&source_path);
             let _ = remove_file_if_present(&exe_path);
@@ -360,10 +361,14 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
             return Err(err);
         }
     };
-    log::info!(
-        "compiled {name} version {number} in {} ms",
-        started.elapsed().as_millis()
-    );
+    if installed.compiled {
+        log::info!(
+            "compiled {name} version {number} in {} ms",
+            started.elapsed().as_millis()
+        );
+    } else {
+        log::info!("{name} version {number} reuses the stored build of identical source");
+    }
     let now = Utc::now();
     let version = Version {
         number,
@@ -372,7 +377,7 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
         settings: registration.settings,
         source: source_rel,
         executable: exe_rel,
-        executable_size,
+        executable_size: installed.size,
     };
     let mut function = match &existing {
         Some(f) => (**f).clone(),
@@ -413,13 +418,14 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
     Ok((status, app.metadata(&function)))
 }
 
-/// Writes the source durably and compiles it; returns the executable's size.
+/// Writes the source durably and installs its executable (compiled unless the same source
+/// was built before).
 fn write_and_build(
     app: &App,
     source: &[u8],
     source_path: &std::path::Path,
     exe_path: &std::path::Path,
-) -> Result<u64, ApiError> {
+) -> Result<Installed, ApiError> {
     for dir in [source_path.parent(), exe_path.parent()]
         .into_iter()
         .flatten()
@@ -429,13 +435,9 @@ fn write_and_build(
     }
     crate::platform::write_atomically(source_path, source)
         .map_err(|e| internal(&format!("cannot store the source: {e}")))?;
-    let started = Instant::now();
-    let compiled = app.compiler.compile(source, exe_path);
-    app.metrics.compiled(compiled.is_ok(), started.elapsed());
-    compiled.map_err(|err| compile_error(app, err))?;
-    std::fs::metadata(exe_path)
-        .map(|m| m.len())
-        .map_err(|e| internal(&format!("the executable vanished after building: {e}")))
+    app.builds
+        .install(&app.compiler, &app.metrics, source, exe_path, None)
+        .map_err(|err| compile_error(app, err))
 }
 
 /// Maps a compiler failure to its API answer.

@@ -40,6 +40,8 @@ mod modes;
 mod register;
 #[path = "suite/runs.rs"]
 mod runs;
+#[path = "suite/scale.rs"]
+mod scale;
 #[path = "suite/slow_clients.rs"]
 mod slow_clients;
 #[path = "suite/versions.rs"]

@@ -164,3 +164,28 @@ pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     sync_dir(dir.parent().unwrap_or_else(|| Path::new(".")))
 }
+
+/// Makes `to` the same file as `from`: a hard link where the file system allows it, else a
+/// synced copy. Whatever `to` was is replaced atomically, and the new entry is durable.
+pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
+    let dir = to.parent().unwrap_or_else(|| Path::new("."));
+    let file_name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.{}.tmp", crate::ids::new_id()));
+    let made = std::fs::hard_link(from, &temp).or_else(|link_err| {
+        log::debug!("cannot link {} ({link_err}); copying it", from.display());
+        std::fs::copy(from, &temp)?;
+        // Opened for writing: Windows refuses to flush a read-only handle.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&temp)?
+            .sync_all()
+    });
+    let placed = made.and_then(|()| rename_durably(&temp, to));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    placed
+}

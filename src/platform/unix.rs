@@ -169,6 +169,11 @@ pub fn give_tree_to_user(dir: &Path, uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// How many names (hard links) a file has.
+pub fn link_count(path: &Path) -> Option<u64> {
+    std::fs::symlink_metadata(path).ok().map(|m| m.nlink())
+}
+
 /// The owner of a file or folder.
 pub fn owner_of(path: &Path) -> Option<u32> {
     std::fs::symlink_metadata(path).ok().map(|m| m.uid())

@@ -36,6 +36,19 @@ pub fn give_tree_to_user(_dir: &Path, _uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// How many names (hard links) a file has.
+pub fn link_count(path: &Path) -> Option<u64> {
+    use windows_sys::Win32::Storage::FileSystem::{
+        GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION,
+    };
+    let file = File::open(path).ok()?;
+    // SAFETY: an all-zero BY_HANDLE_FILE_INFORMATION is a valid value of this plain struct.
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: the handle is open for the whole call and `info` is a valid out pointer.
+    let ok = unsafe { GetFileInformationByHandle(file.as_raw_handle() as _, &mut info) };
+    (ok != 0).then_some(u64::from(info.nNumberOfLinks))
+}
+
 /// Ownership is not tracked by uid on Windows.
 pub fn owner_of(_path: &Path) -> Option<u32> {
     None

@@ -432,19 +432,38 @@ impl Server {
         all
     }
 
-    /// Names in `registry.json`, sorted.
+    /// Names the registry on disk holds, sorted: those of `registry.json` (which must parse)
+    /// with the journal beside it, `registry/registry.journal`, replayed on top (one record
+    /// per line, `{"put": function}` or `{"remove": name}`; an incomplete last line is a
+    /// crash mid-append and does not count).
     #[track_caller]
     pub fn registry_names(&self) -> Vec<String> {
         let registry = self.registry();
         let functions = registry["functions"]
             .as_array()
             .unwrap_or_else(|| panic!("registry.json has no \"functions\" array: {registry}"));
-        let mut names: Vec<String> = functions
+        let mut names: std::collections::BTreeSet<String> = functions
             .iter()
             .map(|f| f["name"].as_str().unwrap_or("?").to_string())
             .collect();
-        names.sort();
-        names
+        let journal = self.data_dir.join("registry").join("registry.journal");
+        let text = fs::read_to_string(&journal).unwrap_or_default();
+        let whole = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        for line in whole.lines().filter(|l| !l.trim().is_empty()) {
+            let record: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("journal line is not JSON ({e}): {line}"));
+            if let Some(name) = record["put"]["name"].as_str() {
+                names.insert(name.to_string());
+            } else if let Some(name) = record["remove"].as_str() {
+                names.remove(name);
+            } else {
+                panic!("unknown journal record: {line}");
+            }
+        }
+        names.into_iter().collect()
     }
 
     // ---- process control ----

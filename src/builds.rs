@@ -1,0 +1,218 @@
+//! Content-addressed executables: each build is kept once in `cache/builds/<key>`, where the
+//! key is the SHA-256 of what decides the build's output (the toolchain's identity, see
+//! [`Compiler::identity`], and the source bytes). A version's `plugins/<name>/v<N>` is a hard
+//! link to its build (a copy where the file system cannot link), so registering identical
+//! source again, under any name, runs no `go build`, and removing one version's file never
+//! takes another's away. Owns `cache/builds/`; knows nothing of the registry.
+
+use crate::compiler::{CompileError, Compiler};
+use crate::metrics::Metrics;
+use crate::platform;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Names the format of the key; change it when what goes into a key changes.
+const KEY_FORMAT: &str = "golambda-build-1";
+
+/// The build store.
+pub struct Builds {
+    dir: PathBuf,
+    /// A user that must not own the store (the build user): a folder it owns could hold
+    /// executables it put there.
+    untrusted_owner: Option<u32>,
+    /// Keys being built now: a second request for the same source waits for the first.
+    building: Mutex<HashSet<String>>,
+    built: Condvar,
+}
+
+/// What [`Builds::install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Installed {
+    /// Size of the installed executable.
+    pub size: u64,
+    /// Whether `go build` ran (otherwise an existing build was reused).
+    pub compiled: bool,
+}
+
+/// The store key of `source` built by the toolchain `identity`: hex SHA-256.
+pub fn key(identity: &str, source: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    for part in [KEY_FORMAT.as_bytes(), identity.as_bytes()] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.update(source);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Builds {
+    pub fn new(dir: PathBuf, untrusted_owner: Option<u32>) -> Builds {
+        Builds {
+            dir,
+            untrusted_owner,
+            building: Mutex::new(HashSet::new()),
+            built: Condvar::new(),
+        }
+    }
+
+    /// Makes `target` the executable of `source`: a link to the stored build, which is
+    /// compiled first if the store has none (or, when `expected_size` is given, none of that
+    /// size: a damaged build is replaced). Concurrent requests for one source compile once.
+    pub fn install(
+        &self,
+        compiler: &Compiler,
+        metrics: &Metrics,
+        source: &[u8],
+        target: &Path,
+        expected_size: Option<u64>,
+    ) -> Result<Installed, CompileError> {
+        let key = key(&compiler.identity()?, source);
+        if self.untrusted_owner.is_some() && platform::owner_of(&self.dir) == self.untrusted_owner {
+            return Err(CompileError::Io(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} belongs to the build user; restart the server to renew it",
+                    self.dir.display()
+                ),
+            )));
+        }
+        let entry = self.dir.join(format!("{key}{}", platform::EXE_SUFFIX));
+        let _claim = self.claim(&key);
+        let usable = std::fs::metadata(&entry)
+            .is_ok_and(|m| m.is_file() && expected_size.is_none_or(|size| m.len() == size));
+        if !usable {
+            let started = Instant::now();
+            let compiled = compiler.compile(source, &entry);
+            metrics.compiled(compiled.is_ok(), started.elapsed());
+            compiled?;
+        }
+        if let Some(dir) = target.parent() {
+            platform::create_dir_durably(dir).map_err(CompileError::Io)?;
+        }
+        platform::link_or_copy(&entry, target).map_err(CompileError::Io)?;
+        let size = std::fs::metadata(target).map_err(CompileError::Io)?.len();
+        Ok(Installed {
+            size,
+            compiled: !usable,
+        })
+    }
+
+    /// Removes builds no version links to any more (their only name is the store's). Runs at
+    /// start, before any registration: a build is linked while its key is claimed, and a
+    /// claim never outlives a request. Where link counts are unknown, everything stays.
+    pub fn sweep(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if platform::link_count(&path) == Some(1) && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            log::info!("removed {removed} builds no function uses");
+        }
+    }
+
+    /// Waits until no one else builds `key`, then holds it until the guard drops.
+    fn claim(&self, key: &str) -> Claim<'_> {
+        let mut building = self.lock();
+        while building.contains(key) {
+            building = self.built.wait(building).unwrap_or_else(|e| e.into_inner());
+        }
+        building.insert(key.to_string());
+        Claim {
+            builds: self,
+            key: key.to_string(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.building.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A key being built; released (and waiters woken) on drop, panics included.
+struct Claim<'a> {
+    builds: &'a Builds,
+    key: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.builds.lock().remove(&self.key);
+        self.builds.built.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_depends_on_the_source_and_the_toolchain() {
+        let linux = "go=/usr/bin/go\nversion=go1.19\nGOOS=linux\nGOARCH=amd64";
+        let windows = "go=/usr/bin/go\nversion=go1.19\nGOOS=windows\nGOARCH=amd64";
+        let newer = "go=/usr/bin/go\nversion=go1.22\nGOOS=linux\nGOARCH=amd64";
+        let a = key(linux, b"package main\n");
+        assert_eq!(a, key(linux, b"package main\n"), "stable");
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, key(linux, b"package main\n\n"));
+        assert_ne!(a, key(windows, b"package main\n"));
+        assert_ne!(a, key(newer, b"package main\n"));
+        // The parts cannot slide into one another.
+        assert_ne!(key("ab", b"c"), key("a", b"bc"));
+    }
+
+    #[test]
+    fn claims_of_one_key_take_turns() {
+        let builds = std::sync::Arc::new(Builds::new(PathBuf::from("unused"), None));
+        let inside = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (builds, inside) = (builds.clone(), inside.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _claim = builds.claim("k");
+                        let now = inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        assert_eq!(now, 0, "two holders of one key");
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no panic");
+        }
+        let _other = builds.claim("k");
+        let _different = builds.claim("j");
+    }
+
+    #[test]
+    fn sweep_keeps_linked_builds() {
+        let dir = std::env::temp_dir().join(format!("golambda-builds-{}", crate::ids::new_id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("used"), b"x").expect("write");
+        std::fs::write(dir.join("unused"), b"x").expect("write");
+        platform::link_or_copy(&dir.join("used"), &dir.join("version")).expect("link");
+        Builds::new(dir.clone(), None).sweep();
+        assert!(dir.join("used").exists());
+        assert!(dir.join("version").exists());
+        if platform::link_count(&dir.join("used")).is_some() {
+            assert!(!dir.join("unused").exists());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,86 @@
+//! The layout of the data dir: where sources, executables, builds, the registry, its
+//! journal and secrets live, and creating those folders private to the server's user.
+
+use crate::platform;
+use std::io;
+use std::path::PathBuf;
+
+/// The folders of the data dir.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn plugins(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
+    pub fn sources(&self) -> PathBuf {
+        self.root.join("user_functions")
+    }
+    pub fn registry_dir(&self) -> PathBuf {
+        self.root.join("registry")
+    }
+    pub fn registry_file(&self) -> PathBuf {
+        self.registry_dir().join("registry.json")
+    }
+    pub fn journal_file(&self) -> PathBuf {
+        self.registry_dir().join("registry.journal")
+    }
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    /// The content-addressed executables (see [`crate::builds`]).
+    pub fn builds(&self) -> PathBuf {
+        self.cache().join("builds")
+    }
+
+    /// Creates the folders (and the data dir itself) if they are missing, each readable by
+    /// the server's user only: a run reaches its executable through a file the server
+    /// opened, never through these folders.
+    pub fn create(&self) -> io::Result<()> {
+        for dir in [
+            self.plugins(),
+            self.sources(),
+            self.registry_dir(),
+            self.cache(),
+            self.builds(),
+        ] {
+            std::fs::create_dir_all(&dir)?;
+            platform::make_private(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Relative paths of a version's source and executable.
+    pub fn version_files(name: &str, number: u32) -> (String, String) {
+        (
+            format!("user_functions/{name}/v{number}.go"),
+            format!("plugins/{name}/v{number}{}", platform::EXE_SUFFIX),
+        )
+    }
+
+    /// The path of a data-dir-relative name such as `plugins/hello/v1`, with the separators
+    /// of this OS.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        let mut path = self.root.clone();
+        path.extend(relative.split('/').filter(|part| !part.is_empty()));
+        path
+    }
+
+    /// A short name for this data dir, the same on every start: a hash of its full path.
+    pub fn identity(&self) -> String {
+        use sha2::Digest;
+        let full = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let digest = sha2::Sha256::digest(full.to_string_lossy().as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn secrets(&self) -> PathBuf {
+        self.registry_dir().join("secrets")
+    }
+
+    pub fn trash(&self) -> PathBuf {
+        self.cache().join("trash")
+    }
+}
