@@ -344,6 +344,10 @@ impl CronHandler for CronRunner {
     fn run(&self, job: CronJob) {
         let Some(app) = self.0.upgrade() else { return };
         app.metrics.cron_fire(&job.name, "started");
+        app.metrics
+            .cron_lateness("fired", job.dispatched_at - job.fired_at);
+        app.metrics
+            .cron_lateness("started", chrono::Utc::now() - job.fired_at);
         let Some(function) = app.registry.get(&job.name) else {
             return;
         };

@@ -12,6 +12,8 @@ use std::time::Duration;
 const RUN_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+/// Upper bounds (seconds) of the cron lateness buckets.
+const LATENESS_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 /// Upper bounds (seconds) of the compile duration buckets.
 const COMPILE_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
@@ -70,6 +72,7 @@ struct Series {
     compilations: BTreeMap<&'static str, u64>,
     compile_durations: Option<Histogram>,
     cron_fires: BTreeMap<(String, &'static str), u64>,
+    cron_lateness: BTreeMap<&'static str, Histogram>,
 }
 
 /// Everything `/metrics` shows.
@@ -132,6 +135,17 @@ impl Metrics {
             .cron_fires
             .entry((function.to_string(), outcome))
             .or_default() += 1;
+    }
+
+    /// How late a cron fire was, from its due time to `stage`: `fired` (handed to a cron
+    /// worker by the timing thread) or `started` (its run begun by a worker).
+    pub fn cron_lateness(&self, stage: &'static str, late: chrono::TimeDelta) {
+        let seconds = late.num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 1e6;
+        self.lock()
+            .cron_lateness
+            .entry(stage)
+            .or_insert_with(|| Histogram::new(LATENESS_BUCKETS))
+            .observe(seconds);
     }
 
     /// The exposition text; `functions` is the number registered now.
@@ -197,6 +211,16 @@ impl Metrics {
                 "golambda_cron_fires_total{{function=\"{}\",outcome=\"{outcome}\"}} {n}",
                 escape(function)
             );
+        }
+        header(
+            &mut out,
+            "golambda_cron_lateness_seconds",
+            "histogram",
+            "Time from a cron fire's due time to its dispatch (stage=fired) and to the start of its run (stage=started).",
+        );
+        for (stage, histogram) in &series.cron_lateness {
+            let labels = format!("stage=\"{stage}\"");
+            histogram.render(&mut out, "golambda_cron_lateness_seconds", &labels);
         }
         header(
             &mut out,

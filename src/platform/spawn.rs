@@ -246,6 +246,11 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
         };
         step!(libc::setrlimit(*resource, &limit));
     }
+    // Before the uid change, as std does: the directory may sit below folders only the
+    // server can pass (a build directory in a private data dir).
+    if let Some(cwd) = &plan.cwd {
+        step!(libc::chdir(cwd.as_ptr()));
+    }
     if let Some(uid) = plan.user {
         // The raw calls: glibc's wrappers would try to change every thread of the server.
         step!(libc::syscall(
@@ -257,9 +262,6 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
         step!(libc::syscall(libc::SYS_setresuid, uid, uid, uid));
         // After the uid change: the kernel clears it on setuid.
         step!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL));
-    }
-    if let Some(cwd) = &plan.cwd {
-        step!(libc::chdir(cwd.as_ptr()));
     }
     let mut none: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut none);

@@ -181,7 +181,11 @@ pub fn owner_of(path: &Path) -> Option<u32> {
 
 /// Whether users other than the owner may pass through a folder.
 pub fn others_can_traverse(dir: &Path) -> bool {
-    std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0)
+    // The folder and every folder above it: one closed ancestor blocks the way.
+    std::fs::canonicalize(dir).is_ok_and(|full| {
+        full.ancestors()
+            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0))
+    })
 }
 
 /// Kills every process of a run's user: whatever the run left, even a daemon that left its

@@ -24,7 +24,10 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct CronJob {
     pub name: String,
+    /// When the fire was due.
     pub fired_at: DateTime<Utc>,
+    /// When the timing thread handed it to the workers.
+    pub dispatched_at: DateTime<Utc>,
 }
 
 /// What the workers do with a job, and what happens to a skipped fire.
@@ -152,7 +155,11 @@ fn timer_loop(
             (due, table.next_wake())
         };
         for (name, fired_at) in due {
-            let job = CronJob { name, fired_at };
+            let job = CronJob {
+                name,
+                fired_at,
+                dispatched_at: Utc::now(),
+            };
             if !lock(running).insert(job.name.clone()) {
                 handler.skipped(job);
                 continue;
