@@ -20,6 +20,7 @@ use crate::registry::trash::Trash;
 use crate::registry::{DataDir, Function, Registry};
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
 use crate::users::UserPool;
+use crate::warm::Warm;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io;
@@ -40,7 +41,9 @@ pub struct App {
     pub auth: Auth,
     pub concurrency: Concurrency,
     /// Per-run users, when the server runs as root.
-    pub users: Option<UserPool>,
+    pub users: Option<Arc<UserPool>>,
+    /// Warm (`fcgi`) processes.
+    pub warm: Warm,
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_root: PathBuf,
@@ -95,7 +98,8 @@ impl App {
         );
         // The last uid of the range is the build user's.
         let last_run_uid = if build_user.is_some() { last - 1 } else { last };
-        let users = privileged.then(|| UserPool::new(first, last_run_uid));
+        let users = privileged.then(|| Arc::new(UserPool::new(first, last_run_uid)));
+        let warm = Warm::new(config.warm_idle);
         Ok(App {
             config,
             registry,
@@ -108,6 +112,7 @@ impl App {
             auth,
             concurrency: Concurrency::default(),
             users,
+            warm,
             started: Instant::now(),
             work_root: std::env::temp_dir(),
             local_addr: OnceLock::new(),
@@ -142,6 +147,7 @@ impl App {
                 version.settings.trigger
             );
         }
+        self.warm.start(Arc::downgrade(self));
         let weak = Arc::downgrade(self);
         self.scheduler
             .start(self.config.cron_workers(), Arc::new(CronRunner(weak)));
@@ -278,6 +284,7 @@ impl App {
             })?
             .ok_or_else(|| ApiError::FunctionUnknown { name: name.into() })?;
         self.scheduler.remove(name);
+        self.warm.forget(name);
         self.history.forget(name);
         let data = self.registry.data();
         for dir in [

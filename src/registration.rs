@@ -101,11 +101,15 @@ impl Registration {
             "json" => ResponseMode::Json,
             "raw" => ResponseMode::Raw,
             "cgi" => ResponseMode::Cgi,
+            "fcgi" if crate::platform::WARM_PROCESSES => ResponseMode::Fcgi,
             "fcgi" => return Err(invalid(
                 "response",
-                "\"fcgi\" is not supported by this server yet; use \"json\", \"raw\" or \"cgi\"",
+                "\"fcgi\" needs a Unix host (warm processes listen on a Unix socket); use \"json\", \"raw\" or \"cgi\" here",
             )),
-            _ => return Err(invalid("response", "must be \"json\", \"raw\" or \"cgi\"")),
+            _ => return Err(invalid(
+                "response",
+                "must be \"json\", \"raw\", \"cgi\" or \"fcgi\"",
+            )),
         };
         let secrets = parse_variables(&object, "secrets")?;
         let settings = Settings {

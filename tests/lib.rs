@@ -44,3 +44,5 @@ mod runs;
 mod slow_clients;
 #[path = "suite/versions.rs"]
 mod versions;
+#[path = "suite/warm.rs"]
+mod warm;

@@ -295,3 +295,52 @@ pub fn stop_finished() {
         state.done.notify_all();
     }
 }
+
+/// Warm FastCGI processes need a listening socket passed as stdin: not on Windows.
+pub const WARM_PROCESSES: bool = false;
+
+/// A connection to a warm process: none can exist on Windows (no value of this type).
+pub enum LocalStream {}
+
+impl io::Read for LocalStream {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        match *self {}
+    }
+}
+
+impl io::Write for LocalStream {
+    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+        match *self {}
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match *self {}
+    }
+}
+
+impl LocalStream {
+    pub fn set_read_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        match *self {}
+    }
+    pub fn set_write_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        match *self {}
+    }
+    pub fn try_clone(&self) -> io::Result<LocalStream> {
+        match *self {}
+    }
+}
+
+/// Warm processes are Unix-only: registration refuses `fcgi` before this is reached.
+pub fn listen_local(_path: &Path) -> io::Result<std::process::Stdio> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "warm FastCGI processes are Unix-only",
+    ))
+}
+
+/// Warm processes are Unix-only.
+pub fn connect_local(_path: &Path) -> io::Result<LocalStream> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "warm FastCGI processes are Unix-only",
+    ))
+}
