@@ -631,6 +631,16 @@ mod tests {
     }
 
     #[test]
+    fn fcgi_is_accepted_where_warm_processes_run() {
+        let body = format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","response":"fcgi"}}"#);
+        if crate::platform::WARM_PROCESSES {
+            assert!(parse(&body).is_ok_and(|r| r.settings.response == ResponseMode::Fcgi));
+        } else {
+            assert_eq!(field_of(parse(&body)), "response", "{body}");
+        }
+    }
+
+    #[test]
     fn property_the_parser_never_panics_and_accepts_only_valid_names() {
         let seeds: Vec<Vec<u8>> = vec![
             format!(r#"{{"name":"hello","trigger":"http","code":"{HELLO}"}}"#).into_bytes(),

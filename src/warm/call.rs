@@ -3,7 +3,7 @@
 //! answer into the reply, and records the run in the history, the metrics and the log
 //! exactly as a one-shot run is recorded.
 
-use super::fastcgi::Answer;
+use super::answer::Answer;
 use super::process::{Failure, Key, Spec};
 use crate::app::App;
 use crate::history::{Outcome, RunStatus};

@@ -6,10 +6,13 @@
 //! past `--warm-idle`, or the server stops. Its lock is never held while a request is served
 //! or a process starts; no warm process outlives its function, a timeout, or the server.
 //!
-//! Files: [`fastcgi`] the wire format, [`process`] one process and its connections,
+//! Files: [`fastcgi`] the wire format and [`answer`] reading an answer, [`process`] one
+//! process, [`connections`] its kept-alive connections and one exchange over one,
 //! [`reaper`] the thread that starts and stops processes, [`call`] one request.
 
+mod answer;
 mod call;
+mod connections;
 mod fastcgi;
 mod process;
 mod reaper;

@@ -1,29 +1,24 @@
 //! One warm process: a function version started as a FastCGI responder in the same sandbox
 //! as a one-shot run (its own uid, rlimits, cgroup, network namespace, private working
 //! directory, environment built from scratch), listening on a Unix socket it got as stdin.
-//! Owns the process, its folders, its uid and a small pool of kept-alive connections, and
-//! serves one request over one connection at a time. Once reaped, nothing of it is left.
+//! Owns the process, its folders, its uid and its connections; knows how it ended. Once
+//! reaped, nothing of it is left.
 
-use super::fastcgi::{self, Answer, ReadFailure};
-use crate::platform::{self, LocalStream, ProcessTree, Sandbox};
+use super::answer::Answer;
+use super::connections::{self, Checkout, Connections};
+use crate::platform::{self, ProcessTree, Sandbox};
 use crate::runner::STDERR_KEEP;
 use crate::users::OwnedRunUser;
 use chrono::{DateTime, Utc};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Requests written inline up to this size; a larger one is written on a thread of its own
-/// while the answer is read, so a handler that answers before reading its body never
-/// deadlocks against us.
-const INLINE_REQUEST: usize = 64 * 1024;
 /// How long a request that lost its connection waits for the process to be seen ending.
 const EXIT_GRACE: Duration = Duration::from_millis(1000);
-/// The FastCGI request id: each connection carries one request at a time.
-const REQUEST_ID: u16 = 1;
 
 /// Which function version a process runs: a deleted and re-registered name starts at
 /// version 1 again, so the version's creation time is part of it.
@@ -80,28 +75,19 @@ pub enum Failure {
 pub struct Process {
     pub key: Key,
     pub id: String,
-    socket: PathBuf,
     folders: [PathBuf; 2],
     child: Mutex<Child>,
     tree: ProcessTree,
     uid: Option<u32>,
     user: Mutex<Option<OwnedRunUser>>,
     stderr: Arc<Mutex<Vec<u8>>>,
-    connections: Mutex<Connections>,
-    freed: Condvar,
-    max_connections: usize,
+    connections: Connections,
     in_flight: AtomicUsize,
     state: AtomicU8,
     reaped: AtomicBool,
     started: Instant,
     /// Nanoseconds after `started` when a request last ended.
     last_used: AtomicU64,
-}
-
-#[derive(Default)]
-struct Connections {
-    idle: Vec<BufReader<LocalStream>>,
-    open: usize,
 }
 
 impl Process {
@@ -167,16 +153,13 @@ impl Process {
         Ok(Process {
             key: spec.key,
             id: spec.id,
-            socket,
+            connections: Connections::new(socket, spec.max_connections),
             folders: folders.clone(),
             child: Mutex::new(child),
             tree,
             uid,
             user: Mutex::new(spec.user),
             stderr,
-            connections: Mutex::new(Connections::default()),
-            freed: Condvar::new(),
-            max_connections: spec.max_connections.max(1),
             in_flight: AtomicUsize::new(0),
             state: AtomicU8::new(State::Live as u8),
             reaped: AtomicBool::new(false),
@@ -257,7 +240,7 @@ impl Process {
             platform::kill_user(uid);
         }
         drop(lock(&self.user).take());
-        lock(&self.connections).idle.clear();
+        self.connections.close();
         for dir in &self.folders {
             if let Err(err) = std::fs::remove_dir_all(dir) {
                 log::warn!("could not remove {}: {err}", dir.display());
@@ -273,107 +256,23 @@ impl Process {
         deadline: Instant,
         max_output: u64,
     ) -> Result<Answer, Failure> {
-        let mut connection = self.checkout(deadline)?;
-        let result = self.exchange(&mut connection, params, body, deadline, max_output);
+        let mut connection = match self.connections.checkout(deadline) {
+            Ok(connection) => connection,
+            Err(Checkout::Busy) => return Err(Failure::Busy),
+            Err(Checkout::Refused(err)) => {
+                let reason = format!("cannot connect to the process: {err}");
+                return Err(self.ended_or(Failure::Broken(reason)));
+            }
+        };
+        let result = connections::exchange(&mut connection, params, body, deadline, max_output);
         match &result {
-            Ok(answer) if answer.protocol_status == 0 => self.checkin(connection),
-            _ => self.discard(),
+            Ok(answer) if answer.protocol_status == 0 => self.connections.checkin(connection),
+            _ => self.connections.discard(),
         }
         match result {
             Err(Failure::Broken(reason)) => Err(self.ended_or(Failure::Broken(reason))),
             other => other,
         }
-    }
-
-    fn exchange(
-        &self,
-        connection: &mut BufReader<LocalStream>,
-        params: &[(String, String)],
-        body: &[u8],
-        deadline: Instant,
-        max_output: u64,
-    ) -> Result<Answer, Failure> {
-        let bytes = fastcgi::encode_request(REQUEST_ID, params, body);
-        let stream = connection.get_mut();
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Failure::TimedOut);
-        }
-        stream.set_write_timeout(Some(left)).map_err(io_failure)?;
-        let writer = if bytes.len() <= INLINE_REQUEST {
-            stream.write_all(&bytes).map_err(io_failure)?;
-            None
-        } else {
-            let mut clone = stream.try_clone().map_err(io_failure)?;
-            Some(std::thread::spawn(move || clone.write_all(&bytes)))
-        };
-        let read = fastcgi::read_answer(
-            &mut Deadlined {
-                reader: connection,
-                deadline,
-            },
-            REQUEST_ID,
-            max_output,
-            STDERR_KEEP,
-        );
-        let answer = read.map_err(|failure| match failure {
-            ReadFailure::Io(err) => io_failure(err),
-            ReadFailure::Protocol(reason) => Failure::Broken(reason),
-            ReadFailure::OutputTooLarge => Failure::OutputTooLarge,
-        })?;
-        if let Some(writer) = writer {
-            // The answer came; the body is sent (or the write timed out: the connection
-            // is not reused then).
-            match writer.join() {
-                Ok(Ok(())) => {}
-                _ => return Err(Failure::Broken("the request body could not be sent".into())),
-            }
-        }
-        Ok(answer)
-    }
-
-    /// An idle connection, a new one, or one freed before the deadline.
-    fn checkout(&self, deadline: Instant) -> Result<BufReader<LocalStream>, Failure> {
-        let mut pool = lock(&self.connections);
-        loop {
-            if let Some(connection) = pool.idle.pop() {
-                return Ok(connection);
-            }
-            if pool.open < self.max_connections {
-                pool.open += 1;
-                drop(pool);
-                return match platform::connect_local(&self.socket) {
-                    Ok(stream) => Ok(BufReader::with_capacity(16 * 1024, stream)),
-                    Err(err) => {
-                        self.discard();
-                        Err(self.ended_or(Failure::Broken(format!(
-                            "cannot connect to the process: {err}"
-                        ))))
-                    }
-                };
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Failure::Busy);
-            }
-            pool = self
-                .freed
-                .wait_timeout(pool, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    fn checkin(&self, connection: BufReader<LocalStream>) {
-        lock(&self.connections).idle.push(connection);
-        self.freed.notify_one();
-    }
-
-    fn discard(&self) {
-        let mut pool = lock(&self.connections);
-        pool.open = pool.open.saturating_sub(1);
-        drop(pool);
-        self.freed.notify_one();
     }
 
     /// After a lost connection: how the process ended, if it did within a short grace;
@@ -400,33 +299,6 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.reap();
-    }
-}
-
-/// A timeout is a timeout; any other I/O failure is a lost connection.
-fn io_failure(err: io::Error) -> Failure {
-    match err.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::TimedOut,
-        _ => Failure::Broken(format!("the connection to the process failed: {err}")),
-    }
-}
-
-/// Reads a connection with every read bounded by what is left until the deadline.
-struct Deadlined<'a> {
-    reader: &'a mut BufReader<LocalStream>,
-    deadline: Instant,
-}
-
-impl Read for Deadlined<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.reader.buffer().is_empty() {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::from(io::ErrorKind::TimedOut));
-            }
-            self.reader.get_ref().set_read_timeout(Some(left))?;
-        }
-        self.reader.read(buf)
     }
 }
 
