@@ -26,9 +26,9 @@ pub const LARGEST_DISCARDABLE_BODY: usize = 1 << 28;
 #[global_allocator]
 static ALLOCATOR: huge_alloc::HugeAwareAllocator = huge_alloc::HugeAwareAllocator;
 #[cfg(unix)]
-mod local_socket;
+mod warm;
 #[cfg(unix)]
-pub use local_socket::{connect_local, listen_local, LocalStream, WARM_PROCESSES};
+pub use warm::{connect_local, die_with_server, listen_local, LocalStream, WARM_PROCESSES};
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

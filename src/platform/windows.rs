@@ -329,6 +329,9 @@ impl LocalStream {
     }
 }
 
+/// A job object ends its processes with the server already.
+pub fn die_with_server(_command: &mut Command) {}
+
 /// Warm processes are Unix-only: registration refuses `fcgi` before this is reached.
 pub fn listen_local(_path: &Path) -> io::Result<std::process::Stdio> {
     Err(io::Error::new(

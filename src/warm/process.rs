@@ -135,6 +135,7 @@ impl Process {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let confinement = platform::isolate(&mut command, &spec.sandbox)?;
+        platform::die_with_server(&mut command);
         let mut child = command.spawn()?;
         // The listening socket now lives in the child only.
         drop((command, confinement, executable));
