@@ -299,6 +299,19 @@ fn no_warm_process_outlives_the_server() {
     }
 }
 
+#[test]
+fn a_warm_process_dies_with_a_killed_server() {
+    let mut server = Server::new().start();
+    server.register_ok("orphan", &go::fcgi_server("v1"), warm(json!({})));
+    let pid = pid_of(&served(&server, "/orphan"));
+    let _reaper = PidReaper(vec![pid]);
+    server.kill9();
+    assert!(
+        eventually(Duration::from_secs(5), || process_gone(pid)),
+        "warm process {pid} outlived a SIGKILLed server"
+    );
+}
+
 fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
