@@ -22,6 +22,7 @@ use crate::registry::{DataDir, Function, Registry};
 use crate::runner::WorkDirs;
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
 use crate::users::UserPool;
+use crate::warm::Warm;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io;
@@ -43,7 +44,9 @@ pub struct App {
     pub auth: Auth,
     pub concurrency: Concurrency,
     /// Per-run users, when the server runs as root.
-    pub users: Option<UserPool>,
+    pub users: Option<Arc<UserPool>>,
+    /// Warm (`fcgi`) processes.
+    pub warm: Warm,
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_dirs: WorkDirs,
@@ -97,7 +100,8 @@ impl App {
         );
         // The last uid of the range is the build user's.
         let last_run_uid = if build_user.is_some() { last - 1 } else { last };
-        let users = privileged.then(|| UserPool::new(first, last_run_uid));
+        let users = privileged.then(|| Arc::new(UserPool::new(first, last_run_uid)));
+        let warm = Warm::new(config.warm_idle);
         Ok(App {
             config,
             registry,
@@ -111,6 +115,7 @@ impl App {
             auth,
             concurrency: Concurrency::default(),
             users,
+            warm,
             started: Instant::now(),
             work_dirs,
             local_addr: OnceLock::new(),
@@ -149,6 +154,7 @@ impl App {
         }
         // After the rebuilds above, which may relink a build that only the store still had.
         self.builds.sweep();
+        self.warm.start(Arc::downgrade(self));
         let weak = Arc::downgrade(self);
         self.scheduler
             .start(self.config.cron_workers(), Arc::new(CronRunner(weak)));
@@ -300,6 +306,7 @@ impl App {
             })?
             .ok_or_else(|| ApiError::FunctionUnknown { name: name.into() })?;
         self.scheduler.remove(name);
+        self.warm.forget(name);
         self.history.forget(name);
         let data = self.registry.data();
         for dir in [

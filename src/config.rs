@@ -41,6 +41,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How long a silent client may hold a connection the server is not working on.
     pub read_timeout: Duration,
+    /// How long a warm (`fcgi`) process may sit without a request before it is stopped.
+    pub warm_idle: Duration,
 }
 
 /// What the command line asked for.
@@ -75,6 +77,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("tls-cert", ""),
     ("tls-key", ""),
     ("read-timeout", "30s"),
+    ("warm-idle", "5m"),
 ];
 
 /// Flags that are switches.
@@ -111,6 +114,7 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --tls-key PEM             the certificate's private key
   --read-timeout DURATION   close a connection whose client sends nothing for this long
                             while the server waits on it (Linux) [30s]
+  --warm-idle DURATION      stop a warm (fcgi) process idle for this long [5m]
   -h, --help                this text
   -V, --version             the version
 ";
@@ -235,6 +239,7 @@ impl Command {
             run_uids: crate::users::parse_range(&value("run-uids"))?,
             compile_memory: size("compile-memory")?,
             read_timeout: duration("read-timeout")?,
+            warm_idle: duration("warm-idle")?,
             tls: match (value("tls-cert"), value("tls-key")) {
                 (cert, key) if cert.is_empty() && key.is_empty() => None,
                 (cert, key) if !cert.is_empty() && !key.is_empty() => {
@@ -305,6 +310,17 @@ mod tests {
         assert_eq!(c.max_source, 1 << 20);
         assert_eq!(c.go, PathBuf::from("go"));
         assert!(c.compile_jobs >= 1);
+        assert_eq!(c.warm_idle, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn warm_idle_from_flag_or_environment() {
+        let c = parse(&[], &[("GOLAMBDA_WARM_IDLE", "1s")]).expect("parses");
+        assert_eq!(c.warm_idle, Duration::from_secs(1));
+        let c = parse(&["--warm-idle", "500ms"], &[("GOLAMBDA_WARM_IDLE", "1s")]).expect("ok");
+        assert_eq!(c.warm_idle, Duration::from_millis(500));
+        let err = parse(&["--warm-idle", "0s"], &[]).expect_err("zero refused");
+        assert!(err.contains("--warm-idle"), "{err}");
     }
 
     #[test]

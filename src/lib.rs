@@ -4,7 +4,8 @@
 //!
 //! Subsystems: [`http`] (accept loop, routing, answers), [`registry`] (what is registered,
 //! durably), [`compiler`] (go build), [`builds`] (each distinct build kept once), [`runner`]
-//! (one child process under limits), [`scheduler`] (cron), [`platform`] (everything
+//! (one child process under limits), [`scheduler`] (cron), [`warm`] (long-lived FastCGI
+//! functions), [`platform`] (everything
 //! OS-specific).
 
 pub mod app;
@@ -27,6 +28,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod units;
 pub mod users;
+pub mod warm;
 
 use app::App;
 use config::Config;
@@ -58,6 +60,8 @@ pub fn run(config: Config) -> Result<(), String> {
     app.restore();
     let served = http::serve(&app, &stop_rx);
     app.scheduler.stop();
+    // After every request and cron run has ended: no warm process outlives the server.
+    app.warm.stop();
     app.history.close();
     log::info!("stopped");
     platform::stop_finished();

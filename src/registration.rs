@@ -102,11 +102,15 @@ impl Registration {
             "json" => ResponseMode::Json,
             "raw" => ResponseMode::Raw,
             "cgi" => ResponseMode::Cgi,
+            "fcgi" if crate::platform::WARM_PROCESSES => ResponseMode::Fcgi,
             "fcgi" => return Err(invalid(
                 "response",
-                "\"fcgi\" is not supported by this server yet; use \"json\", \"raw\" or \"cgi\"",
+                "\"fcgi\" needs a Unix host (warm processes listen on a Unix socket); use \"json\", \"raw\" or \"cgi\" here",
             )),
-            _ => return Err(invalid("response", "must be \"json\", \"raw\" or \"cgi\"")),
+            _ => return Err(invalid(
+                "response",
+                "must be \"json\", \"raw\", \"cgi\" or \"fcgi\"",
+            )),
         };
         let secrets = parse_variables(&object, "secrets")?;
         let settings = Settings {
@@ -625,6 +629,16 @@ mod tests {
             assert!(parse(&body).is_ok_and(|r| !r.settings.network));
         } else {
             assert_eq!(field_of(parse(&body)), "network", "{body}");
+        }
+    }
+
+    #[test]
+    fn fcgi_is_accepted_where_warm_processes_run() {
+        let body = format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","response":"fcgi"}}"#);
+        if crate::platform::WARM_PROCESSES {
+            assert!(parse(&body).is_ok_and(|r| r.settings.response == ResponseMode::Fcgi));
+        } else {
+            assert_eq!(field_of(parse(&body)), "response", "{body}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! its whole life and gives it back once every process of that uid is gone, so no two runs
 //! ever share a uid and a run cannot touch the server's files, another run, or the server.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub struct UserPool {
     free: Mutex<Vec<u32>>,
@@ -11,6 +11,13 @@ pub struct UserPool {
 /// A uid held by one run; returned to the pool when dropped.
 pub struct RunUser<'a> {
     pool: &'a UserPool,
+    pub uid: u32,
+}
+
+/// A uid held by something that outlives a borrow of the pool (a warm process); returned
+/// to the pool when dropped, so drop it only once every process of the uid is gone.
+pub struct OwnedRunUser {
+    pool: Arc<UserPool>,
     pub uid: u32,
 }
 
@@ -28,12 +35,27 @@ impl UserPool {
         Some(RunUser { pool: self, uid })
     }
 
+    /// Like [`UserPool::take`], for a holder that keeps the uid beyond this borrow.
+    pub fn take_owned(self: &Arc<Self>) -> Option<OwnedRunUser> {
+        let uid = self.lock().pop()?;
+        Some(OwnedRunUser {
+            pool: self.clone(),
+            uid,
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<u32>> {
         self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Drop for RunUser<'_> {
+    fn drop(&mut self) {
+        self.pool.lock().push(self.uid);
+    }
+}
+
+impl Drop for OwnedRunUser {
     fn drop(&mut self) {
         self.pool.lock().push(self.uid);
     }
@@ -66,6 +88,16 @@ mod tests {
         assert!(pool.take().is_none());
         drop(a);
         assert!(pool.take().is_some());
+    }
+
+    #[test]
+    fn owned_uids_come_back_when_dropped() {
+        let pool = Arc::new(UserPool::new(64000, 64000));
+        let held = pool.take_owned().expect("one");
+        assert!(pool.take().is_none());
+        assert_eq!(held.uid, 64000);
+        drop(held);
+        assert!(pool.take_owned().is_some());
     }
 
     #[test]

@@ -46,3 +46,5 @@ mod scale;
 mod slow_clients;
 #[path = "suite/versions.rs"]
 mod versions;
+#[path = "suite/warm.rs"]
+mod warm;

@@ -86,6 +86,10 @@ pub enum ApiError {
     CgiMalformed {
         reason: String,
     },
+    /// A warm (`fcgi`) function broke the FastCGI protocol or dropped its connection.
+    FastCgiBroken {
+        reason: String,
+    },
     /// The function wrote more than `--max-output`.
     OutputTooLarge {
         limit: u64,
@@ -123,7 +127,9 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } | ApiError::SourceTooLarge { .. } => 413,
             ApiError::CompileRejected { .. } | ApiError::CompileTimedOut { .. } => 422,
             ApiError::FunctionFailed { .. } | ApiError::Internal { .. } => 500,
-            ApiError::OutputTooLarge { .. } | ApiError::CgiMalformed { .. } => 502,
+            ApiError::OutputTooLarge { .. }
+            | ApiError::CgiMalformed { .. }
+            | ApiError::FastCgiBroken { .. } => 502,
             ApiError::GoMissing { .. } | ApiError::QueueFull | ApiError::ShuttingDown => 503,
             ApiError::FunctionTimedOut { .. } => 504,
         }
@@ -247,6 +253,11 @@ impl fmt::Display for ApiError {
                 "the function's CGI answer is malformed: {reason}; write header lines such as \
                  'Status: 200 OK' and 'Content-Type: text/plain', a blank line, then the body"
             ),
+            ApiError::FastCgiBroken { reason } => write!(
+                f,
+                "the function's FastCGI answer is malformed: {reason}; serve with Go's \
+                 net/http/fcgi (fcgi.Serve(nil, handler))"
+            ),
             ApiError::OutputTooLarge { limit } => write!(
                 f,
                 "the function wrote more than the {limit}-byte output limit (--max-output) and was stopped"
@@ -301,6 +312,7 @@ mod tests {
                 500,
             ),
             (ApiError::OutputTooLarge { limit: 1 }, 502),
+            (ApiError::FastCgiBroken { reason: "x".into() }, 502),
             (ApiError::QueueFull, 503),
             (
                 ApiError::GoMissing {

@@ -2,7 +2,7 @@
 //! sees (contract section 5: CGI/1.1 meta-variables and the GOLAMBDA_* ones), runs it, turns
 //! how it ended into an answer, and logs the outcome. Holds no lock while the function runs.
 
-mod cgi;
+pub(crate) mod cgi;
 
 use crate::app::App;
 use crate::history::{Outcome, RunStatus};
@@ -14,12 +14,12 @@ use serde_json::json;
 use std::time::Duration;
 
 /// Open files a run's processes may each hold.
-const OPEN_FILES: u64 = 1024;
+pub(crate) const OPEN_FILES: u64 = 1024;
 /// Largest file a run may write.
-const FILE_SIZE: u64 = 1 << 30;
+pub(crate) const FILE_SIZE: u64 = 1 << 30;
 /// Processes a run may have at once (enforced by the job on Windows, by the per-run user's
 /// process count on Unix).
-const PROCESSES: u64 = 128;
+pub(crate) const PROCESSES: u64 = 128;
 
 /// Longest header value passed to a function (the kernel refuses larger variables).
 const MAX_HEADER_VALUE: usize = 32 * 1024;
@@ -84,6 +84,9 @@ pub fn invoke(
         name: function.name.clone(),
         version: version.unwrap_or(function.current),
     })?;
+    if version.settings.response == ResponseMode::Fcgi {
+        return crate::warm::invoke(app, function, version, call);
+    }
     let settings = &version.settings;
     let mut env: Vec<(String, String)> = settings
         .env
@@ -195,7 +198,7 @@ pub fn invoke(
                 "text/plain; charset=utf-8",
                 finished.stdout.clone(),
             )),
-            ResponseMode::Cgi => cgi::parse_response(&finished.stdout)
+            ResponseMode::Cgi | ResponseMode::Fcgi => cgi::parse_response(&finished.stdout)
                 .map_err(|reason| ApiError::CgiMalformed { reason }),
         },
         Ending::Exited(code) => Err(failed(Some(code), None)),
@@ -244,7 +247,7 @@ pub fn invoke(
 }
 
 /// Adds the RFC 3875 meta-variables of a request.
-fn cgi_variables(
+pub(crate) fn cgi_variables(
     env: &mut Vec<(String, String)>,
     name: &str,
     request: &CgiRequest,

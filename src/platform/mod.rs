@@ -1,8 +1,8 @@
 //! Everything that differs between operating systems, behind one API: executable suffix,
 //! putting a child in its own process group (Unix) or job object (Windows), killing the whole
-//! tree, durable renames, the base environment of children, how a child ended, and stop
-//! requests (signals on Unix, console control events on Windows). No other module has a
-//! `#[cfg]`.
+//! tree, durable renames, the base environment of children, how a child ended, the sockets
+//! of warm (FastCGI) processes, and stop requests (signals on Unix, console control events
+//! on Windows). No other module has a `#[cfg]`.
 
 #[cfg(target_os = "linux")]
 mod cgroup;
@@ -29,6 +29,13 @@ pub const LARGEST_DISCARDABLE_BODY: usize = 1 << 28;
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: huge_alloc::HugeAwareAllocator = huge_alloc::HugeAwareAllocator;
+#[cfg(unix)]
+mod warm;
+#[cfg(unix)]
+pub use warm::{
+    connect_local, listen_local, start_warm, LocalListener, LocalStream, WarmSpawned,
+    WARM_PROCESSES,
+};
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

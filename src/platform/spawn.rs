@@ -260,9 +260,11 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
         ));
         step!(libc::syscall(libc::SYS_setresgid, uid, uid, uid));
         step!(libc::syscall(libc::SYS_setresuid, uid, uid, uid));
-        // After the uid change: the kernel clears it on setuid.
-        step!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL));
     }
+    // Killed if the server dies. After the uid change, which clears it. It fires when the
+    // spawning *thread* ends, so children are started from threads that live as long as
+    // the server (the pools, the cron workers, the warm reaper).
+    step!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL));
     let mut none: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut none);
     libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
@@ -345,6 +347,11 @@ impl Process {
                 return Ok(None);
             }
         }
+    }
+
+    /// Whether the process has ended (reaping it if so), without waiting.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.wait_timeout(Duration::ZERO)
     }
 
     /// Waits for the process to end and reaps it.

@@ -53,7 +53,6 @@ pub fn stop_finished() {}
 /// be killed if the server dies (see [`super::spawn`]). Stdout and stderr are pipes; stdin
 /// is a pipe when `with_stdin`, else `/dev/null`.
 pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<super::Spawned> {
-    let confinement = Confinement::prepare(sandbox)?;
     let (stdin_pipe, stdin) = if with_stdin {
         let (read, write) = super::spawn::pipe()?;
         (Some(read), Some(File::from(write)))
@@ -66,21 +65,31 @@ pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Resu
     };
     let (stdout, stdout_child) = super::spawn::pipe()?;
     let (stderr, stderr_child) = super::spawn::pipe()?;
-    let process = super::spawn::spawn(
+    let (process, tree) = start_confined(
         command,
         sandbox,
         [stdin_child, &stdout_child, &stderr_child],
-        confinement.fds(),
     )?;
-    let group = libc::pid_t::try_from(process.id())
-        .map_err(|_| io::Error::other("child pid out of range"))?;
     Ok(super::Spawned {
         process,
-        tree: ProcessTree { group },
+        tree,
         stdin,
         stdout: File::from(stdout),
         stderr: File::from(stderr),
     })
+}
+
+/// Starts `command` in `sandbox` with these descriptors as its stdin, stdout and stderr.
+pub(super) fn start_confined(
+    command: &Command,
+    sandbox: &Sandbox,
+    stdio: [&std::os::fd::OwnedFd; 3],
+) -> io::Result<(super::Process, ProcessTree)> {
+    let confinement = Confinement::prepare(sandbox)?;
+    let process = super::spawn::spawn(command, sandbox, stdio, confinement.fds())?;
+    let group = libc::pid_t::try_from(process.id())
+        .map_err(|_| io::Error::other("child pid out of range"))?;
+    Ok((process, ProcessTree { group }))
 }
 
 /// The cgroups a run joins (Linux, per-run users, writable controllers), held open until the

@@ -214,6 +214,10 @@ impl Process {
         self.child.wait()
     }
 
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
     }
@@ -394,4 +398,72 @@ pub fn stop_finished() {
         *state.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
         state.done.notify_all();
     }
+}
+
+/// Warm FastCGI processes need a listening socket passed as stdin: not on Windows.
+pub const WARM_PROCESSES: bool = false;
+
+/// A connection to a warm process: none can exist on Windows (no value of this type).
+pub enum LocalStream {}
+
+impl io::Read for LocalStream {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        match *self {}
+    }
+}
+
+impl io::Write for LocalStream {
+    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+        match *self {}
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match *self {}
+    }
+}
+
+impl LocalStream {
+    pub fn set_read_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        match *self {}
+    }
+    pub fn set_write_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        match *self {}
+    }
+    pub fn try_clone(&self) -> io::Result<LocalStream> {
+        match *self {}
+    }
+}
+
+/// A listening socket for a warm process: none can exist on Windows.
+pub enum LocalListener {}
+
+/// A started warm process: never on Windows.
+pub struct WarmSpawned {
+    pub process: Process,
+    pub tree: ProcessTree,
+    pub stderr: File,
+}
+
+/// Warm processes are Unix-only.
+pub fn start_warm(
+    _command: &Command,
+    _sandbox: &Sandbox,
+    listener: &LocalListener,
+) -> io::Result<WarmSpawned> {
+    match *listener {}
+}
+
+/// Warm processes are Unix-only: registration refuses `fcgi` before this is reached.
+pub fn listen_local(_path: &Path) -> io::Result<LocalListener> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "warm FastCGI processes are Unix-only",
+    ))
+}
+
+/// Warm processes are Unix-only.
+pub fn connect_local(_path: &Path) -> io::Result<LocalStream> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "warm FastCGI processes are Unix-only",
+    ))
 }

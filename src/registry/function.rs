@@ -19,6 +19,8 @@ pub enum ResponseMode {
     Raw,
     /// stdout is a CGI response: header lines, a blank line, the body.
     Cgi,
+    /// A warm FastCGI responder whose STDOUT stream is a CGI response (Unix only).
+    Fcgi,
 }
 
 impl ResponseMode {
@@ -27,6 +29,7 @@ impl ResponseMode {
             ResponseMode::Json => "json",
             ResponseMode::Raw => "raw",
             ResponseMode::Cgi => "cgi",
+            ResponseMode::Fcgi => "fcgi",
         }
     }
 }

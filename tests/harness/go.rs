@@ -309,3 +309,67 @@ func main() {
 	os.WriteFile(os.Getenv("PIDFILE"), []byte(fmt.Sprint(cmd.Process.Pid)), 0o666)
 }
 "#;
+
+/// A warm FastCGI responder (`"response": "fcgi"`) written with Go's `net/http/fcgi`. Each
+/// answer is `201` JSON with `label`, the request as Go parsed it, the per-request and
+/// per-process variables, a counter of requests this process served, and its pid.
+/// `?do=exit` exits the process with status 3 mid-request; `?do=sleep&ms=N` sleeps first.
+pub fn fcgi_server(label: &str) -> String {
+    format!(
+        r#"package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/fcgi"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+var served int64
+
+func main() {{
+	err := fcgi.Serve(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {{
+		n := atomic.AddInt64(&served, 1)
+		switch r.URL.Query().Get("do") {{
+		case "exit":
+			os.Exit(3)
+		case "sleep":
+			ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}}
+		body, _ := io.ReadAll(r.Body)
+		params := fcgi.ProcessEnv(r)
+		out, _ := json.Marshal(map[string]interface{{}}{{
+			"label":      {label:?},
+			"count":      n,
+			"pid":        os.Getpid(),
+			"uid":        os.Getuid(),
+			"method":     r.Method,
+			"path":       r.URL.Path,
+			"query":      r.URL.RawQuery,
+			"body":       string(body),
+			"x_custom":   r.Header.Get("X-Custom"),
+			"auth":       r.Header.Get("Authorization"),
+			"request_id": params["GOLAMBDA_REQUEST_ID"],
+			"trigger":    params["GOLAMBDA_TRIGGER"],
+			"gateway":    params["GATEWAY_INTERFACE"],
+			"function":   os.Getenv("GOLAMBDA_FUNCTION"),
+			"version":    os.Getenv("GOLAMBDA_VERSION"),
+			"greeting":   os.Getenv("GREETING"),
+		}})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Served-By", "go-fcgi")
+		w.WriteHeader(http.StatusCreated)
+		w.Write(out)
+	}}))
+	fmt.Fprintln(os.Stderr, "fcgi.Serve:", err)
+	os.Exit(1)
+}}
+"#
+    )
+}

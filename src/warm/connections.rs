@@ -1,0 +1,181 @@
+//! The kept-alive connections to one warm process: a bounded pool (its size is how many
+//! requests the process serves at once), and one request exchanged over one connection, the
+//! whole exchange bounded by the request's deadline. A connection that saw anything but a
+//! complete answer is dropped, never reused.
+
+use super::answer::{self, Answer, ReadFailure};
+use super::fastcgi;
+use super::process::Failure;
+use crate::platform::{self, LocalStream};
+use crate::runner::STDERR_KEEP;
+use std::io::{self, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Requests written inline up to this size; a larger one is written on a thread of its own
+/// while the answer is read, so a handler that answers before reading its body never
+/// deadlocks against us.
+const INLINE_REQUEST: usize = 64 * 1024;
+/// The FastCGI request id: each connection carries one request at a time.
+const REQUEST_ID: u16 = 1;
+
+pub struct Connections {
+    socket: PathBuf,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+    max: usize,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<BufReader<LocalStream>>,
+    open: usize,
+}
+
+/// Why no connection was had.
+pub enum Checkout {
+    /// Every connection stayed busy until the deadline.
+    Busy,
+    /// The process did not take the connection.
+    Refused(io::Error),
+}
+
+impl Connections {
+    /// Up to `max` connections to the process listening at `socket`.
+    pub fn new(socket: PathBuf, max: usize) -> Connections {
+        Connections {
+            socket,
+            pool: Mutex::new(Pool::default()),
+            freed: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// An idle connection, a new one, or one freed before the deadline.
+    pub fn checkout(&self, deadline: Instant) -> Result<BufReader<LocalStream>, Checkout> {
+        let mut pool = lock(&self.pool);
+        loop {
+            if let Some(connection) = pool.idle.pop() {
+                return Ok(connection);
+            }
+            if pool.open < self.max {
+                pool.open += 1;
+                drop(pool);
+                return match platform::connect_local(&self.socket) {
+                    Ok(stream) => Ok(BufReader::with_capacity(16 * 1024, stream)),
+                    Err(err) => {
+                        self.discard();
+                        Err(Checkout::Refused(err))
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Checkout::Busy);
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Gives back a connection that carried a complete answer.
+    pub fn checkin(&self, connection: BufReader<LocalStream>) {
+        lock(&self.pool).idle.push(connection);
+        self.freed.notify_one();
+    }
+
+    /// Forgets a connection that failed (dropped by its holder).
+    pub fn discard(&self) {
+        let mut pool = lock(&self.pool);
+        pool.open = pool.open.saturating_sub(1);
+        drop(pool);
+        self.freed.notify_one();
+    }
+
+    /// Closes the idle connections.
+    pub fn close(&self) {
+        lock(&self.pool).idle.clear();
+    }
+}
+
+/// Sends one request over `connection` and reads its answer, all before `deadline`.
+pub fn exchange(
+    connection: &mut BufReader<LocalStream>,
+    params: &[(String, String)],
+    body: &[u8],
+    deadline: Instant,
+    max_output: u64,
+) -> Result<Answer, Failure> {
+    let bytes = fastcgi::encode_request(REQUEST_ID, params, body);
+    let stream = connection.get_mut();
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Failure::TimedOut);
+    }
+    stream.set_write_timeout(Some(left)).map_err(io_failure)?;
+    let writer = if bytes.len() <= INLINE_REQUEST {
+        stream.write_all(&bytes).map_err(io_failure)?;
+        None
+    } else {
+        let mut clone = stream.try_clone().map_err(io_failure)?;
+        Some(std::thread::spawn(move || clone.write_all(&bytes)))
+    };
+    let read = answer::read_answer(
+        &mut Deadlined {
+            reader: connection,
+            deadline,
+        },
+        REQUEST_ID,
+        max_output,
+        STDERR_KEEP,
+    );
+    let answer = read.map_err(|failure| match failure {
+        ReadFailure::Io(err) => io_failure(err),
+        ReadFailure::Protocol(reason) => Failure::Broken(reason),
+        ReadFailure::OutputTooLarge => Failure::OutputTooLarge,
+    })?;
+    if let Some(writer) = writer {
+        // The answer came; the body is sent (or the write timed out: the connection
+        // is not reused then).
+        match writer.join() {
+            Ok(Ok(())) => {}
+            _ => return Err(Failure::Broken("the request body could not be sent".into())),
+        }
+    }
+    Ok(answer)
+}
+
+/// A timeout is a timeout; any other I/O failure is a lost connection.
+fn io_failure(err: io::Error) -> Failure {
+    match err.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::TimedOut,
+        _ => Failure::Broken(format!("the connection to the process failed: {err}")),
+    }
+}
+
+/// Reads a connection with every read bounded by what is left until the deadline.
+struct Deadlined<'a> {
+    reader: &'a mut BufReader<LocalStream>,
+    deadline: Instant,
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reader.buffer().is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
+            self.reader.get_ref().set_read_timeout(Some(left))?;
+        }
+        self.reader.read(buf)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

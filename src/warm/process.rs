@@ -1,0 +1,318 @@
+//! One warm process: a function version started as a FastCGI responder in the same sandbox
+//! as a one-shot run (its own uid, rlimits, cgroup, network namespace, private working
+//! directory, environment built from scratch), listening on a Unix socket it got as stdin.
+//! Owns the process, its folders, its uid and its connections; knows how it ended. Once
+//! reaped, nothing of it is left.
+
+use super::answer::Answer;
+use super::connections::{self, Checkout, Connections};
+use crate::platform::{self, ProcessTree, Sandbox, WarmSpawned};
+use crate::runner::STDERR_KEEP;
+use crate::users::OwnedRunUser;
+use chrono::{DateTime, Utc};
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long a request that lost its connection waits for the process to be seen ending.
+const EXIT_GRACE: Duration = Duration::from_millis(1000);
+
+/// Which function version a process runs: a deleted and re-registered name starts at
+/// version 1 again, so the version's creation time is part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub name: String,
+    pub version: u32,
+    pub created: DateTime<Utc>,
+}
+
+/// What a process is started with.
+pub struct Spec {
+    pub key: Key,
+    pub id: String,
+    pub executable: PathBuf,
+    /// The function's variables; `PATH`, `HOME`, `TMPDIR` and `LANG` are added before them.
+    pub env: Vec<(String, String)>,
+    pub sandbox: Sandbox,
+    pub user: Option<OwnedRunUser>,
+    pub work_root: PathBuf,
+    /// Connections (requests at once) the process is given.
+    pub max_connections: usize,
+}
+
+/// Where a process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Takes new requests.
+    Live = 0,
+    /// Finishes its requests, takes no new ones, and is stopped once idle.
+    Retiring = 1,
+    /// Killed or ended; waits to be reaped.
+    Dead = 2,
+}
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub enum Failure {
+    /// Every connection stayed busy until the deadline.
+    Busy,
+    TimedOut,
+    OutputTooLarge,
+    /// The process ended while serving.
+    Ended {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        stderr: Vec<u8>,
+    },
+    /// The process lives but broke the protocol or the connection.
+    Broken(String),
+}
+
+pub struct Process {
+    pub key: Key,
+    pub id: String,
+    folders: [PathBuf; 2],
+    child: Mutex<platform::Process>,
+    tree: ProcessTree,
+    uid: Option<u32>,
+    user: Mutex<Option<OwnedRunUser>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    connections: Connections,
+    in_flight: AtomicUsize,
+    state: AtomicU8,
+    reaped: AtomicBool,
+    started: Instant,
+    /// Nanoseconds after `started` when a request last ended.
+    last_used: AtomicU64,
+}
+
+impl Process {
+    /// Creates the folders and the socket and starts the executable; an `Err` leaves
+    /// nothing behind.
+    pub fn start(spec: Spec) -> io::Result<Process> {
+        let work_dir = spec.work_root.join(format!("golambda-warm-{}", spec.id));
+        let socket_dir = spec.work_root.join(format!("golambda-fcgi-{}", spec.id));
+        let folders = [work_dir, socket_dir];
+        let cleanup = |err: io::Error| {
+            for dir in &folders {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            err
+        };
+        Self::spawn(spec, &folders).map_err(cleanup)
+    }
+
+    fn spawn(spec: Spec, folders: &[PathBuf; 2]) -> io::Result<Process> {
+        let [work_dir, socket_dir] = folders;
+        let uid = spec.user.as_ref().map(|u| u.uid);
+        std::fs::create_dir(work_dir)?;
+        platform::make_private(work_dir)?;
+        if let Some(uid) = uid {
+            platform::give_to_user(work_dir, uid)?;
+        }
+        // The socket's folder stays the server's: the process only needs the listening
+        // socket it inherits, never the path.
+        std::fs::create_dir(socket_dir)?;
+        platform::make_private(socket_dir)?;
+        let socket = socket_dir.join("fcgi.sock");
+        let listener = platform::listen_local(&socket)?;
+        let mut command = Command::new(&spec.executable);
+        let dir = work_dir.to_string_lossy().into_owned();
+        command
+            .env_clear()
+            .envs(platform::system_env())
+            .env("PATH", platform::function_path())
+            .env("HOME", &dir)
+            .envs(platform::TEMP_VARS.iter().map(|var| (*var, &dir)))
+            .env("LANG", "C.UTF-8")
+            .envs(spec.env)
+            .current_dir(work_dir);
+        let WarmSpawned {
+            process: child,
+            tree,
+            stderr: pipe,
+        } = platform::start_warm(&command, &spec.sandbox, &listener)?;
+        // The listening socket now lives in the child only.
+        drop(listener);
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        keep_tail(pipe, stderr.clone());
+        Ok(Process {
+            key: spec.key,
+            id: spec.id,
+            connections: Connections::new(socket, spec.max_connections),
+            folders: folders.clone(),
+            child: Mutex::new(child),
+            tree,
+            uid,
+            user: Mutex::new(spec.user),
+            stderr,
+            in_flight: AtomicUsize::new(0),
+            state: AtomicU8::new(State::Live as u8),
+            reaped: AtomicBool::new(false),
+            started: Instant::now(),
+            last_used: AtomicU64::new(0),
+        })
+    }
+
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::SeqCst) {
+            0 => State::Live,
+            1 => State::Retiring,
+            _ => State::Dead,
+        }
+    }
+
+    /// Takes no new requests from now on (a dead process stays dead).
+    pub fn retire(&self) {
+        let _ = self.state.compare_exchange(
+            State::Live as u8,
+            State::Retiring as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Whether the process has ended by itself (it is then marked dead).
+    pub fn has_ended(&self) -> bool {
+        if self.state() == State::Dead {
+            return true;
+        }
+        let ended = !matches!(lock(&self.child).try_wait(), Ok(None));
+        if ended {
+            self.state.store(State::Dead as u8, Ordering::SeqCst);
+        }
+        ended
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request in; the caller must call [`Process::leave`] once.
+    pub fn enter(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts a request out; returns how many are left.
+    pub fn leave(&self) -> usize {
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_used.store(nanos, Ordering::SeqCst);
+        self.in_flight
+            .fetch_sub(1, Ordering::SeqCst)
+            .saturating_sub(1)
+    }
+
+    /// How long since a request last ended (or since the start).
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_nanos(self.last_used.load(Ordering::SeqCst));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    /// Kills the whole tree at once; [`Process::reap`] finishes the job.
+    pub fn kill(&self) {
+        self.state.store(State::Dead as u8, Ordering::SeqCst);
+        self.tree.kill_all();
+    }
+
+    /// Kills what is left of the process and its uid, waits for it, removes its folders
+    /// and gives its uid back. Idempotent; also runs on drop.
+    pub fn reap(&self) {
+        if self.reaped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.kill();
+        let _ = lock(&self.child).wait();
+        if let Some(uid) = self.uid {
+            platform::kill_user(uid);
+        }
+        drop(lock(&self.user).take());
+        self.connections.close();
+        for dir in &self.folders {
+            if let Err(err) = std::fs::remove_dir_all(dir) {
+                log::warn!("could not remove {}: {err}", dir.display());
+            }
+        }
+    }
+
+    /// Sends one request and reads its answer, all before `deadline`.
+    pub fn serve(
+        &self,
+        params: &[(String, String)],
+        body: &[u8],
+        deadline: Instant,
+        max_output: u64,
+    ) -> Result<Answer, Failure> {
+        let mut connection = match self.connections.checkout(deadline) {
+            Ok(connection) => connection,
+            Err(Checkout::Busy) => return Err(Failure::Busy),
+            Err(Checkout::Refused(err)) => {
+                let reason = format!("cannot connect to the process: {err}");
+                return Err(self.ended_or(Failure::Broken(reason)));
+            }
+        };
+        let result = connections::exchange(&mut connection, params, body, deadline, max_output);
+        match &result {
+            Ok(answer) if answer.protocol_status == 0 => self.connections.checkin(connection),
+            _ => self.connections.discard(),
+        }
+        match result {
+            Err(Failure::Broken(reason)) => Err(self.ended_or(Failure::Broken(reason))),
+            other => other,
+        }
+    }
+
+    /// After a lost connection: how the process ended, if it did within a short grace;
+    /// otherwise `failure`.
+    fn ended_or(&self, failure: Failure) -> Failure {
+        let deadline = Instant::now() + EXIT_GRACE;
+        loop {
+            if let Ok(Some(status)) = lock(&self.child).try_wait() {
+                self.state.store(State::Dead as u8, Ordering::SeqCst);
+                return Failure::Ended {
+                    exit_code: status.code(),
+                    signal: platform::exit_signal(&status),
+                    stderr: lock(&self.stderr).clone(),
+                };
+            }
+            if Instant::now() >= deadline {
+                return failure;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
+/// Drains the process's stderr on a thread, keeping the last `STDERR_KEEP` bytes.
+fn keep_tail(mut pipe: impl Read + Send + 'static, tail: Arc<Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8 * 1024];
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let mut kept = lock(&tail);
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 2 * STDERR_KEEP {
+                let cut = kept.len() - STDERR_KEEP;
+                kept.drain(..cut);
+            }
+        }
+    });
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,320 @@
+//! Warm functions (`"response": "fcgi"`): a Go program serving with `net/http/fcgi` stays
+//! running between requests, answers with its own status, headers and body, is restarted
+//! after a crash or a timeout, stops when idle, deleted, replaced by a new version, or when
+//! the server stops, and every request is a run like any other.
+
+use crate::harness::{eventually, go, http, process_gone, PidReaper, Server};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn warm(extra: Value) -> Value {
+    let mut settings = json!({"response": "fcgi"});
+    if let Value::Object(extra) = extra {
+        for (key, value) in extra {
+            settings[key] = value;
+        }
+    }
+    settings
+}
+
+/// `GET path`, asserting the Go handler's 201; returns its JSON.
+#[track_caller]
+fn served(server: &Server, path: &str) -> Value {
+    let answer = server.get(path);
+    answer.expect(201);
+    answer.json()
+}
+
+fn pid_of(answer: &Value) -> u32 {
+    answer["pid"].as_u64().expect("a pid") as u32
+}
+
+#[test]
+fn a_go_fcgi_function_answers_with_its_status_headers_and_body() {
+    let server = Server::new().start();
+    server.register_ok(
+        "warm",
+        &go::fcgi_server("v1"),
+        warm(json!({"env": {"GREETING": "hi"}})),
+    );
+    let answer = server.request(
+        "POST",
+        "/warm/a/b?x=1",
+        &[("X-Custom", "yes"), ("Authorization", "Bearer secret")],
+        b"the body",
+    );
+    answer.expect(201);
+    assert_eq!(answer.header("Content-Type"), Some("application/json"));
+    assert_eq!(answer.header("X-Served-By"), Some("go-fcgi"));
+    let request_id = answer.header("X-Request-Id").expect("X-Request-Id");
+    let timing = answer.header("Server-Timing").expect("Server-Timing");
+    assert!(timing.starts_with("exec;dur="), "{timing}");
+    let body = answer.json();
+    assert_eq!(body["label"], "v1");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/warm/a/b");
+    assert_eq!(body["query"], "x=1");
+    assert_eq!(body["body"], "the body");
+    assert_eq!(body["x_custom"], "yes");
+    assert_eq!(body["auth"], "", "Authorization never reaches a function");
+    assert_eq!(body["gateway"], "CGI/1.1");
+    assert_eq!(body["trigger"], "http");
+    assert_eq!(body["request_id"], request_id);
+    assert_eq!(body["function"], "warm");
+    assert_eq!(body["version"], "1");
+    assert_eq!(body["greeting"], "hi");
+    if is_root() {
+        assert_ne!(body["uid"], 0, "a warm process runs as a per-run uid");
+    }
+
+    // A run like any other: in the history and the metrics.
+    let run = server.get(&format!("/functions/warm/runs/{request_id}"));
+    run.expect(200);
+    let run = run.json();
+    assert_eq!(run["status"], "ok", "{run}");
+    assert_eq!(run["trigger"], "http");
+    assert_eq!(run["version"], 1);
+    assert!(
+        run["stdout"].as_str().unwrap_or("").contains("Status: 201"),
+        "{run}"
+    );
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains(
+            r#"golambda_invocations_total{function="warm",trigger="http",status="ok"} 1"#
+        ),
+        "{metrics}"
+    );
+    // A manual invoke goes to the same process.
+    let invoked = server.post("/functions/warm/invoke", "x");
+    invoked.expect(201);
+    assert_eq!(invoked.json()["trigger"], "manual");
+    assert_eq!(invoked.json()["pid"], body["pid"]);
+}
+
+#[test]
+fn one_process_serves_many_requests_some_at_once() {
+    let server = Server::new().start();
+    server.register_ok("counter", &go::fcgi_server("v1"), warm(json!({})));
+    let first = served(&server, "/counter");
+    let _reaper = PidReaper(vec![pid_of(&first)]);
+    for expected in 2..=20 {
+        let answer = served(&server, "/counter");
+        assert_eq!(answer["count"], expected, "{answer}");
+        assert_eq!(answer["pid"], first["pid"], "the same process answers");
+    }
+    // Eight requests that each sleep 400 ms are served side by side by that process.
+    let started = Instant::now();
+    let port = server.port();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http::request(
+                    port,
+                    "GET",
+                    "/counter?do=sleep&ms=400",
+                    &[],
+                    http::Body::Fixed(b""),
+                )
+            })
+        })
+        .collect();
+    for thread in threads {
+        let answer = thread.join().expect("joined").expect("answered");
+        answer.expect(201);
+        assert_eq!(answer.json()["pid"], first["pid"]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2400),
+        "8 x 400 ms took {:?}: not served concurrently",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_crashed_process_is_restarted_on_the_next_request() {
+    let server = Server::new().start();
+    server.register_ok("crashy", &go::fcgi_server("v1"), warm(json!({})));
+    let before = served(&server, "/crashy");
+    let _reaper = PidReaper(vec![pid_of(&before)]);
+    let crashed = server.get("/crashy?do=exit");
+    crashed.expect(500);
+    assert_eq!(crashed.json()["exit_code"], 3, "{}", crashed.text());
+    assert!(crashed.header("Server-Timing").is_some());
+    let after = served(&server, "/crashy");
+    assert_ne!(after["pid"], before["pid"], "a new process");
+    assert_eq!(after["count"], 1, "its state starts afresh");
+    assert!(process_gone(pid_of(&before)));
+    let runs = server.get("/functions/crashy/runs").json();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(statuses, ["ok", "error", "ok"], "newest first: {runs}");
+}
+
+#[test]
+fn a_request_past_the_timeout_answers_504_and_the_next_one_works() {
+    let server = Server::new().start();
+    server.register_ok(
+        "wedged",
+        &go::fcgi_server("v1"),
+        warm(json!({"timeout": "1s"})),
+    );
+    let before = served(&server, "/wedged");
+    let _reaper = PidReaper(vec![pid_of(&before)]);
+    let started = Instant::now();
+    let answer = server.get("/wedged?do=sleep&ms=30000");
+    answer.expect(504);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || process_gone(pid_of(&before))),
+        "the wedged process is killed"
+    );
+    let after = served(&server, "/wedged");
+    assert_ne!(after["pid"], before["pid"]);
+    assert_eq!(after["count"], 1);
+    let id = answer.header("X-Request-Id").expect("id");
+    let run = server.get(&format!("/functions/wedged/runs/{id}")).json();
+    assert_eq!(run["status"], "timeout", "{run}");
+    assert!(server.get("/metrics").text().contains(
+        r#"golambda_invocations_total{function="wedged",trigger="http",status="timeout"} 1"#
+    ));
+}
+
+#[test]
+fn an_idle_process_stops_after_warm_idle() {
+    let server = Server::new().arg("--warm-idle").arg("1s").start();
+    server.register_ok("sleepy", &go::fcgi_server("v1"), warm(json!({})));
+    let first = served(&server, "/sleepy");
+    let _reaper = PidReaper(vec![pid_of(&first)]);
+    assert!(!process_gone(pid_of(&first)), "it runs between requests");
+    assert!(
+        eventually(Duration::from_secs(10), || process_gone(pid_of(&first))),
+        "an idle process stops after --warm-idle"
+    );
+    server.expect_log_words(&["warm process", "stopped (idle)"], Duration::from_secs(5));
+    let again = served(&server, "/sleepy");
+    assert_ne!(again["pid"], first["pid"]);
+}
+
+#[test]
+fn a_new_version_takes_over_while_requests_keep_being_answered() {
+    let server = Server::new().start();
+    server.register_ok("swap", &go::fcgi_server("v1"), warm(json!({})));
+    let old = served(&server, "/swap");
+    let mut reaper = PidReaper(vec![pid_of(&old)]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = server.port();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let answer = http::request(port, "GET", "/swap", &[], http::Body::Fixed(b""));
+                    answers.push(answer.map(|a| (a.status, a.json()["label"].clone())));
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    server.register_ok("swap", &go::fcgi_server("v2"), warm(json!({})));
+    // Requests go on for a while on the new version.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let mut labels = Vec::new();
+    for client in clients {
+        for answer in client.join().expect("joined") {
+            let (status, label) = answer.expect("every request is answered");
+            assert_eq!(status, 201, "every request is answered 201");
+            labels.push(label);
+        }
+    }
+    assert!(labels.contains(&json!("v1")), "{labels:?}");
+    assert_eq!(labels.last(), Some(&json!("v2")), "{labels:?}");
+    let new = served(&server, "/swap");
+    assert_eq!(new["label"], "v2");
+    reaper.0.push(pid_of(&new));
+    assert!(
+        eventually(Duration::from_secs(5), || process_gone(pid_of(&old))),
+        "the old version's process stops"
+    );
+    // A rollback switches back just as well.
+    server
+        .post("/functions/swap/rollback", r#"{"version":1}"#)
+        .expect(200);
+    let back = served(&server, "/swap");
+    reaper.0.push(pid_of(&back));
+    assert_eq!(back["label"], "v1");
+    assert!(eventually(Duration::from_secs(5), || process_gone(pid_of(
+        &new
+    ))));
+}
+
+#[test]
+fn deleting_the_function_stops_its_process() {
+    let server = Server::new().start();
+    server.register_ok("doomed", &go::fcgi_server("v1"), warm(json!({})));
+    let answer = served(&server, "/doomed");
+    let _reaper = PidReaper(vec![pid_of(&answer)]);
+    server.delete("/functions/doomed").expect(204);
+    assert!(
+        eventually(Duration::from_secs(5), || process_gone(pid_of(&answer))),
+        "a deleted function's process stops"
+    );
+    // The same name registered again starts from its own new code.
+    server.register_ok("doomed", &go::fcgi_server("reborn"), warm(json!({})));
+    assert_eq!(served(&server, "/doomed")["label"], "reborn");
+}
+
+#[test]
+fn no_warm_process_outlives_the_server() {
+    let mut server = Server::new().start();
+    server.register_ok("one", &go::fcgi_server("one"), warm(json!({})));
+    // As root, one of them in a network namespace of its own.
+    server.register_ok(
+        "two",
+        &go::fcgi_server("two"),
+        warm(json!({"network": !is_root()})),
+    );
+    let pids = vec![
+        pid_of(&served(&server, "/one")),
+        pid_of(&served(&server, "/two")),
+    ];
+    let _reaper = PidReaper(pids.clone());
+    assert!(pids.iter().all(|pid| !process_gone(*pid)));
+    server.stop();
+    for pid in pids {
+        assert!(process_gone(pid), "warm process {pid} outlived the server");
+    }
+}
+
+#[test]
+fn a_warm_process_dies_with_a_killed_server() {
+    let mut server = Server::new().start();
+    server.register_ok("orphan", &go::fcgi_server("v1"), warm(json!({})));
+    let pid = pid_of(&served(&server, "/orphan"));
+    let _reaper = PidReaper(vec![pid]);
+    server.kill9();
+    assert!(
+        eventually(Duration::from_secs(5), || process_gone(pid)),
+        "warm process {pid} outlived a SIGKILLed server"
+    );
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
