@@ -123,28 +123,34 @@ fn write_loop(dir: &Path, keep: usize, mut lines: HashMap<String, usize>, rx: &R
         // times a second, not once per run.
         let window_end = std::time::Instant::now() + GATHER;
         let gathered = std::iter::from_fn(|| rx.recv_deadline(window_end).ok());
-        let mut touched: Vec<String> = Vec::new();
+        // Each journal gets one write and one sync per window, whatever the number of runs.
+        let mut pending: HashMap<String, (Vec<u8>, usize)> = HashMap::new();
         for entry in std::iter::once(first).chain(gathered) {
             match entry {
                 Entry::Append(name, run) => {
-                    if let Err(err) = append(dir, &mut open, &name, &run) {
-                        log::warn!("cannot record a run of {name}: {err}");
-                        continue;
-                    }
-                    *lines.entry(name.clone()).or_default() += 1;
-                    if !touched.contains(&name) {
-                        touched.push(name);
+                    let (bytes, records) = pending.entry(name).or_default();
+                    match serde_json::to_writer(&mut *bytes, &run) {
+                        Ok(()) => {
+                            bytes.push(b'\n');
+                            *records += 1;
+                        }
+                        Err(err) => log::warn!("cannot encode a run record: {err}"),
                     }
                 }
                 Entry::Forget(name) => {
+                    pending.remove(&name);
                     open.remove(&name);
                     lines.remove(&name);
-                    touched.retain(|n| *n != name);
                     let _ = std::fs::remove_file(journal(dir, &name));
                 }
             }
         }
-        for name in touched {
+        for (name, (bytes, records)) in pending {
+            if let Err(err) = append(dir, &mut open, &name, &bytes) {
+                log::warn!("cannot record runs of {name}: {err}");
+                continue;
+            }
+            *lines.entry(name.clone()).or_default() += records;
             if let Some(file) = open.get(&name) {
                 let _ = file.sync_data();
             }
@@ -165,7 +171,7 @@ fn append(
     dir: &Path,
     open: &mut HashMap<String, File>,
     name: &str,
-    run: &Run,
+    lines: &[u8],
 ) -> std::io::Result<()> {
     if !open.contains_key(name) {
         std::fs::create_dir_all(dir)?;
@@ -175,10 +181,8 @@ fn append(
             .open(journal(dir, name))?;
         open.insert(name.to_string(), file);
     }
-    let mut line = serde_json::to_vec(run).map_err(std::io::Error::other)?;
-    line.push(b'\n');
     match open.get_mut(name) {
-        Some(file) => file.write_all(&line),
+        Some(file) => file.write_all(lines),
         None => Ok(()),
     }
 }
