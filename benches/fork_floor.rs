@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 
 const HELLO: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() {\n    fmt.Println(\"Hello, World!\")\n}\n";
+const FCGI_HELLO: &str = "package main\n\nimport (\n\t\"net/http\"\n\t\"net/http/fcgi\"\n)\n\nfunc main() {\n\tfcgi.Serve(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {\n\t\tw.Write([]byte(\"Hello, World!\\n\"))\n\t}))\n}\n";
 const CONNECTIONS: usize = 16;
+const HELLO_ANSWER: &[u8] = b"{\"message\":\"Hello, World!\\n\"}\n";
+const WARM_ANSWER: &[u8] = b"Hello, World!\n";
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -43,9 +46,12 @@ fn main() {
     let data = work.join("data");
     let server = Server::start(&server_binary, &data);
     let idle_rss = rss_kib(server.child.id());
-    server.register_hello();
-    let latency = server.p50(500);
-    let load = server.load(CONNECTIONS, window);
+    server.register("hello", HELLO, "json");
+    let latency = server.p50("/hello", HELLO_ANSWER, 500);
+    let load = server.load("/hello", HELLO_ANSWER, CONNECTIONS, window);
+    server.register("warm", FCGI_HELLO, "fcgi");
+    let warm_latency = server.p50("/warm", WARM_ANSWER, 2000);
+    let warm = server.load("/warm", WARM_ANSWER, CONNECTIONS, window);
     std::thread::sleep(Duration::from_secs(1));
     let loaded_rss = rss_kib(server.child.id());
     server.stop();
@@ -65,6 +71,19 @@ fn main() {
         ms(floor_latency),
         ms(latency),
         ms(latency) - ms(floor_latency)
+    );
+    println!(
+        "| warm `fcgi` requests/s, {CONNECTIONS} connections ({}s, errors: {}) | {floor:.0}/s | {:.0}/s | {:.1}x | ≥ 10x, 0 errors |",
+        seconds,
+        warm.errors,
+        warm.rate,
+        warm.rate / floor
+    );
+    println!(
+        "| warm `fcgi` single client p50 | {:.3} ms | {:.3} ms | {:+.3} ms | |",
+        ms(floor_latency),
+        ms(warm_latency),
+        ms(warm_latency) - ms(floor_latency)
     );
     println!(
         "| server RSS idle / after load | | {:.1} MiB / {:.1} MiB | | < 8 MiB / < 30 MiB |",
@@ -173,9 +192,11 @@ impl Server {
     fn start(binary: &Path, data: &Path) -> Server {
         std::fs::create_dir_all(data).expect("data dir");
         let mut child = Command::new(binary)
-            .args(["--addr", "127.0.0.1:0", "--log-level", "warn", "--data-dir"])
+            .args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .stdout(Stdio::piped())
+            // The default log level, written to a file as a service's log would be.
+            .stderr(std::fs::File::create(data.join("server.log")).expect("log file"))
             .spawn()
             .expect("start the server");
         let mut line = String::new();
@@ -190,24 +211,26 @@ impl Server {
         Server { child, port }
     }
 
-    fn register_hello(&self) {
+    fn register(&self, name: &str, source: &str, response: &str) {
         use base64::Engine;
-        let code = base64::engine::general_purpose::STANDARD.encode(HELLO);
-        let body = format!(r#"{{"name":"hello","trigger":"http","code":"{code}"}}"#);
+        let code = base64::engine::general_purpose::STANDARD.encode(source);
+        let body = format!(
+            r#"{{"name":"{name}","trigger":"http","response":"{response}","code":"{code}"}}"#
+        );
         let mut connection = Connection::open(self.port);
         let (status, _) = connection.send("PUT", "/register", body.as_bytes());
-        assert!(status == 200 || status == 201, "register: {status}");
+        assert!(status == 200 || status == 201, "register {name}: {status}");
     }
 
-    fn p50(&self, count: usize) -> Duration {
+    fn p50(&self, path: &'static str, answer: &'static [u8], count: usize) -> Duration {
         let mut connection = Connection::open(self.port);
         for _ in 0..20 {
-            connection.get_hello();
+            connection.get(path, answer);
         }
         let mut times: Vec<Duration> = (0..count)
             .map(|_| {
                 let started = Instant::now();
-                assert!(connection.get_hello());
+                assert!(connection.get(path, answer), "GET {path} failed");
                 started.elapsed()
             })
             .collect();
@@ -215,7 +238,13 @@ impl Server {
         times[times.len() / 2]
     }
 
-    fn load(&self, connections: usize, window: Duration) -> Load {
+    fn load(
+        &self,
+        path: &'static str,
+        answer: &'static [u8],
+        connections: usize,
+        window: Duration,
+    ) -> Load {
         let done = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -227,7 +256,7 @@ impl Server {
                 std::thread::spawn(move || {
                     let mut connection = Connection::open(port);
                     while !stop.load(Ordering::Relaxed) {
-                        if connection.get_hello() {
+                        if connection.get(path, answer) {
                             done.fetch_add(1, Ordering::Relaxed);
                         } else {
                             errors.fetch_add(1, Ordering::Relaxed);
@@ -270,9 +299,9 @@ impl Connection {
         }
     }
 
-    fn get_hello(&mut self) -> bool {
-        let (status, body) = self.send("GET", "/hello", b"");
-        status == 200 && body == b"{\"message\":\"Hello, World!\\n\"}\n"
+    fn get(&mut self, path: &str, answer: &[u8]) -> bool {
+        let (status, body) = self.send("GET", path, b"");
+        status == 200 && body == answer
     }
 
     fn send(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {

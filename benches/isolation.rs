@@ -40,7 +40,7 @@ fn main() {
     let mut layers = vec![
         ("process group only", Sandbox::default()),
         (
-            "+ rlimits (fork/exec instead of posix_spawn)",
+            "+ rlimits",
             Sandbox {
                 limits,
                 ..Sandbox::default()
@@ -53,7 +53,7 @@ fn main() {
             user: Some(uid),
             ..Sandbox::default()
         };
-        layers.push(("+ own uid, exec through /proc/self/fd, kill by uid", user));
+        layers.push(("+ own uid, exec through a descriptor, kill by uid", user));
         layers.push((
             "+ cgroups (memory, pids)",
             Sandbox {
