@@ -2,10 +2,14 @@
 //! its whole life and gives it back once every process of that uid is gone, so no two runs
 //! ever share a uid and a run cannot touch the server's files, another run, or the server.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub struct UserPool {
-    free: Mutex<Vec<u32>>,
+    /// Oldest returned first, so a uid is used again as late as possible.
+    free: Mutex<VecDeque<u32>>,
+    /// Kills what is left of a uid's processes; returns how many remain.
+    clean: fn(u32) -> usize,
 }
 
 /// A uid held by one run; returned to the pool when dropped.
@@ -22,42 +26,61 @@ pub struct OwnedRunUser {
 }
 
 impl UserPool {
-    /// The uids `first..=last`.
+    /// The uids `first..=last`. A uid comes back to the pool only once none of its
+    /// processes is left; one that cannot be emptied is never handed out again.
     pub fn new(first: u32, last: u32) -> UserPool {
+        UserPool::with_cleaner(first, last, |uid| crate::platform::kill_user(uid).remaining)
+    }
+
+    /// Like [`UserPool::new`] with another way to empty a uid (tests).
+    pub fn with_cleaner(first: u32, last: u32, clean: fn(u32) -> usize) -> UserPool {
         UserPool {
-            free: Mutex::new((first..=last).rev().collect()),
+            free: Mutex::new((first..=last).collect()),
+            clean,
         }
+    }
+
+    fn give_back(&self, uid: u32) {
+        let remaining = (self.clean)(uid);
+        if remaining > 0 {
+            log::error!(
+                "uid {uid} still has {remaining} processes that could not be killed; \
+                 it is taken out of the pool of run users"
+            );
+            return;
+        }
+        self.lock().push_back(uid);
     }
 
     /// A free uid, or `None` when every one is in use.
     pub fn take(&self) -> Option<RunUser<'_>> {
-        let uid = self.lock().pop()?;
+        let uid = self.lock().pop_front()?;
         Some(RunUser { pool: self, uid })
     }
 
     /// Like [`UserPool::take`], for a holder that keeps the uid beyond this borrow.
     pub fn take_owned(self: &Arc<Self>) -> Option<OwnedRunUser> {
-        let uid = self.lock().pop()?;
+        let uid = self.lock().pop_front()?;
         Some(OwnedRunUser {
             pool: self.clone(),
             uid,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<u32>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<u32>> {
         self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Drop for RunUser<'_> {
     fn drop(&mut self) {
-        self.pool.lock().push(self.uid);
+        self.pool.give_back(self.uid);
     }
 }
 
 impl Drop for OwnedRunUser {
     fn drop(&mut self) {
-        self.pool.lock().push(self.uid);
+        self.pool.give_back(self.uid);
     }
 }
 
@@ -81,7 +104,7 @@ mod tests {
 
     #[test]
     fn uids_are_never_shared() {
-        let pool = UserPool::new(64000, 64001);
+        let pool = UserPool::with_cleaner(64000, 64001, |_| 0);
         let a = pool.take().expect("one");
         let b = pool.take().expect("two");
         assert_ne!(a.uid, b.uid);
@@ -92,12 +115,34 @@ mod tests {
 
     #[test]
     fn owned_uids_come_back_when_dropped() {
-        let pool = Arc::new(UserPool::new(64000, 64000));
+        let pool = Arc::new(UserPool::with_cleaner(64000, 64000, |_| 0));
         let held = pool.take_owned().expect("one");
         assert!(pool.take().is_none());
         assert_eq!(held.uid, 64000);
         drop(held);
         assert!(pool.take_owned().is_some());
+    }
+
+    #[test]
+    fn a_uid_with_processes_left_is_never_handed_out_again() {
+        let pool = UserPool::with_cleaner(64000, 64001, |uid| usize::from(uid == 64000));
+        let first = pool.take().expect("one");
+        assert_eq!(first.uid, 64000);
+        drop(first);
+        let second = pool.take().expect("two");
+        assert_eq!(second.uid, 64001);
+        assert!(pool.take().is_none());
+        drop(second);
+        assert_eq!(pool.take().map(|u| u.uid), Some(64001));
+    }
+
+    #[test]
+    fn the_longest_free_uid_goes_first() {
+        let pool = UserPool::with_cleaner(64000, 64002, |_| 0);
+        let a = pool.take().expect("a");
+        assert_eq!(a.uid, 64000);
+        drop(a);
+        assert_eq!(pool.take().map(|u| u.uid), Some(64001));
     }
 
     #[test]

@@ -8,7 +8,23 @@ use crate::app::App;
 use std::io::Read;
 use tiny_http::Request;
 
+thread_local! {
+    /// Whether the request being handled on this thread had its body read.
+    static BODY_READ: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Forgets whether a body was read, before a new request is handled on this thread.
+pub fn reset_body_read() {
+    BODY_READ.with(|read| read.set(false));
+}
+
+/// Whether the request handled on this thread since [`reset_body_read`] had its body read.
+pub fn body_was_read() -> bool {
+    BODY_READ.with(|read| read.get())
+}
+
 pub fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, ApiError> {
+    BODY_READ.with(|read| read.set(true));
     let limit = app.config.max_body;
     let declared = request.body_length();
     if declared.is_some_and(|n| n as u64 > limit) {

@@ -142,6 +142,9 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
     }
 }
 
+/// Unread bodies up to this size are read and dropped, keeping the connection open.
+const LARGEST_DRAINED_BODY: usize = 1 << 20;
+
 /// Most threads answering refused requests at once.
 const MAX_REJECTERS: usize = 128;
 
@@ -200,6 +203,7 @@ fn handle(app: &Arc<App>, mut request: Request, slot: Slot, busy: Busy) {
         .take(200)
         .collect();
     let mut slot = Some(slot);
+    super::body::reset_body_read();
     let reply = catch_unwind(AssertUnwindSafe(|| {
         router::route(app, &mut request, &request_id, &mut slot)
     }))
@@ -245,6 +249,22 @@ fn respond(request: Request, reply: Reply, request_id: &str) {
         .is_some_and(|n| n > platform::LARGEST_DISCARDABLE_BODY)
     {
         return answer_and_abandon(request, response);
+    }
+    // A large body nobody read would be read to its end by tiny_http before the connection
+    // is free (held by a client that trickles it, with a buffer of its declared size): stop
+    // reading the connection instead; the answer still goes out, then it closes.
+    if request
+        .body_length()
+        .is_some_and(|n| n > LARGEST_DRAINED_BODY)
+        && !super::body::body_was_read()
+    {
+        let peer = request.remote_addr().copied();
+        platform::tcp_connections()
+            .iter()
+            .filter(|c| Some(c.peer) == peer)
+            .for_each(|c| {
+                platform::shut_down_reading(c);
+            });
     }
     // Answering drops the request, and tiny_http then discards the unread rest of its
     // body. For a declared length beyond what a Vec can hold, that discarding panics; the

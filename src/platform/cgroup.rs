@@ -19,10 +19,22 @@ fn controllers() -> &'static Vec<PathBuf> {
         if !super::is_privileged() {
             return Vec::new();
         }
+        // Version 1 hierarchies only: their roots have a `tasks` file (and the memory root its
+        // `memory.limit_in_bytes`); on a version 2 host these folders are not controllers,
+        // and making them would make plain groups that take no such limits.
+        let marker = |c: &str| {
+            if c == "memory" {
+                "memory.limit_in_bytes"
+            } else {
+                "tasks"
+            }
+        };
         ["memory", "pids"]
             .iter()
-            .map(|c| PathBuf::from("/sys/fs/cgroup").join(c).join("golambda"))
-            .filter(|dir| std::fs::create_dir_all(dir).is_ok())
+            .map(|c| (PathBuf::from("/sys/fs/cgroup").join(c), marker(c)))
+            .filter(|(root, marker)| root.join("tasks").is_file() && root.join(marker).is_file())
+            .map(|(root, _)| root.join("golambda"))
+            .filter(|dir| dir.is_dir() || std::fs::create_dir(dir).is_ok())
             .collect()
     })
 }
@@ -41,8 +53,6 @@ fn group(controller: &std::path::Path, uid: u32) -> PathBuf {
 /// this uid costs no file operation at all.
 struct Groups {
     procs: Vec<File>,
-    /// The first controller's `cgroup.procs`, open for reading.
-    listing: File,
     memory: Option<u64>,
     processes: Option<u64>,
 }
@@ -86,13 +96,8 @@ pub fn prepare(uid: u32, memory: Option<u64>, processes: Option<u64>) -> io::Res
                         .open(dir.join("cgroup.procs"))?,
                 );
             }
-            let first = controllers()
-                .first()
-                .ok_or_else(|| io::Error::other("no cgroup controller"))?;
-            let listing = File::open(group(first, uid).join("cgroup.procs"))?;
             let made = Arc::new(Mutex::new(Groups {
                 procs,
-                listing,
                 memory: None,
                 processes: None,
             }));
@@ -129,40 +134,17 @@ pub fn prepare(uid: u32, memory: Option<u64>, processes: Option<u64>) -> io::Res
 /// The processes in the groups of `uid` (each is in every controller's group, so one
 /// controller's list is enough).
 pub fn members(uid: u32) -> Vec<libc::pid_t> {
-    let existing = groups()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&uid)
-        .cloned();
-    let text = match existing {
-        // The uid's groups are open already: read the list through a kept descriptor.
-        Some(shared) => {
-            let groups = shared.lock().unwrap_or_else(PoisonError::into_inner);
-            read_from_start(&groups.listing)
-        }
-        None => controllers().first().and_then(|controller| {
+    // Opened afresh each time: on version 1, reads through one open file keep returning the
+    // list made at its first read.
+    controllers()
+        .first()
+        .and_then(|controller| {
             std::fs::read_to_string(group(controller, uid).join("cgroup.procs")).ok()
-        }),
-    };
-    text.map(|text| {
-        text.lines()
-            .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-/// The whole of a kernel listing file, read again from its start.
-fn read_from_start(file: &File) -> Option<String> {
-    use std::os::unix::fs::FileExt;
-    let mut text = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = file.read_at(&mut buf, text.len() as u64).ok()?;
-        if n == 0 {
-            break;
-        }
-        text.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8(text).ok()
+        })
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -13,7 +13,7 @@ mod sockets;
 #[cfg(target_os = "linux")]
 mod spawn;
 #[cfg(target_os = "linux")]
-pub use sockets::{shut_down, tcp_connections, TcpConnection};
+pub use sockets::{shut_down, shut_down_reading, tcp_connections, TcpConnection};
 #[cfg(target_os = "linux")]
 pub use spawn::{set_nonblocking, wait_ready, Process, POLLS_PIPES};
 
@@ -54,6 +54,13 @@ pub struct Spawned {
     pub stdin: Option<std::fs::File>,
     pub stdout: std::fs::File,
     pub stderr: std::fs::File,
+}
+
+/// What [`kill_user`] did: processes killed, and processes still there at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub killed: usize,
+    pub remaining: usize,
 }
 
 /// What a poll waits for on a pipe.
@@ -99,7 +106,7 @@ pub struct Sandbox {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub use no_sockets::{shut_down, tcp_connections, TcpConnection};
+pub use no_sockets::{shut_down, shut_down_reading, tcp_connections, TcpConnection};
 
 /// Where the process's sockets cannot be listed: none are, so no connection is timed out.
 #[cfg(not(target_os = "linux"))]
@@ -123,6 +130,10 @@ mod no_sockets {
     }
 
     pub fn shut_down(_connection: &TcpConnection) -> bool {
+        false
+    }
+
+    pub fn shut_down_reading(_connection: &TcpConnection) -> bool {
         false
     }
 }

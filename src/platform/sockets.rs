@@ -57,6 +57,15 @@ pub fn shut_down(connection: &TcpConnection) -> bool {
     unsafe { libc::shutdown(connection.fd, libc::SHUT_RDWR) == 0 }
 }
 
+/// Shuts the reading side of a connection: reads of it end at once, writes still go out.
+pub fn shut_down_reading(connection: &TcpConnection) -> bool {
+    if peer_of(connection.fd) != Some(connection.peer) {
+        return false;
+    }
+    // SAFETY: as in `shut_down`.
+    unsafe { libc::shutdown(connection.fd, libc::SHUT_RD) == 0 }
+}
+
 fn peer_of(fd: RawFd) -> Option<SocketAddr> {
     // SAFETY: an all-zero sockaddr_storage is valid, and getpeername writes at most `len`
     // bytes into it.

@@ -266,6 +266,8 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
     // spawning *thread* ends, so children are started from threads that live as long as
     // the server (the pools, the cron workers, the warm reaper).
     step!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL));
+    // No set-user-id or file-capability program the function executes gains anything.
+    step!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     let mut none: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut none);
     libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
@@ -411,6 +413,20 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: both are new descriptors nothing else owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `/dev/null` for writing, close-on-exec: opened once, for children whose output goes
+/// nowhere.
+pub fn null_output() -> io::Result<&'static OwnedFd> {
+    static NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd);
+    }
+    let opened: OwnedFd = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")?
+        .into();
+    Ok(NULL.get_or_init(|| opened))
 }
 
 /// `/dev/null` for reading, close-on-exec: opened once, then given to every child that

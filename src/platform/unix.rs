@@ -162,6 +162,15 @@ pub fn can_isolate_network() -> bool {
     is_privileged()
 }
 
+/// Takes a folder back from a run's user (owner: the server, mode 0700), so nothing the
+/// user may still run can put anything in it.
+pub fn reclaim(dir: &Path) -> io::Result<()> {
+    // SAFETY: geteuid(2) and getegid(2) cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    make_private(dir)
+}
+
 /// Gives a run's working directory to its user.
 pub fn give_to_user(path: &Path, uid: u32) -> io::Result<()> {
     std::os::unix::fs::chown(path, Some(uid), Some(uid))
@@ -199,7 +208,7 @@ pub fn others_can_traverse(dir: &Path) -> bool {
 
 /// Kills every process of a run's user: whatever the run left, even a daemon that left its
 /// process group and its parent. Returns how many it found.
-pub fn kill_user(uid: u32) -> usize {
+pub fn kill_user(uid: u32) -> super::Leftovers {
     // Where runs have cgroups, the group lists exactly the run's processes; elsewhere every
     // process of the uid is found through /proc.
     let members = || -> Vec<libc::pid_t> {
@@ -207,17 +216,30 @@ pub fn kill_user(uid: u32) -> usize {
         if super::cgroup::available() {
             return super::cgroup::members(uid);
         }
+        // By the uids of its status, not the owner of its folder: a process that made
+        // itself undumpable shows a folder owned by root.
         processes()
-            .filter(|(_, entry)| entry.metadata().is_ok_and(|m| m.uid() == uid))
+            .filter(|(_, entry)| {
+                std::fs::read_to_string(entry.path().join("status")).is_ok_and(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .is_some_and(|ids| ids.split_whitespace().any(|id| id == uid.to_string()))
+                })
+            })
             .map(|(pid, _)| pid)
             .collect()
     };
     let mut killed = 0;
-    // A process forking while we look is caught on the next pass.
-    for _ in 0..5 {
+    // Until none is left: a process forking while we look is caught on a later pass, and a
+    // killed one leaves the list once it has died.
+    for _ in 0..KILL_PASSES {
         let pids = members();
         if pids.is_empty() {
-            break;
+            return super::Leftovers {
+                killed,
+                remaining: 0,
+            };
         }
         for pid in &pids {
             // SAFETY: kill(2) on a pid of the run's own user or group.
@@ -226,9 +248,16 @@ pub fn kill_user(uid: u32) -> usize {
             }
         }
         killed += pids.len();
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    killed
+    super::Leftovers {
+        killed,
+        remaining: members().len(),
+    }
 }
+
+/// Most rounds of listing and killing a uid's processes before giving up on it.
+const KILL_PASSES: usize = 50;
 
 /// The kill target for a child and everything it started: its process group.
 #[derive(Debug)]

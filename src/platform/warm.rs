@@ -48,7 +48,7 @@ pub fn start_warm(
     let (process, tree) = super::unix::start_confined(
         command,
         sandbox,
-        [listener, super::spawn::null_input()?, &stderr_child],
+        [listener, super::spawn::null_output()?, &stderr_child],
     )?;
     Ok(WarmSpawned {
         process,

@@ -60,8 +60,8 @@ pub fn others_can_traverse(_dir: &Path) -> bool {
 }
 
 /// Runs have no users of their own on Windows: the job holds their processes.
-pub fn kill_user(_uid: u32) -> usize {
-    0
+pub fn kill_user(_uid: u32) -> super::Leftovers {
+    super::Leftovers::default()
 }
 use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
@@ -315,6 +315,11 @@ pub fn signal_name(signal: i32) -> String {
 
 /// Directories cannot be opened for syncing on Windows; renames are written through.
 pub fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Runs have no users of their own on Windows.
+pub fn reclaim(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 

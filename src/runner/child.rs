@@ -65,6 +65,7 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
         Some(limit) => (usize::try_from(limit).unwrap_or(usize::MAX), true),
         None => (spec.keep, false),
     };
+    let tree = std::sync::Arc::new(tree);
     let supervised = if platform::POLLS_PIPES {
         super::pump::supervise(
             &mut process,
@@ -82,7 +83,7 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
     } else {
         super::drain::supervise(
             &mut process,
-            tree,
+            tree.clone(),
             stdin,
             body,
             stdout,
@@ -96,6 +97,7 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
     let supervised = match supervised {
         Ok(supervised) => supervised,
         Err(err) => {
+            tree.kill_all();
             process.kill();
             let _ = process.wait();
             return Err(err);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 #[allow(clippy::too_many_arguments)]
 pub fn supervise(
     process: &mut Process,
-    tree: ProcessTree,
+    tree: Arc<ProcessTree>,
     stdin: Option<File>,
     body: Vec<u8>,
     stdout: File,
@@ -28,7 +28,6 @@ pub fn supervise(
     reader_deadline: Duration,
 ) -> io::Result<Supervision> {
     let started = Instant::now();
-    let tree = Arc::new(tree);
     if let Some(mut stdin) = stdin {
         // A child that never reads its stdin must not block us: write on a thread and
         // ignore a broken pipe.

@@ -40,8 +40,11 @@ pub fn run(invocation: Invocation, work_dirs: &WorkDirs) -> io::Result<Finished>
         // Whatever the run left behind, even a daemon that escaped its process group,
         // before its directory is emptied for the next run.
         let left = platform::kill_user(uid);
-        if left > 0 {
-            log::info!("killed {left} processes a run of uid {uid} left behind");
+        if left.killed > 0 {
+            log::info!(
+                "killed {} processes a run of uid {uid} left behind",
+                left.killed
+            );
         }
     }
     drop(work_dir);

@@ -136,9 +136,10 @@ pub fn supervise(
         err.read_available(&mut buf);
         if ended.is_none() {
             if ready.exited {
-                let status = process.wait()?;
-                // Whatever the function left behind in its group goes with it.
+                // Whatever the function left behind in its group goes with it, while the
+                // unreaped leader still holds the group's id.
                 tree.kill();
+                let status = process.wait()?;
                 ended = Some((Some(status), Instant::now()));
             } else if Instant::now() >= deadline {
                 // Killed outright, before the leader can exit and orphan what it started.

@@ -76,7 +76,9 @@ impl WorkDirs {
 
     /// Empties a returned directory; one that cannot be emptied is dropped from the pool.
     fn give_back(&self, path: PathBuf) {
-        match empty(&path) {
+        // Taken back from the run's user first: a process of that user still running could
+        // otherwise fill it again after it was emptied.
+        match platform::reclaim(&path).and_then(|()| empty(&path)) {
             Ok(()) => self
                 .free
                 .lock()
