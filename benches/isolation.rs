@@ -26,7 +26,12 @@ fn main() {
         .expect("go runs");
     assert!(built.success(), "go build failed");
     let exe = dir.join("hello");
-    let work_dirs = runner::WorkDirs::new(dir.join("work")).expect("work dirs");
+    // Where the server keeps them: outside /tmp, which runs of their own uid see privately.
+    let work_dirs = runner::WorkDirs::new(golambda::platform::work_base().join(format!(
+        "golambda-bench-isolation-work-{}",
+        std::process::id()
+    )))
+    .expect("work dirs");
     let limits = Limits {
         memory: Some(512 << 20),
         cpu_seconds: Some(32),
@@ -55,7 +60,7 @@ fn main() {
         };
         layers.push(("+ own uid, exec through a descriptor, kill by uid", user));
         layers.push((
-            "+ cgroups (memory, pids)",
+            "+ cgroups (memory, pids), private /tmp, /var/tmp, /dev/shm and IPC",
             Sandbox {
                 exclusive_user: true,
                 ..user

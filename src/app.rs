@@ -65,9 +65,10 @@ impl App {
             root: config.data_dir.clone(),
         };
         let read_timeout = config.read_timeout;
-        let work_dirs =
-            WorkDirs::new(std::env::temp_dir().join(format!("golambda-work-{}", data.identity())))?;
         data.create()?;
+        let work_dirs = WorkDirs::new(
+            platform::work_base().join(format!("golambda-work-{}", data.identity())),
+        )?;
         let registry = Registry::open(data.clone())?;
         let (first, last) = config.run_uids;
         let privileged = platform::is_privileged();

@@ -101,7 +101,8 @@ pub struct Sandbox {
     pub limits: Limits,
     pub user: Option<u32>,
     pub no_network: bool,
-    /// The user is this run's alone (a per-run uid), so its cgroups are too.
+    /// The user is this run's alone (a per-run uid), so its cgroups are too, and (Linux) it
+    /// gets its own `/tmp`, `/var/tmp`, `/dev/shm` and System V IPC.
     pub exclusive_user: bool,
 }
 

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+/// Scratch folders every user may write, made private to each run (see `Plan`).
+const PRIVATE_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
 /// Stack of the child between clone and exec: it only makes system calls.
 const CHILD_STACK: usize = 64 * 1024;
 
@@ -48,6 +51,11 @@ struct Plan {
     no_network: bool,
     rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     user: Option<u32>,
+    /// Shared scratch folders given a fresh tmpfs each, in a mount namespace of the run's
+    /// own (with an IPC namespace of its own too): nothing a run leaves there reaches
+    /// another run of the same uid, and it all goes when the run ends.
+    private_dirs: Vec<CString>,
+    tmpfs_options: CString,
     /// Set by the child when a step fails (the child shares our memory until it executes).
     failure: libc::c_int,
 }
@@ -107,6 +115,18 @@ pub fn spawn(
         // Counted per user: exact once every run has a user of its own.
         add(libc::RLIMIT_NPROC, limits.processes);
     }
+    let private_dirs = if sandbox.exclusive_user && sandbox.user.is_some() {
+        PRIVATE_DIRS
+            .iter()
+            .filter(|dir| Path::new(dir).is_dir())
+            .map(|dir| cstring(dir.as_bytes()))
+            .collect::<io::Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
+    let tmpfs_size = limits
+        .memory
+        .map_or(String::new(), |bytes| format!(",size={bytes}"));
     let mut plan = Plan {
         program,
         program_fd,
@@ -125,6 +145,8 @@ pub fn spawn(
         no_network: sandbox.no_network,
         rlimits,
         user: sandbox.user,
+        private_dirs,
+        tmpfs_options: cstring(format!("mode=1777{tmpfs_size}").as_bytes())?,
         failure: 0,
     };
     // Uninitialised: a stack needs no zeroes, and zeroing it cost more than the rest.
@@ -232,6 +254,12 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
     for (target, fd) in plan.stdio.iter().enumerate() {
         step!(libc::dup2(*fd, target as libc::c_int));
     }
+    // Before the uid change, as std does (the directory may sit below folders only the
+    // server can pass, such as a build directory in a private data dir), and before a
+    // private /tmp hides what is under /tmp.
+    if let Some(cwd) = &plan.cwd {
+        step!(libc::chdir(cwd.as_ptr()));
+    }
     for fd in &plan.cgroup_fds {
         if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
             return errno();
@@ -240,17 +268,32 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
     if plan.no_network {
         step!(libc::unshare(libc::CLONE_NEWNET));
     }
+    if !plan.private_dirs.is_empty() {
+        step!(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC));
+        // Nothing mounted here may reach the server's view.
+        step!(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null()
+        ));
+        for dir in &plan.private_dirs {
+            step!(libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                plan.tmpfs_options.as_ptr().cast()
+            ));
+        }
+    }
     for (resource, value) in &plan.rlimits {
         let limit = libc::rlimit {
             rlim_cur: *value,
             rlim_max: *value,
         };
         step!(libc::setrlimit(*resource, &limit));
-    }
-    // Before the uid change, as std does: the directory may sit below folders only the
-    // server can pass (a build directory in a private data dir).
-    if let Some(cwd) = &plan.cwd {
-        step!(libc::chdir(cwd.as_ptr()));
     }
     if let Some(uid) = plan.user {
         // The raw calls: glibc's wrappers would try to change every thread of the server.

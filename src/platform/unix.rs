@@ -162,6 +162,16 @@ pub fn can_isolate_network() -> bool {
     is_privileged()
 }
 
+/// Where runs' working directories go: outside `/tmp` when runs get a private `/tmp`
+/// (root on Linux: `/run`), else the temporary folder.
+pub fn work_base() -> std::path::PathBuf {
+    let run = Path::new("/run");
+    if is_privileged() && cfg!(target_os = "linux") && run.is_dir() {
+        return run.to_path_buf();
+    }
+    std::env::temp_dir()
+}
+
 /// Takes a folder back from a run's user (owner: the server, mode 0700), so nothing the
 /// user may still run can put anything in it.
 pub fn reclaim(dir: &Path) -> io::Result<()> {

@@ -318,6 +318,11 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Where runs' working directories go.
+pub fn work_base() -> std::path::PathBuf {
+    std::env::temp_dir()
+}
+
 /// Runs have no users of their own on Windows.
 pub fn reclaim(_dir: &Path) -> io::Result<()> {
     Ok(())

@@ -1,5 +1,7 @@
-//! A temp dir under `std::env::temp_dir()`, named after the running test, removed on drop
-//! unless the test is failing (then it is kept for a post-mortem and its path is printed).
+//! A temp dir named after the running test, removed on drop unless the test is failing
+//! (then it is kept for a post-mortem and its path is printed). It lives where the runs of
+//! a server can reach it: as root, runs get a private `/tmp`, so the dirs go under `/run`
+//! (as the server's own working directories do); otherwise under `std::env::temp_dir()`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +24,7 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let path = std::env::temp_dir().join(format!(
+        let path = golambda::platform::work_base().join(format!(
             "golambda-test-{}-{}-{nanos}-{test}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst),

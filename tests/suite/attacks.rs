@@ -314,3 +314,62 @@ fn memory_is_limited_for_the_whole_tree_where_cgroups_exist() {
     );
     assert_eq!(server.get("/roomy").message(), "4 of 4 children finished\n");
 }
+
+const STASH: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// Leaves a file in every shared scratch folder, named after the marker in its env.
+func main() {
+	for _, dir := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		if err := os.WriteFile(dir+"/"+os.Getenv("MARK"), []byte("secret"), 0644); err != nil {
+			fmt.Println("write", dir, err)
+			return
+		}
+	}
+	fmt.Println("stashed")
+}
+"#;
+
+const SNOOP: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// Reports which of the stash's files it can see.
+func main() {
+	seen := 0
+	for _, dir := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		if _, err := os.Stat(dir + "/" + os.Getenv("MARK")); err == nil {
+			seen++
+		}
+	}
+	fmt.Println("seen", seen)
+}
+"#;
+
+#[test]
+fn files_left_in_shared_scratch_folders_reach_no_other_run() {
+    if !is_root() {
+        return;
+    }
+    let server = Server::new().start();
+    let mark = format!("golambda-stash-{}", std::process::id());
+    server.register_ok("stash", STASH, json!({"env": {"MARK": mark}}));
+    server.register_ok("snoop", SNOOP, json!({"env": {"MARK": mark}}));
+    assert!(server.get("/stash").message().contains("stashed"));
+    // Every later run, whatever uid it gets, finds nothing, and neither does the host.
+    for _ in 0..3 {
+        assert_eq!(server.get("/snoop").message().trim(), "seen 0");
+        assert_eq!(server.get("/stash").message().trim(), "stashed");
+    }
+    for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
+        let path = std::path::Path::new(dir).join(&mark);
+        assert!(!path.exists(), "{} is visible on the host", path.display());
+    }
+}
