@@ -13,7 +13,8 @@ pub struct TcpConnection {
     fd: RawFd,
     /// The client's address.
     pub peer: SocketAddr,
-    /// Time since the client last sent data (since the connection opened if it never did).
+    /// Time since the client last sent data or acknowledged ours (since the connection
+    /// opened if it did neither): a client slowly reading a long answer is not silent.
     pub idle: Duration,
 }
 
@@ -40,7 +41,9 @@ pub fn tcp_connections() -> Vec<TcpConnection> {
             Some(TcpConnection {
                 fd,
                 peer,
-                idle: Duration::from_millis(u64::from(info.tcpi_last_data_recv)),
+                idle: Duration::from_millis(u64::from(
+                    info.tcpi_last_data_recv.min(info.tcpi_last_ack_recv),
+                )),
             })
         })
         .collect()
