@@ -18,13 +18,13 @@ pub fn reset_body_read() {
     BODY_READ.with(|read| read.set(false));
 }
 
-/// Whether the request handled on this thread since [`reset_body_read`] had its body read.
+/// Whether the request handled on this thread since [`reset_body_read`] had its body read
+/// to its end.
 pub fn body_was_read() -> bool {
     BODY_READ.with(|read| read.get())
 }
 
 pub fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, ApiError> {
-    BODY_READ.with(|read| read.set(true));
     let limit = app.config.max_body;
     let declared = request.body_length();
     if declared.is_some_and(|n| n as u64 > limit) {
@@ -50,5 +50,7 @@ pub fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, ApiError> 
             ),
         });
     }
+    // Read to its end: nothing is left for tiny_http to drain.
+    BODY_READ.with(|read| read.set(true));
     Ok(body)
 }

@@ -125,3 +125,29 @@ fn silent_connections_close_but_long_runs_do_not() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(server.log_count("closed the silent connection") >= 2);
 }
+
+#[test]
+fn refused_huge_bodies_close_at_once_and_hold_nothing() {
+    // The default read timeout: only the refusal itself may end these connections early.
+    let server = Server::new().start();
+    let started = Instant::now();
+    let mut streams: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut stream = connect(&server);
+            stream
+                .write_all(b"PUT /register HTTP/1.1\r\nHost: x\r\nContent-Length: 8796093022208\r\n\r\nabc")
+                .expect("write");
+            stream
+        })
+        .collect();
+    for stream in &mut streams {
+        let answer = read_until_closed(stream);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the refused connections were held for {:?}",
+        started.elapsed()
+    );
+    server.get("/health").expect(200);
+}
