@@ -60,7 +60,7 @@ fn main() {
         };
         layers.push(("+ own uid, exec through a descriptor, kill by uid", user));
         layers.push((
-            "+ cgroups (memory, pids), private /tmp, /var/tmp, /dev/shm and IPC",
+            "+ cgroups (memory, pids), private /tmp, /var/tmp, /dev/shm",
             Sandbox {
                 exclusive_user: true,
                 ..user

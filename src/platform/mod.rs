@@ -9,6 +9,8 @@ mod cgroup;
 #[cfg(target_os = "linux")]
 mod huge_alloc;
 #[cfg(target_os = "linux")]
+mod scratch;
+#[cfg(target_os = "linux")]
 mod sockets;
 #[cfg(target_os = "linux")]
 mod spawn;

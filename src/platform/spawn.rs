@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// Scratch folders every user may write, made private to each run (see `Plan`).
-const PRIVATE_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+/// Scratch folders every user may write, made private to each run uid (see
+/// `super::scratch`).
+pub const PRIVATE_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
 
 /// Stack of the child between clone and exec: it only makes system calls.
 const CHILD_STACK: usize = 64 * 1024;
@@ -51,13 +52,22 @@ struct Plan {
     no_network: bool,
     rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     user: Option<u32>,
-    /// Shared scratch folders given a fresh tmpfs each, in a mount namespace of the run's
-    /// own (with an IPC namespace of its own too): nothing a run leaves there reaches
-    /// another run of the same uid, and it all goes when the run ends.
+    scratch: Scratch,
+    /// The shared scratch folders that exist here (for [`Scratch::Make`]).
     private_dirs: Vec<CString>,
-    tmpfs_options: CString,
     /// Set by the child when a step fails (the child shares our memory until it executes).
     failure: libc::c_int,
+}
+
+/// Which mount namespace a child lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scratch {
+    /// The server's.
+    Shared,
+    /// A new one, with a fresh tmpfs on each of [`PRIVATE_DIRS`] (see `super::scratch`).
+    Make,
+    /// This one (a descriptor of `/proc/<pid>/ns/mnt`).
+    Join(RawFd),
 }
 
 /// Starts `command` (program, arguments, environment, directory; its environment is taken
@@ -67,6 +77,7 @@ pub fn spawn(
     sandbox: &Sandbox,
     stdio: [&OwnedFd; 3],
     cgroup_fds: Vec<RawFd>,
+    scratch: Scratch,
 ) -> io::Result<Process> {
     let cstring = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| io::Error::other("a NUL byte in a command or its env"))
@@ -115,18 +126,14 @@ pub fn spawn(
         // Counted per user: exact once every run has a user of its own.
         add(libc::RLIMIT_NPROC, limits.processes);
     }
-    let private_dirs = if sandbox.exclusive_user && sandbox.user.is_some() {
-        PRIVATE_DIRS
+    let private_dirs = match scratch {
+        Scratch::Make => PRIVATE_DIRS
             .iter()
             .filter(|dir| Path::new(dir).is_dir())
             .map(|dir| cstring(dir.as_bytes()))
-            .collect::<io::Result<Vec<_>>>()?
-    } else {
-        Vec::new()
+            .collect::<io::Result<Vec<_>>>()?,
+        _ => Vec::new(),
     };
-    let tmpfs_size = limits
-        .memory
-        .map_or(String::new(), |bytes| format!(",size={bytes}"));
     let mut plan = Plan {
         program,
         program_fd,
@@ -145,8 +152,8 @@ pub fn spawn(
         no_network: sandbox.no_network,
         rlimits,
         user: sandbox.user,
+        scratch,
         private_dirs,
-        tmpfs_options: cstring(format!("mode=1777{tmpfs_size}").as_bytes())?,
         failure: 0,
     };
     // Uninitialised: a stack needs no zeroes, and zeroing it cost more than the rest.
@@ -254,9 +261,35 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
     for (target, fd) in plan.stdio.iter().enumerate() {
         step!(libc::dup2(*fd, target as libc::c_int));
     }
-    // Before the uid change, as std does (the directory may sit below folders only the
-    // server can pass, such as a build directory in a private data dir), and before a
-    // private /tmp hides what is under /tmp.
+    match plan.scratch {
+        Scratch::Shared => {}
+        Scratch::Join(fd) => {
+            step!(libc::setns(fd, libc::CLONE_NEWNS));
+        }
+        Scratch::Make => {
+            step!(libc::unshare(libc::CLONE_NEWNS));
+            // Nothing mounted here may reach the server's view.
+            step!(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null()
+            ));
+            for dir in &plan.private_dirs {
+                step!(libc::mount(
+                    c"tmpfs".as_ptr(),
+                    dir.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    c"mode=1777".as_ptr().cast()
+                ));
+            }
+        }
+    }
+    // After joining a mount namespace (which resets it), and before the uid change, as
+    // std does: the directory may sit below folders only the server can pass, such as a
+    // build directory in a private data dir.
     if let Some(cwd) = &plan.cwd {
         step!(libc::chdir(cwd.as_ptr()));
     }
@@ -267,26 +300,6 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
     }
     if plan.no_network {
         step!(libc::unshare(libc::CLONE_NEWNET));
-    }
-    if !plan.private_dirs.is_empty() {
-        step!(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC));
-        // Nothing mounted here may reach the server's view.
-        step!(libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null()
-        ));
-        for dir in &plan.private_dirs {
-            step!(libc::mount(
-                c"tmpfs".as_ptr(),
-                dir.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                plan.tmpfs_options.as_ptr().cast()
-            ));
-        }
     }
     for (resource, value) in &plan.rlimits {
         let limit = libc::rlimit {

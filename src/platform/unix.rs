@@ -86,7 +86,13 @@ pub(super) fn start_confined(
     stdio: [&std::os::fd::OwnedFd; 3],
 ) -> io::Result<(super::Process, ProcessTree)> {
     let confinement = Confinement::prepare(sandbox)?;
-    let process = super::spawn::spawn(command, sandbox, stdio, confinement.fds())?;
+    let scratch = match sandbox.user {
+        Some(uid) if sandbox.exclusive_user => {
+            super::spawn::Scratch::Join(super::scratch::namespace_for(uid)?)
+        }
+        _ => super::spawn::Scratch::Shared,
+    };
+    let process = super::spawn::spawn(command, sandbox, stdio, confinement.fds(), scratch)?;
     let group = libc::pid_t::try_from(process.id())
         .map_err(|_| io::Error::other("child pid out of range"))?;
     Ok((process, ProcessTree { group }))
@@ -246,6 +252,11 @@ pub fn kill_user(uid: u32) -> super::Leftovers {
     for _ in 0..KILL_PASSES {
         let pids = members();
         if pids.is_empty() {
+            // Nobody of the uid is left to write there: its scratch folders can be emptied.
+            #[cfg(target_os = "linux")]
+            if let Err(err) = super::scratch::empty(uid) {
+                log::warn!("could not empty the scratch folders of uid {uid}: {err}");
+            }
             return super::Leftovers {
                 killed,
                 remaining: 0,

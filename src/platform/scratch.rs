@@ -1,0 +1,96 @@
+//! Private scratch folders for run uids (Linux, as root). `/tmp`, `/var/tmp` and `/dev/shm`
+//! are writable by every user, so a run could leave files there for the next run of its
+//! uid (another function) to read, or for ever. Each uid slot gets a mount namespace of its
+//! own, made once, where those folders are fresh tmpfs mounts; every run of that uid joins
+//! it (a `setns`, far cheaper than making a namespace per run), and once a run and all its
+//! processes are gone the server empties the folders through descriptors it keeps.
+
+use super::spawn::{self, Scratch, PRIVATE_DIRS};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+/// One uid slot's namespace and its scratch folders, as seen from inside it.
+struct Slot {
+    namespace: OwnedFd,
+    folders: Vec<OwnedFd>,
+}
+
+fn slots() -> &'static Mutex<HashMap<u32, Arc<Slot>>> {
+    static SLOTS: OnceLock<Mutex<HashMap<u32, Arc<Slot>>>> = OnceLock::new();
+    SLOTS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The mount namespace runs of `uid` join, made on the uid's first run. The descriptor
+/// stays open for the life of the server.
+pub fn namespace_for(uid: u32) -> io::Result<RawFd> {
+    let existing = slots()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&uid)
+        .map(|slot| slot.namespace.as_raw_fd());
+    if let Some(fd) = existing {
+        return Ok(fd);
+    }
+    let made = Arc::new(make()?);
+    let mut slots = slots().lock().unwrap_or_else(PoisonError::into_inner);
+    Ok(slots.entry(uid).or_insert(made).namespace.as_raw_fd())
+}
+
+/// Empties the scratch folders of `uid`'s namespace, if it has one. Call once no process
+/// of the uid is left.
+pub fn empty(uid: u32) -> io::Result<()> {
+    let slot = slots()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&uid)
+        .cloned();
+    let Some(slot) = slot else { return Ok(()) };
+    for folder in &slot.folders {
+        let dir = PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd()));
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes a namespace with fresh scratch folders: a short-lived holder process is started
+/// in it (`cat`, waiting on a pipe), its namespace and folders are opened through `/proc`,
+/// then it is let go.
+fn make() -> io::Result<Slot> {
+    let (read, write) = spawn::pipe()?;
+    let mut command = Command::new("cat");
+    command.env_clear().env("PATH", "/usr/bin:/bin");
+    let null = spawn::null_output()?;
+    let mut holder = spawn::spawn(
+        &command,
+        &super::Sandbox::default(),
+        [&read, null, null],
+        Vec::new(),
+        Scratch::Make,
+    )?;
+    drop(read);
+    let root = PathBuf::from(format!("/proc/{}", holder.id()));
+    let opened = (|| -> io::Result<Slot> {
+        let namespace = File::open(root.join("ns/mnt"))?.into();
+        let folders = PRIVATE_DIRS
+            .iter()
+            .filter(|dir| std::path::Path::new(dir).is_dir())
+            .map(|dir| File::open(root.join(format!("root{dir}"))).map(OwnedFd::from))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Slot { namespace, folders })
+    })();
+    drop(write);
+    let _ = holder.wait();
+    opened
+}
