@@ -171,6 +171,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes everything in `dir` (symlinks themselves, never what they point at).
+pub fn empty_dir(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Renames a finished file into place and makes the rename durable.
 pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
     replace_file(from, to)?;

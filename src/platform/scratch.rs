@@ -51,15 +51,10 @@ pub fn empty(uid: u32) -> io::Result<()> {
         .cloned();
     let Some(slot) = slot else { return Ok(()) };
     for folder in &slot.folders {
-        let dir = PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd()));
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                std::fs::remove_dir_all(entry.path())?;
-            } else {
-                std::fs::remove_file(entry.path())?;
-            }
-        }
+        super::empty_dir(&PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            folder.as_raw_fd()
+        )))?;
     }
     Ok(())
 }

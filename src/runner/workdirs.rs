@@ -78,7 +78,7 @@ impl WorkDirs {
     fn give_back(&self, path: PathBuf) {
         // Taken back from the run's user first: a process of that user still running could
         // otherwise fill it again after it was emptied.
-        match platform::reclaim(&path).and_then(|()| empty(&path)) {
+        match platform::reclaim(&path).and_then(|()| platform::empty_dir(&path)) {
             Ok(()) => self
                 .free
                 .lock()
@@ -115,19 +115,6 @@ impl Drop for WorkDir<'_> {
             self.pool.give_back(path);
         }
     }
-}
-
-/// Removes everything in `dir` (symlinks themselves, never what they point at).
-fn empty(dir: &Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
