@@ -161,13 +161,7 @@ impl Compiler {
                 })
             }
         }
-        // Opened for writing: Windows refuses to flush a read-only handle.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&partial)
-            .map_err(CompileError::Io)?;
-        file.sync_all().map_err(CompileError::Io)?;
-        drop(file);
+        platform::sync_file(&partial).map_err(CompileError::Io)?;
         if let Some(dir) = output.parent() {
             std::fs::create_dir_all(dir).map_err(CompileError::Io)?;
         }

@@ -72,11 +72,33 @@ pub enum Scratch {
 
 /// Starts `command` (program, arguments, environment, directory; its environment is taken
 /// as complete) confined by `sandbox`, with `stdio` as its stdin, stdout and stderr.
+/// An exec refused with "text file busy" is tried again a few times: any process holding
+/// the file open for writing causes it, even one that only inherited the descriptor for
+/// the instant between its own clone and exec.
 pub fn spawn(
     command: &Command,
     sandbox: &Sandbox,
     stdio: [&OwnedFd; 3],
     cgroup_fds: Vec<RawFd>,
+    scratch: Scratch,
+) -> io::Result<Process> {
+    let mut tries = 0;
+    loop {
+        match spawn_once(command, sandbox, stdio, &cgroup_fds, scratch) {
+            Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(tries));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn spawn_once(
+    command: &Command,
+    sandbox: &Sandbox,
+    stdio: [&OwnedFd; 3],
+    cgroup_fds: &[RawFd],
     scratch: Scratch,
 ) -> io::Result<Process> {
     let cstring = |bytes: &[u8]| {
@@ -148,7 +170,7 @@ pub fn spawn(
             stdio[1].as_raw_fd(),
             stdio[2].as_raw_fd(),
         ],
-        cgroup_fds,
+        cgroup_fds: cgroup_fds.to_vec(),
         no_network: sandbox.no_network,
         rlimits,
         user: sandbox.user,

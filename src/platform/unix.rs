@@ -178,6 +178,13 @@ pub fn work_base() -> std::path::PathBuf {
     std::env::temp_dir()
 }
 
+/// Makes a finished file's contents durable. Opened read-only: a descriptor open for
+/// writing that a concurrently spawned child inherits, for the instant before its exec,
+/// makes executing this file fail with "text file busy".
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
 /// Takes a folder back from a run's user (owner: the server, mode 0700), so nothing the
 /// user may still run can put anything in it.
 pub fn reclaim(dir: &Path) -> io::Result<()> {

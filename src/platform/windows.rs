@@ -323,6 +323,15 @@ pub fn work_base() -> std::path::PathBuf {
     std::env::temp_dir()
 }
 
+/// Makes a finished file's contents durable (Windows flushes only a handle open for
+/// writing).
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .sync_all()
+}
+
 /// Runs have no users of their own on Windows.
 pub fn reclaim(_dir: &Path) -> io::Result<()> {
     Ok(())
