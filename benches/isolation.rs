@@ -58,7 +58,7 @@ fn main() {
             user: Some(uid),
             ..Sandbox::default()
         };
-        layers.push(("+ own uid, exec through a descriptor, kill by uid", user));
+        layers.push(("+ own uid, exec through a descriptor", user));
         layers.push((
             "+ cgroups (memory, pids), private /tmp, /var/tmp, /dev/shm",
             Sandbox {

@@ -9,7 +9,8 @@ pub struct UserPool {
     /// Last returned first: the few uids in use stay warm (their cgroups and scratch
     /// namespaces are made once). A uid comes back only once it has no process left.
     free: Mutex<VecDeque<u32>>,
-    /// Kills what is left of a uid's processes; returns how many remain.
+    /// Kills what is left of a uid's processes and empties its scratch folders; returns how
+    /// many processes remain.
     clean: fn(u32) -> usize,
 }
 
@@ -30,7 +31,16 @@ impl UserPool {
     /// The uids `first..=last`. A uid comes back to the pool only once none of its
     /// processes is left; one that cannot be emptied is never handed out again.
     pub fn new(first: u32, last: u32) -> UserPool {
-        UserPool::with_cleaner(first, last, |uid| crate::platform::kill_user(uid).remaining)
+        UserPool::with_cleaner(first, last, |uid| {
+            let left = crate::platform::kill_user(uid);
+            if left.killed > 0 {
+                log::info!(
+                    "killed {} processes a run of uid {uid} left behind",
+                    left.killed
+                );
+            }
+            left.remaining
+        })
     }
 
     /// Like [`UserPool::new`] with another way to empty a uid (tests).

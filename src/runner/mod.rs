@@ -33,20 +33,11 @@ pub struct Invocation {
 
 /// Runs the invocation in an empty directory of its own from `work_dirs`.
 pub fn run(invocation: Invocation, work_dirs: &WorkDirs) -> io::Result<Finished> {
-    let user = invocation.sandbox.user;
-    let work_dir = work_dirs.take(user)?;
+    let work_dir = work_dirs.take(invocation.sandbox.user)?;
     let result = run_in(invocation, work_dir.path());
-    if let Some(uid) = user {
-        // Whatever the run left behind, even a daemon that escaped its process group,
-        // before its directory is emptied for the next run.
-        let left = platform::kill_user(uid);
-        if left.killed > 0 {
-            log::info!(
-                "killed {} processes a run of uid {uid} left behind",
-                left.killed
-            );
-        }
-    }
+    // Taken back from the run's user, then emptied: nothing the run may have left running
+    // can write there any more. Those processes are killed when the uid goes back to its
+    // pool (see `users`), before any other run can have it.
     drop(work_dir);
     result
 }
