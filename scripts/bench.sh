@@ -67,10 +67,10 @@ PART
 
 `PUT /register` against `go build` alone with the same flags and environment, cold (empty
 build cache) and warm (changed source, so the package is compiled and linked again), for
-the hello example and a 300-line program; medians of 5.
+the hello example and a 300-line program; medians of 9.
 
 PART
-  python3 "$root/benches/compile_latency.py" "$bin" "$(command -v go)" 5
+  python3 "$root/benches/compile_latency.py" "$bin" "$(command -v go)" 9
   cat <<'PART'
 
 ## What each confinement layer costs (`benches/isolation.rs`)

@@ -437,11 +437,21 @@ fn write_and_build(
         crate::platform::create_dir_durably(dir)
             .map_err(|e| internal(&format!("cannot create {}: {e}", dir.display())))?;
     }
-    crate::platform::write_atomically(source_path, source)
-        .map_err(|e| internal(&format!("cannot store the source: {e}")))?;
-    app.builds
-        .install(&app.compiler, &app.metrics, source, exe_path, None)
-        .map_err(|err| compile_error(app, err))
+    // The source is stored (and synced) while the build runs: both must be done before
+    // the registration is answered, neither needs the other.
+    let (stored, installed) = std::thread::scope(|scope| {
+        let storing = scope.spawn(|| crate::platform::write_atomically(source_path, source));
+        let installed = app
+            .builds
+            .install(&app.compiler, &app.metrics, source, exe_path, None);
+        let stored = storing
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the source writer panicked")));
+        (stored, installed)
+    });
+    let installed = installed.map_err(|err| compile_error(app, err))?;
+    stored.map_err(|e| internal(&format!("cannot store the source: {e}")))?;
+    Ok(installed)
 }
 
 /// Maps a compiler failure to its API answer.
