@@ -1,7 +1,7 @@
 //! The run journal on disk: `registry/runs/<name>.jsonl`, one JSON record per line, appended
-//! by a single writer thread that takes whatever has queued up, writes it, and syncs each
-//! file it touched once (group commit). A journal past twice the kept count is compacted by
-//! an atomic rewrite. At start a torn last line (a crash mid-append) is skipped.
+//! by a single writer thread that gathers what comes in 100 ms, writes it, and syncs each
+//! file it touched once (group commit). A journal past eight times the kept count is
+//! compacted by an atomic rewrite. At start a torn last line (a crash mid-append) is skipped.
 
 use super::Run;
 use crate::platform;
@@ -105,6 +105,11 @@ fn journal(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.jsonl"))
 }
 
+/// A journal is rewritten with its last `keep` records once it holds this many times
+/// `keep`: each rewrite is a synced file and folder, so a function serving thousands of
+/// requests a second must not cause one every few milliseconds.
+const COMPACT_AFTER: usize = 8;
+
 /// How long the writer gathers records before writing and syncing them.
 const GATHER: Duration = Duration::from_millis(100);
 
@@ -154,7 +159,7 @@ fn write_loop(dir: &Path, keep: usize, mut lines: HashMap<String, usize>, rx: &R
             if let Some(file) = open.get(&name) {
                 let _ = file.sync_data();
             }
-            if lines.get(&name).copied().unwrap_or(0) > 2 * keep {
+            if lines.get(&name).copied().unwrap_or(0) > COMPACT_AFTER * keep {
                 open.remove(&name);
                 match compact(dir, &name, keep) {
                     Ok(kept) => {
