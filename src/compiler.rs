@@ -170,7 +170,9 @@ impl Compiler {
             platform::give_to_user(&partial, 0).map_err(CompileError::Io)?;
         }
         // The build dir lives in the data dir, so this rename never crosses file systems.
-        platform::rename_durably(&partial, output).map_err(CompileError::Io)?;
+        // The contents are synced; the name is not: the build store is a cache, and the
+        // version's own link to it (see `builds`) is what is made durable.
+        platform::replace_file(&partial, output).map_err(CompileError::Io)?;
         Ok(())
     }
 
