@@ -9,15 +9,17 @@ mod cgroup;
 #[cfg(target_os = "linux")]
 mod huge_alloc;
 #[cfg(target_os = "linux")]
+mod process;
+#[cfg(target_os = "linux")]
 mod scratch;
 #[cfg(target_os = "linux")]
 mod sockets;
 #[cfg(target_os = "linux")]
 mod spawn;
 #[cfg(target_os = "linux")]
-pub use sockets::{shut_down, shut_down_reading, tcp_connections, TcpConnection};
+pub use process::{set_nonblocking, wait_ready, Process, POLLS_PIPES};
 #[cfg(target_os = "linux")]
-pub use spawn::{set_nonblocking, wait_ready, Process, POLLS_PIPES};
+pub use sockets::{shut_down, shut_down_reading, tcp_connections, TcpConnection};
 
 /// Largest declared request body length that tiny_http can be left to discard unread: it
 /// first allocates a zeroed buffer that large. On Linux that is address space only (see

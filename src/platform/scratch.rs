@@ -75,10 +75,10 @@ fn holds_nothing(folder: &OwnedFd) -> bool {
 /// in it (`cat`, waiting on a pipe), its namespace and folders are opened through `/proc`,
 /// then it is let go.
 fn make() -> io::Result<Slot> {
-    let (read, write) = spawn::pipe()?;
+    let (read, write) = super::process::pipe()?;
     let mut command = Command::new("cat");
     command.env_clear().env("PATH", "/usr/bin:/bin");
-    let null = spawn::null_output()?;
+    let null = super::process::null_output()?;
     let mut holder = spawn::spawn(
         &command,
         &super::Sandbox::default(),

@@ -54,17 +54,17 @@ pub fn stop_finished() {}
 /// is a pipe when `with_stdin`, else `/dev/null`.
 pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<super::Spawned> {
     let (stdin_pipe, stdin) = if with_stdin {
-        let (read, write) = super::spawn::pipe()?;
+        let (read, write) = super::process::pipe()?;
         (Some(read), Some(File::from(write)))
     } else {
         (None, None)
     };
     let stdin_child = match &stdin_pipe {
         Some(read) => read,
-        None => super::spawn::null_input()?,
+        None => super::process::null_input()?,
     };
-    let (stdout, stdout_child) = super::spawn::pipe()?;
-    let (stderr, stderr_child) = super::spawn::pipe()?;
+    let (stdout, stdout_child) = super::process::pipe()?;
+    let (stderr, stderr_child) = super::process::pipe()?;
     let (process, tree) = start_confined(
         command,
         sandbox,

@@ -44,11 +44,11 @@ pub fn start_warm(
     sandbox: &super::Sandbox,
     listener: &LocalListener,
 ) -> io::Result<WarmSpawned> {
-    let (stderr, stderr_child) = super::spawn::pipe()?;
+    let (stderr, stderr_child) = super::process::pipe()?;
     let (process, tree) = super::unix::start_confined(
         command,
         sandbox,
-        [listener, super::spawn::null_output()?, &stderr_child],
+        [listener, super::process::null_output()?, &stderr_child],
     )?;
     Ok(WarmSpawned {
         process,
