@@ -68,6 +68,28 @@ pub struct Call {
     pub request: Option<CgiRequest>,
 }
 
+/// How many runs of a function may go on at once: its `max_concurrency`, else
+/// `--max-concurrency` (0: no limit).
+pub(crate) fn concurrency_limit(app: &App, settings: &crate::registry::Settings) -> u32 {
+    match settings.max_concurrency {
+        0 => app.config.max_concurrency,
+        own => own,
+    }
+}
+
+/// A place among the function's simultaneous runs, or 429.
+pub(crate) fn concurrency_place<'a>(
+    app: &'a App,
+    function: &Function,
+    limit: u32,
+) -> Result<crate::concurrency::Place<'a>, ApiError> {
+    app.concurrency
+        .enter(&function.name, limit)
+        .ok_or(ApiError::TooManyRequests {
+            reason: "the function is at its max_concurrency",
+        })
+}
+
 /// Runs the function's current version, or the kept `version` when one is named, and
 /// answers as its response mode says.
 pub fn invoke(
@@ -110,16 +132,7 @@ pub fn invoke(
     env.push(("GOLAMBDA_TRIGGER".into(), call.trigger.as_str().into()));
     env.push(("GOLAMBDA_REQUEST_ID".into(), call.request_id.clone()));
     let timeout = Duration::from_millis(settings.timeout_ms);
-    let limit = match settings.max_concurrency {
-        0 => app.config.max_concurrency,
-        own => own,
-    };
-    let _place = app
-        .concurrency
-        .enter(&function.name, limit)
-        .ok_or(ApiError::TooManyRequests {
-            reason: "the function is at its max_concurrency",
-        })?;
+    let _place = concurrency_place(app, function, concurrency_limit(app, settings))?;
     let run_user = match &app.users {
         None => None,
         Some(pool) => Some(pool.take().ok_or(ApiError::QueueFull)?),

@@ -42,8 +42,11 @@ pub fn run(invocation: Invocation, work_dirs: &WorkDirs) -> io::Result<Finished>
     result
 }
 
-fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
-    let mut command = Command::new(&invocation.executable);
+/// The command that runs a function's executable in `work_dir`: an environment built from
+/// scratch (`PATH`, `HOME` and the temp variables pointing at the working directory, `LANG`,
+/// then `env`), one-shot and warm runs alike.
+pub fn function_command(executable: &Path, work_dir: &Path, env: Vec<(String, String)>) -> Command {
+    let mut command = Command::new(executable);
     let dir = work_dir.to_string_lossy().into_owned();
     command
         .env_clear()
@@ -52,8 +55,13 @@ fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
         .env("HOME", &dir)
         .envs(platform::TEMP_VARS.iter().map(|var| (*var, &dir)))
         .env("LANG", "C.UTF-8")
-        .envs(invocation.env)
+        .envs(env)
         .current_dir(work_dir);
+    command
+}
+
+fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
+    let command = function_command(&invocation.executable, work_dir, invocation.env);
     child::run(child::ChildSpec {
         command,
         stdin: invocation.stdin,

@@ -34,16 +34,8 @@ pub fn invoke(
     call: Call,
 ) -> Result<Reply, ApiError> {
     let settings = &version.settings;
-    let limit = match settings.max_concurrency {
-        0 => app.config.max_concurrency,
-        own => own,
-    };
-    let _place = app
-        .concurrency
-        .enter(&function.name, limit)
-        .ok_or(ApiError::TooManyRequests {
-            reason: "the function is at its max_concurrency",
-        })?;
+    let limit = invocation::concurrency_limit(app, settings);
+    let _place = invocation::concurrency_place(app, function, limit)?;
     let trigger = call.trigger.as_str();
     app.history
         .begin(&function.name, &call.request_id, trigger, version.number);

@@ -12,7 +12,6 @@ use crate::users::OwnedRunUser;
 use chrono::{DateTime, Utc};
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -120,17 +119,7 @@ impl Process {
         platform::make_private(socket_dir)?;
         let socket = socket_dir.join("fcgi.sock");
         let listener = platform::listen_local(&socket)?;
-        let mut command = Command::new(&spec.executable);
-        let dir = work_dir.to_string_lossy().into_owned();
-        command
-            .env_clear()
-            .envs(platform::system_env())
-            .env("PATH", platform::function_path())
-            .env("HOME", &dir)
-            .envs(platform::TEMP_VARS.iter().map(|var| (*var, &dir)))
-            .env("LANG", "C.UTF-8")
-            .envs(spec.env)
-            .current_dir(work_dir);
+        let command = crate::runner::function_command(&spec.executable, work_dir, spec.env);
         let WarmSpawned {
             process: child,
             tree,
