@@ -68,6 +68,34 @@ pub struct Call {
     pub request: Option<CgiRequest>,
 }
 
+/// What every run of a version sees whatever its trigger: the function's own `env`, its
+/// secrets (read only for versions that have some), `GOLAMBDA_FUNCTION` and
+/// `GOLAMBDA_VERSION`.
+pub(crate) fn function_env(
+    app: &App,
+    function: &Function,
+    version: &crate::registry::Version,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let settings = &version.settings;
+    let mut env: Vec<(String, String)> = settings
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !settings.secrets.is_empty() {
+        let secrets = app
+            .secrets
+            .read(&function.name, version.number)
+            .map_err(|err| ApiError::Internal {
+                context: format!("cannot read the function's secrets: {err}"),
+            })?;
+        env.extend(secrets);
+    }
+    env.push(("GOLAMBDA_FUNCTION".into(), function.name.clone()));
+    env.push(("GOLAMBDA_VERSION".into(), version.number.to_string()));
+    Ok(env)
+}
+
 /// How many runs of a function may go on at once: its `max_concurrency`, else
 /// `--max-concurrency` (0: no limit).
 pub(crate) fn concurrency_limit(app: &App, settings: &crate::registry::Settings) -> u32 {
@@ -110,25 +138,10 @@ pub fn invoke(
         return crate::warm::invoke(app, function, version, call);
     }
     let settings = &version.settings;
-    let mut env: Vec<(String, String)> = settings
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if !settings.secrets.is_empty() {
-        let secrets = app
-            .secrets
-            .read(&function.name, version.number)
-            .map_err(|err| ApiError::Internal {
-                context: format!("cannot read the function's secrets: {err}"),
-            })?;
-        env.extend(secrets);
-    }
+    let mut env = function_env(app, function, version)?;
     if let Some(request) = &call.request {
         cgi_variables(&mut env, &function.name, request, call.body.len());
     }
-    env.push(("GOLAMBDA_FUNCTION".into(), function.name.clone()));
-    env.push(("GOLAMBDA_VERSION".into(), version.number.to_string()));
     env.push(("GOLAMBDA_TRIGGER".into(), call.trigger.as_str().into()));
     env.push(("GOLAMBDA_REQUEST_ID".into(), call.request_id.clone()));
     let timeout = Duration::from_millis(settings.timeout_ms);

@@ -211,20 +211,7 @@ fn spec(
     limit: u32,
 ) -> Result<Spec, ApiError> {
     let settings = &version.settings;
-    let mut env: Vec<(String, String)> = settings
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let secrets = app
-        .secrets
-        .read(&function.name, version.number)
-        .map_err(|err| ApiError::Internal {
-            context: format!("cannot read the function's secrets: {err}"),
-        })?;
-    env.extend(secrets);
-    env.push(("GOLAMBDA_FUNCTION".into(), function.name.clone()));
-    env.push(("GOLAMBDA_VERSION".into(), version.number.to_string()));
+    let env = invocation::function_env(app, function, version)?;
     let user = match &app.users {
         None => None,
         Some(pool) => Some(pool.take_owned().ok_or(ApiError::QueueFull)?),
