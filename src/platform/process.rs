@@ -74,6 +74,21 @@ impl Process {
         }
     }
 
+    /// Whether the process has ended, without reaping it or waiting; needs no `&mut`, so
+    /// callers can ask without a lock.
+    pub fn has_exited(&self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        let mut poll = libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll(2) on one valid pollfd, without waiting.
+        unsafe { libc::poll(&mut poll, 1, 0) > 0 }
+    }
+
     /// Whether the process has ended (reaping it if so), without waiting.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         self.wait_timeout(Duration::ZERO)

@@ -218,6 +218,15 @@ impl Process {
         self.child.try_wait()
     }
 
+    /// Whether the process has ended, without waiting; needs no `&mut`.
+    pub fn has_exited(&self) -> bool {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
+        use windows_sys::Win32::System::Threading::WaitForSingleObject;
+        // SAFETY: the process handle stays open while `self.child` lives.
+        unsafe { WaitForSingleObject(self.child.as_raw_handle() as HANDLE, 0) == WAIT_OBJECT_0 }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
     }

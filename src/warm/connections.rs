@@ -31,6 +31,9 @@ pub struct Connections {
 struct Pool {
     idle: Vec<BufReader<LocalStream>>,
     open: usize,
+    /// Requests waiting for a connection: only then is a freed one signalled (a signal is
+    /// a system call, and most requests find a connection at once).
+    waiting: usize,
 }
 
 /// Why no connection was had.
@@ -74,26 +77,36 @@ impl Connections {
             if left.is_zero() {
                 return Err(Checkout::Busy);
             }
+            pool.waiting += 1;
             pool = self
                 .freed
                 .wait_timeout(pool, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            pool.waiting -= 1;
         }
     }
 
     /// Gives back a connection that carried a complete answer.
     pub fn checkin(&self, connection: BufReader<LocalStream>) {
-        lock(&self.pool).idle.push(connection);
-        self.freed.notify_one();
+        let mut pool = lock(&self.pool);
+        pool.idle.push(connection);
+        self.signal_freed(pool);
     }
 
     /// Forgets a connection that failed (dropped by its holder).
     pub fn discard(&self) {
         let mut pool = lock(&self.pool);
         pool.open = pool.open.saturating_sub(1);
+        self.signal_freed(pool);
+    }
+
+    fn signal_freed(&self, pool: MutexGuard<'_, Pool>) {
+        let anyone = pool.waiting > 0;
         drop(pool);
-        self.freed.notify_one();
+        if anyone {
+            self.freed.notify_one();
+        }
     }
 
     /// Closes the idle connections.

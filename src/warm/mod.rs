@@ -150,22 +150,35 @@ impl Warm {
         })
     }
 
-    /// A live process of `key`, counted in flight.
+    /// A live process of `key`, counted in flight. Whether it has ended is asked of the OS
+    /// after the lock is let go (it is counted in flight by then, so no sweep stops it
+    /// meanwhile): every request passes here, and a system call under the lock made the
+    /// requests queue on it.
     fn find_live(&self, key: &Key) -> Option<Arc<Process>> {
-        let processes = self.lock();
-        let list = processes.get(&key.name)?;
-        for process in list {
-            if process.key != *key || process.state() != State::Live {
+        let held: Vec<Arc<Process>> = {
+            let processes = self.lock();
+            processes
+                .get(&key.name)?
+                .iter()
+                .filter(|process| process.key == *key && process.state() == State::Live)
+                .map(|process| {
+                    process.enter();
+                    process.clone()
+                })
+                .collect()
+        };
+        let mut found = None;
+        for process in held {
+            if found.is_none() && !process.has_ended() {
+                found = Some(process);
                 continue;
             }
             if process.has_ended() {
                 self.reaper.wake();
-                continue;
             }
-            process.enter();
-            return Some(process.clone());
+            process.leave();
         }
-        None
+        found
     }
 
     /// Retires processes whose version is not current any more, and stops (on this, the

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// How long a request that lost its connection waits for the process to be seen ending.
@@ -75,7 +75,9 @@ pub struct Process {
     pub key: Key,
     pub id: String,
     folders: [PathBuf; 2],
-    child: Mutex<platform::Process>,
+    /// Read-locked to ask whether it ended (every request asks, and none waits on another
+    /// for that), write-locked to reap it.
+    child: RwLock<platform::Process>,
     tree: ProcessTree,
     uid: Option<u32>,
     user: Mutex<Option<OwnedRunUser>>,
@@ -134,7 +136,7 @@ impl Process {
             id: spec.id,
             connections: Connections::new(socket, spec.max_connections),
             folders: folders.clone(),
-            child: Mutex::new(child),
+            child: RwLock::new(child),
             tree,
             uid,
             user: Mutex::new(spec.user),
@@ -170,7 +172,10 @@ impl Process {
         if self.state() == State::Dead {
             return true;
         }
-        let ended = !matches!(lock(&self.child).try_wait(), Ok(None));
+        if !self.read_child().has_exited() {
+            return false;
+        }
+        let ended = !matches!(self.write_child().try_wait(), Ok(None));
         if ended {
             self.state.store(State::Dead as u8, Ordering::SeqCst);
         }
@@ -214,7 +219,7 @@ impl Process {
             return;
         }
         self.kill();
-        let _ = lock(&self.child).wait();
+        let _ = self.write_child().wait();
         if let Some(uid) = self.uid {
             platform::kill_user(uid);
         }
@@ -259,7 +264,7 @@ impl Process {
     fn ended_or(&self, failure: Failure) -> Failure {
         let deadline = Instant::now() + EXIT_GRACE;
         loop {
-            if let Ok(Some(status)) = lock(&self.child).try_wait() {
+            if let Ok(Some(status)) = self.write_child().try_wait() {
                 self.state.store(State::Dead as u8, Ordering::SeqCst);
                 return Failure::Ended {
                     exit_code: status.code(),
@@ -300,6 +305,16 @@ fn keep_tail(mut pipe: impl Read + Send + 'static, tail: Arc<Mutex<Vec<u8>>>) {
             }
         }
     });
+}
+
+impl Process {
+    fn read_child(&self) -> RwLockReadGuard<'_, platform::Process> {
+        self.child.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_child(&self) -> RwLockWriteGuard<'_, platform::Process> {
+        self.child.write().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
