@@ -131,6 +131,27 @@ pub fn prepare(uid: u32, memory: Option<u64>, processes: Option<u64>) -> io::Res
     Ok(Joining { groups: shared })
 }
 
+/// Removes the groups of every uid used (when the server stops): they are made again on
+/// the next run of each uid. A group with a process left in it stays. Left behind, groups
+/// of every uid ever used would pile up across restarts with other `--run-uids`, and the
+/// kernel's memory accounting slows down with their number.
+pub fn remove_groups() {
+    let used: Vec<u32> = groups()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain()
+        .map(|(uid, _)| uid)
+        .collect();
+    for uid in used {
+        for controller in controllers() {
+            let dir = group(controller, uid);
+            if let Err(err) = std::fs::remove_dir(&dir) {
+                log::debug!("cannot remove {}: {err}", dir.display());
+            }
+        }
+    }
+}
+
 /// The processes in the groups of `uid` (each is in every controller's group, so one
 /// controller's list is enough).
 pub fn members(uid: u32) -> Vec<libc::pid_t> {

@@ -44,8 +44,11 @@ pub fn on_stop_request(callback: impl Fn() + Send + Sync + 'static) -> io::Resul
     ctrlc::set_handler(callback).map_err(io::Error::other)
 }
 
-/// Says the server has finished stopping (nothing waits for it on Unix).
-pub fn stop_finished() {}
+/// Says the server has finished stopping: no run is left, so the cgroups made for run uids
+/// go (a group that still holds a process stays). Nothing else waits for it on Unix.
+pub fn stop_finished() {
+    super::cgroup::remove_groups();
+}
 
 /// Starts `command` (its environment taken as complete) as the head of a new process group
 /// inside `sandbox`: between clone and exec it joins the run's cgroups, leaves the network

@@ -237,6 +237,15 @@ impl Server {
         panic!("server start failed: {why}");
     }
 
+    /// The first and last of this server's `--run-uids`.
+    pub fn run_uid_range(&self) -> (u32, u32) {
+        let (first, last) = self.run_uids.split_once('-').expect("a uid range");
+        (
+            first.parse().expect("first uid"),
+            last.parse().expect("last uid"),
+        )
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -313,6 +313,26 @@ fn memory_is_limited_for_the_whole_tree_where_cgroups_exist() {
         json!({"memory": "1GiB", "timeout": "20s"}),
     );
     assert_eq!(server.get("/roomy").message(), "4 of 4 children finished\n");
+    // The groups of the run uids were made for this server; stopped, it leaves none.
+    let (first, last) = server.run_uid_range();
+    let group = |controller: &str, uid: u32| {
+        std::path::PathBuf::from(format!("/sys/fs/cgroup/{controller}/golambda/u{uid}"))
+    };
+    let made: Vec<u32> = (first..=last)
+        .filter(|uid| group("memory", *uid).is_dir())
+        .collect();
+    assert!(!made.is_empty(), "no memory group was made for the runs");
+    let mut server = server;
+    server.stop();
+    for uid in made {
+        for controller in ["memory", "pids"] {
+            assert!(
+                !group(controller, uid).exists(),
+                "{} is left after the server stopped",
+                group(controller, uid).display()
+            );
+        }
+    }
 }
 
 const STASH: &str = r#"package main
