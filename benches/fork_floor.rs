@@ -5,8 +5,14 @@
 //! is the release binary serving `GET /hello` for the same program, with its default
 //! isolation. Prints a Markdown table (floor, server, ratio) on stdout.
 //!
+//! The warm `fcgi` figures come with their ceiling: the same Go function driven directly
+//! over its socket by a minimal FastCGI client, with no HTTP server in between.
+//!
 //! Usage: `cargo bench --bench fork_floor -- SERVER_BINARY [SECONDS]` (see scripts/bench.sh,
-//! which builds the release binary first).
+//! which builds the release binary first). For profiling, `FORK_FLOOR_PHASE=fork|warm`
+//! runs only that load and prints the server's pid first (`FORK_FLOOR_CONNECTIONS`,
+//! `FORK_FLOOR_WARM_EXTRA` for more registration members such as `,"env":{...}`), and
+//! `FORK_FLOOR_PHASE=direct` only the ceiling (`GOMAXPROCS` passed on).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -15,6 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "support/fcgi_direct.rs"]
+mod fcgi_direct;
 
 const HELLO: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() {\n    fmt.Println(\"Hello, World!\")\n}\n";
@@ -37,6 +46,18 @@ fn main() {
     let work = std::env::temp_dir().join(format!("golambda-floor-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("temp dir");
     let hello = build_hello(&work);
+    if let Ok(phase) = std::env::var("FORK_FLOOR_PHASE") {
+        if phase == "direct" {
+            let warm = build_go(&work, "warm", FCGI_HELLO);
+            let procs = std::env::var("GOMAXPROCS").unwrap_or_else(|_| "2".into());
+            let rate =
+                fcgi_direct::rate(&warm, &work, &[("GOMAXPROCS", &procs)], CONNECTIONS, window);
+            println!("direct GOMAXPROCS={procs}: {rate:.0} req/s");
+            return;
+        }
+        profile_phase(&server_binary, &work, &phase, window);
+        return;
+    }
 
     let floor_latency = floor_p50(&hello, 500);
     let floor_2 = floor_rate(&hello, 2, window);
@@ -55,6 +76,8 @@ fn main() {
     std::thread::sleep(Duration::from_secs(1));
     let loaded_rss = rss_kib(server.child.id());
     server.stop();
+    let warm_exe = build_go(&work, "warm", FCGI_HELLO);
+    let ceiling = fcgi_direct::rate(&warm_exe, &work, &[], CONNECTIONS, window);
     let _ = std::fs::remove_dir_all(&work);
 
     println!("| fork-per-request figure | floor | server | ratio / difference | goal |");
@@ -80,6 +103,11 @@ fn main() {
         warm.rate / floor
     );
     println!(
+        "| the same `fcgi` function driven directly over its socket, no HTTP server ({}s) | {floor:.0}/s | {ceiling:.0}/s | {:.1}x | the ceiling of any server |",
+        seconds,
+        ceiling / floor
+    );
+    println!(
         "| warm `fcgi` single client p50 | {:.3} ms | {:.3} ms | {:+.3} ms | |",
         ms(floor_latency),
         ms(warm_latency),
@@ -92,15 +120,46 @@ fn main() {
     );
 }
 
+/// `FORK_FLOOR_PHASE=fork|warm`: only that load, for `window`, after printing the server's
+/// pid so a profiler can attach (`perf record -p PID`); prints the rate.
+fn profile_phase(server_binary: &Path, work: &Path, phase: &str, window: Duration) {
+    let server = Server::start(server_binary, &work.join("data"));
+    let (path, answer) = match phase {
+        "fork" => {
+            server.register("hello", HELLO, "json");
+            ("/hello", HELLO_ANSWER)
+        }
+        _ => {
+            let extra = std::env::var("FORK_FLOOR_WARM_EXTRA").unwrap_or_default();
+            server.register_with("warm", FCGI_HELLO, "fcgi", &extra);
+            ("/warm", WARM_ANSWER)
+        }
+    };
+    server.p50(path, answer, 200);
+    eprintln!("server pid {} loading {path}", server.child.id());
+    let connections = std::env::var("FORK_FLOOR_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CONNECTIONS);
+    let load = server.load(path, answer, connections, window);
+    println!("{phase}: {:.0} req/s, errors {}", load.rate, load.errors);
+    server.stop();
+    let _ = std::fs::remove_dir_all(work);
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 fn build_hello(work: &Path) -> PathBuf {
-    let dir = work.join("hello");
-    std::fs::create_dir_all(&dir).expect("hello dir");
-    std::fs::write(dir.join("main.go"), HELLO).expect("hello source");
-    let exe = dir.join("hello");
+    build_go(work, "hello", HELLO)
+}
+
+fn build_go(work: &Path, name: &str, source: &str) -> PathBuf {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).expect("program dir");
+    std::fs::write(dir.join("main.go"), source).expect("program source");
+    let exe = dir.join(name);
     let status = Command::new(std::env::var("GO").unwrap_or_else(|_| "go".into()))
         .args(["build", "-o"])
         .arg(&exe)
@@ -212,10 +271,15 @@ impl Server {
     }
 
     fn register(&self, name: &str, source: &str, response: &str) {
+        self.register_with(name, source, response, "");
+    }
+
+    /// `extra`: more JSON members for the body, each with a leading comma.
+    fn register_with(&self, name: &str, source: &str, response: &str, extra: &str) {
         use base64::Engine;
         let code = base64::engine::general_purpose::STANDARD.encode(source);
         let body = format!(
-            r#"{{"name":"{name}","trigger":"http","response":"{response}","code":"{code}"}}"#
+            r#"{{"name":"{name}","trigger":"http","response":"{response}","code":"{code}"{extra}}}"#
         );
         let mut connection = Connection::open(self.port);
         let (status, _) = connection.send("PUT", "/register", body.as_bytes());
