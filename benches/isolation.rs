@@ -60,7 +60,7 @@ fn main() {
         };
         layers.push(("+ own uid, exec through a descriptor", user));
         layers.push((
-            "+ cgroups (memory, pids), private /tmp, /var/tmp, /dev/shm",
+            "+ memory cgroup, private /tmp, /var/tmp, /dev/shm",
             Sandbox {
                 exclusive_user: true,
                 ..user

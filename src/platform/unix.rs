@@ -113,9 +113,9 @@ impl Confinement {
     #[cfg(target_os = "linux")]
     fn prepare(sandbox: &Sandbox) -> io::Result<Confinement> {
         let joining = match sandbox.user {
-            Some(uid) if sandbox.exclusive_user && super::cgroup::available() => Some(
-                super::cgroup::prepare(uid, sandbox.limits.memory, sandbox.limits.processes)?,
-            ),
+            Some(uid) if sandbox.exclusive_user && super::cgroup::available() => {
+                Some(super::cgroup::prepare(uid, sandbox.limits.memory)?)
+            }
             _ => None,
         };
         Ok(Confinement { joining })
