@@ -83,16 +83,31 @@ PART
 
 ## Notes
 
-- The runner alone (the isolation table: spawn, feed, drain and reap in a pooled working
-  directory, as the run's own uid in its cgroups) is at the fork floor. The rest of the
-  fork-per-request gap is the HTTP layer: tiny_http reads each connection on a thread of its
-  own and queues requests for the accept loop, which hands them to a worker; each hand-off
-  is a context switch, and on this virtual machine a switch costs tens of microseconds of
-  CPU. Removing the accept loop's hand-off (workers taking requests from tiny_http's queue
-  themselves, leader/followers) is the next step; it has to keep the 503 on a full queue and
-  the admin lane.
-- The warm `fcgi` figure includes Go's `net/http/fcgi` on the same two cores (it allocates
-  per request and uses about as much CPU as the server), and the Rust load client.
+These come from profiling with `perf` on this machine (`FORK_FLOOR_PHASE=fork|warm|direct`
+runs one load of `benches/fork_floor.rs` alone), not from the run above.
+
+- **Fork per request.** Saturated, the floor costs about 0.88 ms of CPU per spawn: 0.73 ms
+  in the Go child, 0.12 ms in the spawning thread. Through the server a run costs about
+  1.3 ms: the same Go program takes about 0.15 ms more (its page faults are charged to a
+  memory cgroup with a limit, and its CPU caches are shared with the server), clone and exec
+  about 0.1 ms more (the exec closes the server's ~185 close-on-exec descriptors), and the
+  rest is the server's own work per run, none of it large (joining the cgroup, the pooled
+  working directory, reaping, emptying and checking the uid, HTTP, history, metrics).
+  The CPUs also sit 8-20% idle under load: children wait in the kernel for the global cgroup
+  lock to join their group, one at a time. More connections make it worse (32 connections:
+  about 1,000/s), so the server cannot hide it with concurrency. Runs joined two cgroups
+  (memory and pids) until the pids group was found to duplicate `RLIMIT_NPROC` on a uid of
+  the run's own; one join gave 5% more. Single-threaded, the runner is at the floor (the
+  isolation table), so the gap is work and waiting that only show under load.
+- **Warm `fcgi`.** The direct row is the ceiling: the Go function alone with a FastCGI client
+  and no HTTP server, on the same two cores. Through the server a request costs about
+  60-75 µs of server CPU (tiny_http's connection thread, the accept loop, a worker, the
+  FastCGI exchange, history and metrics; 5-6 context switches) and 60 µs of Go, which
+  sleeps and wakes per request where the direct client keeps it busy (28 µs per request
+  there with `GOMAXPROCS=1`). Measured and dropped: a worker pool without the `threadpool`
+  crate's shared `Mutex<Receiver>` (no difference), log lines gathered in memory (a few
+  per cent, but the log then lags the answers). Kept: requests no longer take the
+  process's lock to ask whether it ended, which had them queue on it.
 - The fork floor uses 16 threads where that beats 2 threads, so the server is held to the
   better floor.
 PART
