@@ -32,7 +32,10 @@ The floor is the function's own executable (Go hello world) spawned, read and re
 nothing else: posix_spawn, a pipe, waitpid, from 2 and from 16 threads; the better of the
 two is the floor. The server serves the same program at \`GET /hello\` over keep-alive
 HTTP/1.1 connections from a Rust client, then the same answer from a warm \`fcgi\` function
-(Go \`net/http/fcgi\`). Single-client figures are the median of 500 (2,000 warm) requests.
+(Go \`net/http/fcgi\`), by default and registered with \`GOMAXPROCS=1\` in its environment;
+last, that function alone driven over its socket by a minimal FastCGI client (its ceiling).
+Each load starts after 2 s of quiet. Single-client figures are the median of 500 (2,000
+warm) requests.
 
 HEAD
   bench fork_floor -- "$bin" "$window"
