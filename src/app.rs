@@ -66,9 +66,7 @@ impl App {
         };
         let read_timeout = config.read_timeout;
         data.create()?;
-        let work_dirs = WorkDirs::new(
-            platform::work_base().join(format!("golambda-work-{}", data.identity())),
-        )?;
+        let work_dirs = WorkDirs::new(data.work_pool())?;
         let registry = Registry::open(data.clone())?;
         let (first, last) = config.run_uids;
         let privileged = platform::is_privileged();

@@ -76,6 +76,12 @@ impl DataDir {
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
+    /// Where the pooled working directories of this data dir's runs live: outside the data
+    /// dir (runs must not reach it), named after [`DataDir::identity`].
+    pub fn work_pool(&self) -> PathBuf {
+        crate::platform::work_base().join(format!("golambda-work-{}", self.identity()))
+    }
+
     pub fn secrets(&self) -> PathBuf {
         self.registry_dir().join("secrets")
     }

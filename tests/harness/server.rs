@@ -608,6 +608,17 @@ impl Drop for Server {
                 self.kill9();
             }
         }
+        // A server stopped cleanly removes what it keeps outside its data dir; one killed
+        // outright (crash tests) cannot: its pool of working directories and the memory
+        // groups of its run uids would stay on this machine.
+        let data = golambda::registry::DataDir {
+            root: self.data_dir.clone(),
+        };
+        let _ = fs::remove_dir_all(data.work_pool());
+        let (first, last) = self.run_uid_range();
+        for uid in first..=last {
+            let _ = fs::remove_dir(format!("/sys/fs/cgroup/memory/golambda/u{uid}"));
+        }
     }
 }
 
