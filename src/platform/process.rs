@@ -89,6 +89,12 @@ impl Process {
         unsafe { libc::poll(&mut poll, 1, 0) > 0 }
     }
 
+    /// Whether the process has been reaped: its pid, and the id of the group it led, may
+    /// then belong to another process, so neither may be signalled any more.
+    pub fn is_reaped(&self) -> bool {
+        self.status.is_some()
+    }
+
     /// Whether the process has ended (reaping it if so), without waiting.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         self.wait_timeout(Duration::ZERO)

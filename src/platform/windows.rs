@@ -218,6 +218,12 @@ impl Process {
         self.child.try_wait()
     }
 
+    /// Whether signalling the process's tree could reach a stranger because the process
+    /// was reaped: never on Windows, where the tree is a job object held by handle.
+    pub fn is_reaped(&self) -> bool {
+        false
+    }
+
     /// Whether the process has ended, without waiting; needs no `&mut`.
     pub fn has_exited(&self) -> bool {
         use std::os::windows::io::AsRawHandle;

@@ -153,32 +153,25 @@ impl Warm {
     /// A live process of `key`, counted in flight. Whether it has ended is asked of the OS
     /// after the lock is let go (it is counted in flight by then, so no sweep stops it
     /// meanwhile): every request passes here, and a system call under the lock made the
-    /// requests queue on it.
+    /// requests queue on it. One found ended is marked dead, so the next look skips it.
     fn find_live(&self, key: &Key) -> Option<Arc<Process>> {
-        let held: Vec<Arc<Process>> = {
-            let processes = self.lock();
-            processes
-                .get(&key.name)?
-                .iter()
-                .filter(|process| process.key == *key && process.state() == State::Live)
-                .map(|process| {
-                    process.enter();
-                    process.clone()
-                })
-                .collect()
-        };
-        let mut found = None;
-        for process in held {
-            if found.is_none() && !process.has_ended() {
-                found = Some(process);
-                continue;
-            }
-            if process.has_ended() {
-                self.reaper.wake();
+        loop {
+            let process = {
+                let processes = self.lock();
+                let process = processes
+                    .get(&key.name)?
+                    .iter()
+                    .find(|process| process.key == *key && process.state() == State::Live)?
+                    .clone();
+                process.enter();
+                process
+            };
+            if !process.has_ended() {
+                return Some(process);
             }
             process.leave();
+            self.reaper.wake();
         }
-        found
     }
 
     /// Retires processes whose version is not current any more, and stops (on this, the

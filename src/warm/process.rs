@@ -175,7 +175,7 @@ impl Process {
         if !self.read_child().has_exited() {
             return false;
         }
-        let ended = !matches!(self.write_child().try_wait(), Ok(None));
+        let ended = !matches!(self.reap_leader(), Ok(None));
         if ended {
             self.state.store(State::Dead as u8, Ordering::SeqCst);
         }
@@ -209,7 +209,21 @@ impl Process {
     /// Kills the whole tree at once; [`Process::reap`] finishes the job.
     pub fn kill(&self) {
         self.state.store(State::Dead as u8, Ordering::SeqCst);
-        self.tree.kill_all();
+        let child = self.write_child();
+        // Once the leader is reaped, its group id may be a stranger's.
+        if !child.is_reaped() {
+            self.tree.kill_all();
+        }
+    }
+
+    /// Reaps the leader if it has ended, first killing what is left of its group while the
+    /// unreaped leader still holds the group's id.
+    fn reap_leader(&self) -> io::Result<Option<std::process::ExitStatus>> {
+        let mut child = self.write_child();
+        if child.has_exited() && !child.is_reaped() {
+            self.tree.kill_all();
+        }
+        child.try_wait()
     }
 
     /// Kills what is left of the process and its uid, waits for it, removes its folders
@@ -219,7 +233,13 @@ impl Process {
             return;
         }
         self.kill();
-        let _ = self.write_child().wait();
+        {
+            // The leader too, by its pidfd: it may have left its group (setpgid into a
+            // group of its own child), and a wait for it would never end.
+            let mut child = self.write_child();
+            child.kill();
+            let _ = child.wait();
+        }
         if let Some(uid) = self.uid {
             platform::kill_user(uid);
         }
@@ -264,7 +284,7 @@ impl Process {
     fn ended_or(&self, failure: Failure) -> Failure {
         let deadline = Instant::now() + EXIT_GRACE;
         loop {
-            if let Ok(Some(status)) = self.write_child().try_wait() {
+            if let Ok(Some(status)) = self.reap_leader() {
                 self.state.store(State::Dead as u8, Ordering::SeqCst);
                 return Failure::Ended {
                     exit_code: status.code(),
