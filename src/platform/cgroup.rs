@@ -3,7 +3,7 @@
 //! costs one small write. Memory is then limited for the whole process tree (not per
 //! process, as `RLIMIT_DATA` is), and what a run left behind is found in the group's
 //! `cgroup.procs`. The process count needs no group: the uid is the run's alone, so its
-//! `RLIMIT_NPROC` counts exactly the run's processes. (A `pids` group was joined too; each
+//! `RLIMIT_NPROC` counts the run's processes and threads. (A `pids` group was joined too; each
 //! join waits on the kernel's global cgroup lock, and dropping it gave 5% more runs a
 //! second.) Without a writable controller, nothing here is used and the rlimits alone apply.
 
@@ -60,10 +60,20 @@ fn groups() -> &'static Mutex<HashMap<u32, Arc<Mutex<Groups>>>> {
 
 /// The `cgroup.procs` files a child writes itself into, kept until it has started.
 pub struct Joining {
+    uid: u32,
     groups: Arc<Mutex<Groups>>,
 }
 
 impl Joining {
+    /// Drops the uid's groups from the cache (their files went stale): the next
+    /// [`prepare`] makes and opens them again.
+    pub fn forget(&self) {
+        groups()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.uid);
+    }
+
     pub fn fds(&self) -> Vec<RawFd> {
         let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         groups.procs.iter().map(|f| f.as_raw_fd()).collect()
@@ -113,7 +123,10 @@ pub fn prepare(uid: u32, memory: Option<u64>) -> io::Result<Joining> {
             current.memory = Some(value);
         }
     }
-    Ok(Joining { groups: shared })
+    Ok(Joining {
+        uid,
+        groups: shared,
+    })
 }
 
 /// Removes the groups of every uid used (when the server stops): they are made again on

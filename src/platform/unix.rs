@@ -88,14 +88,26 @@ pub(super) fn start_confined(
     sandbox: &Sandbox,
     stdio: [&std::os::fd::OwnedFd; 3],
 ) -> io::Result<(super::Process, ProcessTree)> {
-    let confinement = Confinement::prepare(sandbox)?;
-    let scratch = match sandbox.user {
-        Some(uid) if sandbox.exclusive_user => {
-            super::spawn::Scratch::Join(super::scratch::namespace_for(uid)?)
-        }
-        _ => super::spawn::Scratch::Shared,
+    let scratch = || -> io::Result<super::spawn::Scratch> {
+        Ok(match sandbox.user {
+            Some(uid) if sandbox.exclusive_user => {
+                super::spawn::Scratch::Join(super::scratch::namespace_for(uid)?)
+            }
+            _ => super::spawn::Scratch::Shared,
+        })
     };
-    let process = super::spawn::spawn(command, sandbox, stdio, confinement.fds(), scratch)?;
+    let confinement = Confinement::prepare(sandbox)?;
+    let spawned = super::spawn::spawn(command, sandbox, stdio, confinement.fds(), scratch()?);
+    let process = match spawned {
+        // The uid's group was removed under us (by hand, say): the descriptor kept open to
+        // join it is stale. Made afresh, the next run of the uid would fail the same way.
+        Err(err) if err.raw_os_error() == Some(libc::ENODEV) && confinement.joins() => {
+            confinement.forget();
+            let confinement = Confinement::prepare(sandbox)?;
+            super::spawn::spawn(command, sandbox, stdio, confinement.fds(), scratch()?)?
+        }
+        other => other?,
+    };
     let group = libc::pid_t::try_from(process.id())
         .map_err(|_| io::Error::other("child pid out of range"))?;
     Ok((process, ProcessTree { group }))
@@ -124,6 +136,19 @@ impl Confinement {
     #[cfg(not(target_os = "linux"))]
     fn prepare(_sandbox: &Sandbox) -> io::Result<Confinement> {
         Ok(Confinement::default())
+    }
+
+    /// Whether the run joins cgroups.
+    fn joins(&self) -> bool {
+        !self.fds().is_empty()
+    }
+
+    /// Forgets the groups of the run's uid, so that they are made and opened again.
+    fn forget(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(joining) = &self.joining {
+            joining.forget();
+        }
     }
 
     fn fds(&self) -> Vec<std::os::unix::io::RawFd> {

@@ -333,6 +333,40 @@ fn memory_is_limited_for_the_whole_tree_where_cgroups_exist() {
     }
 }
 
+#[test]
+fn runs_go_on_when_a_uid_group_is_removed_under_the_server() {
+    if !is_root() || !std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        return;
+    }
+    let server = Server::new().start();
+    server.register_ok("whoami", WHOAMI, json!({}));
+    server.get("/whoami").expect(200);
+    // An operator (or another tool) removes the idle groups the server keeps open.
+    let (first, last) = server.run_uid_range();
+    let groups: Vec<std::path::PathBuf> = (first..=last)
+        .map(|uid| format!("/sys/fs/cgroup/memory/golambda/u{uid}").into())
+        .filter(|dir: &std::path::PathBuf| dir.is_dir())
+        .collect();
+    assert!(!groups.is_empty(), "no group was made for the run");
+    for dir in &groups {
+        assert!(
+            crate::harness::eventually(std::time::Duration::from_secs(5), || {
+                std::fs::remove_dir(dir).is_ok()
+            }),
+            "{} stayed busy",
+            dir.display()
+        );
+    }
+    // Every uid that had a group runs again, each in a group made afresh.
+    for _ in 0..groups.len() + 1 {
+        server.get("/whoami").expect(200);
+    }
+    assert!(
+        groups.iter().any(|dir| dir.is_dir()),
+        "no group was made again"
+    );
+}
+
 const STASH: &str = r#"package main
 
 import (
