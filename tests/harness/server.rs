@@ -82,7 +82,7 @@ impl Builder {
             io_dir,
             run_uids: {
                 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let first = 64_000 + 64 * NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let first = TEST_UIDS + 64 * NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 format!("{first}-{}", first + 63)
             },
             go_wrapper,
@@ -98,6 +98,11 @@ impl Builder {
         server
     }
 }
+
+/// Where the test servers' `--run-uids` blocks of 64 start: away from the default range
+/// (64000-64999) and the benchmarks', so that the suite, run as root, never shares a uid
+/// with a server running on the same host (a uid's processes are killed when its run ends).
+const TEST_UIDS: u32 = 400_000;
 
 pub struct Server {
     base: Builder,

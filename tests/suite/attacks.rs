@@ -31,9 +31,9 @@ fn processes_of(first: u32, last: u32) -> Vec<u32> {
 fn run_uids(server: &Server) -> (u32, u32) {
     let uid: Value = serde_json::from_str(&server.get("/whoami").message()).expect("json");
     let uid = uid["uid"].as_u64().expect("uid") as u32;
-    // The harness gives each server a block of 64 uids.
-    let first = 64_000 + (uid - 64_000) / 64 * 64;
-    (first, first + 63)
+    let (first, last) = server.run_uid_range();
+    assert!((first..=last).contains(&uid), "a run as uid {uid}");
+    (first, last)
 }
 
 const WHOAMI: &str = r#"package main
@@ -84,7 +84,8 @@ fn runs_execute_as_unprivileged_users_of_their_own() {
     server.register_ok("whoami", WHOAMI, json!({}));
     let me: Value = serde_json::from_str(&server.get("/whoami").message()).expect("json");
     let uid = me["uid"].as_u64().expect("uid");
-    assert!((64_000..65_000).contains(&uid), "{me}");
+    let (first, last) = server.run_uid_range();
+    assert!((u64::from(first)..=u64::from(last)).contains(&uid), "{me}");
     assert_eq!(me["gid"], me["uid"], "{me}");
 }
 
@@ -240,9 +241,10 @@ fn builds_run_as_an_unprivileged_user_and_executables_belong_to_the_server() {
     let cache_owner = std::fs::metadata(data.join("cache/go-build"))
         .expect("the build cache")
         .uid();
+    let (first, last) = server.run_uid_range();
     assert!(
-        (64_000..70_000).contains(&cache_owner),
-        "the build cache belongs to uid {cache_owner}"
+        (first..=last).contains(&cache_owner),
+        "the build cache belongs to uid {cache_owner}, not one of {first}-{last}"
     );
     let exe_owner = std::fs::metadata(data.join("plugins/hello/v1"))
         .expect("exe")
