@@ -40,7 +40,6 @@ pub fn rate(
             std::thread::spawn(move || {
                 let stream = UnixStream::connect(&socket).expect("connect to the function");
                 let mut reader = BufReader::with_capacity(16 * 1024, stream);
-                // Warm up before the clock starts.
                 while !stop.load(Ordering::Relaxed) {
                     reader.get_mut().write_all(&request).expect("send");
                     read_answer(&mut reader);
@@ -49,6 +48,8 @@ pub fn rate(
             })
         })
         .collect();
+    // The first 300 ms warm up (connections accepted, Go's threads started) and are not
+    // counted.
     std::thread::sleep(Duration::from_millis(300));
     let before = done.load(Ordering::Relaxed);
     let started = Instant::now();
