@@ -13,6 +13,12 @@ pub use server::Server;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Whether the tests run as root (then every run has a uid of its own, and more is tested).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
 pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

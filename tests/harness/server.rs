@@ -251,6 +251,15 @@ impl Server {
         )
     }
 
+    /// The memory cgroups that exist for this server's run uids.
+    pub fn memory_groups(&self) -> Vec<PathBuf> {
+        let (first, last) = self.run_uid_range();
+        (first..=last)
+            .map(|uid| PathBuf::from(format!("/sys/fs/cgroup/memory/golambda/u{uid}")))
+            .filter(|group| group.is_dir())
+            .collect()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -620,11 +629,15 @@ impl Drop for Server {
             root: self.data_dir.clone(),
         };
         let _ = fs::remove_dir_all(data.work_pool());
-        let (first, last) = self.run_uid_range();
-        for uid in first..=last {
-            let _ = fs::remove_dir(format!("/sys/fs/cgroup/memory/golambda/u{uid}"));
+        for group in self.memory_groups() {
+            let _ = fs::remove_dir(group);
         }
     }
+}
+
+/// Whether runs get memory cgroups here: as root, with the v1 `memory` controller mounted.
+pub fn has_memory_cgroups() -> bool {
+    super::is_root() && Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").is_file()
 }
 
 /// The JSON body of a registration.

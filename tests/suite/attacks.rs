@@ -3,13 +3,10 @@
 //! or the server's environment, cannot signal the server, and nothing it starts survives it.
 //! On a non-root machine these tests return early: runs then share the server's user.
 
-use crate::harness::{assert_error, go, Server};
+use crate::harness::server::has_memory_cgroups;
+use crate::harness::{assert_error, go, is_root, Server};
 use serde_json::{json, Value};
 use std::os::unix::fs::MetadataExt;
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
 
 /// Pids of processes whose uid is in `first..=last`.
 fn processes_of(first: u32, last: u32) -> Vec<u32> {
@@ -292,7 +289,7 @@ func main() {
 
 #[test]
 fn memory_is_limited_for_the_whole_tree_where_cgroups_exist() {
-    if !is_root() || !std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+    if !has_memory_cgroups() {
         return;
     }
     let server = Server::new().start();
@@ -316,39 +313,29 @@ fn memory_is_limited_for_the_whole_tree_where_cgroups_exist() {
     );
     assert_eq!(server.get("/roomy").message(), "4 of 4 children finished\n");
     // The groups of the run uids were made for this server; stopped, it leaves none.
-    let (first, last) = server.run_uid_range();
-    let group = |controller: &str, uid: u32| {
-        std::path::PathBuf::from(format!("/sys/fs/cgroup/{controller}/golambda/u{uid}"))
-    };
-    let made: Vec<u32> = (first..=last)
-        .filter(|uid| group("memory", *uid).is_dir())
-        .collect();
+    let made = server.memory_groups();
     assert!(!made.is_empty(), "no memory group was made for the runs");
     let mut server = server;
     server.stop();
-    for uid in made {
+    for group in made {
         assert!(
-            !group("memory", uid).exists(),
+            !group.exists(),
             "{} is left after the server stopped",
-            group("memory", uid).display()
+            group.display()
         );
     }
 }
 
 #[test]
 fn runs_go_on_when_a_uid_group_is_removed_under_the_server() {
-    if !is_root() || !std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+    if !has_memory_cgroups() {
         return;
     }
     let server = Server::new().start();
     server.register_ok("whoami", WHOAMI, json!({}));
     server.get("/whoami").expect(200);
     // An operator (or another tool) removes the idle groups the server keeps open.
-    let (first, last) = server.run_uid_range();
-    let groups: Vec<std::path::PathBuf> = (first..=last)
-        .map(|uid| format!("/sys/fs/cgroup/memory/golambda/u{uid}").into())
-        .filter(|dir: &std::path::PathBuf| dir.is_dir())
-        .collect();
+    let groups = server.memory_groups();
     assert!(!groups.is_empty(), "no group was made for the run");
     for dir in &groups {
         assert!(

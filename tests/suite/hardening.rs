@@ -2,7 +2,7 @@
 //! lost to an escaped background process, unenforced limits are refused, failed runs still
 //! say how long they ran, and a refused request never stalls the accept loop.
 
-use crate::harness::{assert_error, go, PidReaper, Server};
+use crate::harness::{assert_error, go, is_root, PidReaper, Server};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -93,13 +93,6 @@ fn network_false_cuts_a_run_off_every_network() {
         assert_eq!(body["field"], "network", "{body}");
         server.get("/functions/offline").expect(404);
     }
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 #[test]

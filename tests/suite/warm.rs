@@ -3,7 +3,7 @@
 //! after a crash or a timeout, stops when idle, deleted, replaced by a new version, or when
 //! the server stops, and every request is a run like any other.
 
-use crate::harness::{eventually, go, http, process_gone, PidReaper, Server};
+use crate::harness::{eventually, go, http, is_root, process_gone, PidReaper, Server};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -310,11 +310,4 @@ fn a_warm_process_dies_with_a_killed_server() {
         eventually(Duration::from_secs(5), || process_gone(pid)),
         "warm process {pid} outlived a SIGKILLed server"
     );
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
