@@ -12,7 +12,8 @@
 //! which builds the release binary first). For profiling, `FORK_FLOOR_PHASE=fork|warm`
 //! runs only that load and prints the server's pid first (`FORK_FLOOR_CONNECTIONS`,
 //! `FORK_FLOOR_WARM_EXTRA` for more registration members such as `,"env":{...}`), and
-//! `FORK_FLOOR_PHASE=direct` only the ceiling (`GOMAXPROCS` passed on).
+//! `FORK_FLOOR_PHASE=direct` only the ceiling (`GOMAXPROCS` passed on), `FORK_FLOOR_PHASE=floor`
+//! only the floor from 16 threads (prints the bench's pid).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -55,6 +56,14 @@ fn main() {
             let rate =
                 fcgi_direct::rate(&warm, &work, &[("GOMAXPROCS", &procs)], CONNECTIONS, window);
             println!("direct GOMAXPROCS={procs}: {rate:.0} req/s");
+            return;
+        }
+        if phase == "floor" {
+            eprintln!("floor pid {} spawning", std::process::id());
+            println!("floor p50: {:.3} ms", ms(floor_p50(&hello, 500)));
+            let rate = floor_rate(&hello, CONNECTIONS, window);
+            println!("floor: {rate:.0} spawns/s");
+            let _ = std::fs::remove_dir_all(&work);
             return;
         }
         profile_phase(&server_binary, &work, &phase, window);
@@ -165,7 +174,10 @@ fn profile_phase(server_binary: &Path, work: &Path, phase: &str, window: Duratio
         .and_then(|n| n.parse().ok())
         .unwrap_or(CONNECTIONS);
     let load = server.load(path, answer, connections, window);
-    println!("{phase}: {:.0} req/s, errors {}", load.rate, load.errors);
+    println!(
+        "{phase}: {:.0} req/s, errors {}, CPU per request: server {:.0} µs, runs {:.0} µs",
+        load.rate, load.errors, load.server_cpu, load.runs_cpu
+    );
     server.stop();
     let _ = std::fs::remove_dir_all(work);
 }
@@ -268,6 +280,28 @@ struct Server {
 struct Load {
     rate: f64,
     errors: u64,
+    /// CPU time per request of the server itself and of the runs it reaped, in µs.
+    server_cpu: f64,
+    runs_cpu: f64,
+}
+
+/// CPU seconds of a process so far: its own (user + system) and that of the children it
+/// has reaped, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After "pid (comm) ": state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tick = |i: usize| fields.get(i - 3).copied().unwrap_or(0.0);
+    // SAFETY: sysconf(3) reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ((tick(14) + tick(15)) / hz, (tick(16) + tick(17)) / hz)
 }
 
 impl Server {
@@ -338,6 +372,7 @@ impl Server {
         let done = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let cpu_before = cpu_seconds(self.child.id());
         let started = Instant::now();
         let clients: Vec<_> = (0..connections)
             .map(|_| {
@@ -360,9 +395,13 @@ impl Server {
         for client in clients {
             client.join().expect("client thread");
         }
+        let cpu_after = cpu_seconds(self.child.id());
+        let requests = done.load(Ordering::Relaxed).max(1) as f64;
         Load {
             rate: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
             errors: errors.load(Ordering::Relaxed),
+            server_cpu: (cpu_after.0 - cpu_before.0) / requests * 1e6,
+            runs_cpu: (cpu_after.1 - cpu_before.1) / requests * 1e6,
         }
     }
 

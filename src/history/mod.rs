@@ -100,8 +100,10 @@ impl History {
             stderr: String::new(),
         };
         let mut runs = self.lock();
-        let list = runs.entry(function.to_string()).or_default();
-        match list.iter_mut().find(|r| r.id == id) {
+        let Some(list) = runs_of(&mut runs, function) else {
+            return;
+        };
+        match newest_first(list, id) {
             Some(existing) => {
                 existing.trigger = run.trigger;
                 existing.version = version;
@@ -114,8 +116,10 @@ impl History {
     /// Completes a run begun with [`History::begin`] and hands it to the journal.
     pub fn finish(&self, function: &str, id: &str, outcome: Outcome<'_>) {
         let mut runs = self.lock();
-        let list = runs.entry(function.to_string()).or_default();
-        let Some(run) = list.iter_mut().find(|r| r.id == id) else {
+        let Some(run) = runs
+            .get_mut(function)
+            .and_then(|list| newest_first(list, id))
+        else {
             return;
         };
         run.status = outcome.status;
@@ -177,6 +181,23 @@ impl History {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Run>>> {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The runs of `function`, made empty on its first run (the name is copied only then).
+fn runs_of<'a>(
+    runs: &'a mut HashMap<String, VecDeque<Run>>,
+    function: &str,
+) -> Option<&'a mut VecDeque<Run>> {
+    if !runs.contains_key(function) {
+        runs.insert(function.to_string(), VecDeque::new());
+    }
+    runs.get_mut(function)
+}
+
+/// The run `id`, looked for from the newest end: a run is begun and finished while it is
+/// among the latest of its function.
+fn newest_first<'a>(list: &'a mut VecDeque<Run>, id: &str) -> Option<&'a mut Run> {
+    list.iter_mut().rev().find(|r| r.id == id)
 }
 
 fn push_bounded(list: &mut VecDeque<Run>, run: Run) {

@@ -49,6 +49,8 @@ fn group(controller: &std::path::Path, uid: u32) -> PathBuf {
 /// this uid costs no file operation at all.
 struct Groups {
     procs: Vec<File>,
+    /// The folder of the first group, for [`members`] to open its list relative to.
+    dir: Option<File>,
     memory: Option<u64>,
 }
 
@@ -92,6 +94,7 @@ pub fn prepare(uid: u32, memory: Option<u64>) -> io::Result<Joining> {
         Some(shared) => shared,
         None => {
             let mut procs = Vec::new();
+            let mut first_dir = None;
             for controller in controllers() {
                 let dir = group(controller, uid);
                 std::fs::create_dir_all(&dir)?;
@@ -100,9 +103,13 @@ pub fn prepare(uid: u32, memory: Option<u64>) -> io::Result<Joining> {
                         .write(true)
                         .open(dir.join("cgroup.procs"))?,
                 );
+                if first_dir.is_none() {
+                    first_dir = File::open(&dir).ok();
+                }
             }
             let made = Arc::new(Mutex::new(Groups {
                 procs,
+                dir: first_dir,
                 memory: None,
             }));
             groups()
@@ -153,16 +160,81 @@ pub fn remove_groups() {
 /// The processes in the group of `uid`.
 pub fn members(uid: u32) -> Vec<libc::pid_t> {
     // Opened afresh each time: on version 1, reads through one open file keep returning the
-    // list made at its first read.
+    // list made at its first read. Relative to the group's folder when it is open (no path
+    // walk; this runs after every run), else by its path.
+    let cached = groups()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&uid)
+        .cloned();
+    if let Some(groups) = cached {
+        let groups = groups.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = groups.dir.as_ref().and_then(read_procs_in) {
+            return list;
+        }
+    }
     controllers()
         .first()
         .and_then(|controller| {
             std::fs::read_to_string(group(controller, uid).join("cgroup.procs")).ok()
         })
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
-                .collect()
-        })
+        .map(|text| parse_pids(text.as_bytes()))
         .unwrap_or_default()
+}
+
+/// Reads `cgroup.procs` in the group folder `dir`, into a buffer on the stack while it fits
+/// (an emptied group reads as nothing at all).
+fn read_procs_in(dir: &File) -> Option<Vec<libc::pid_t>> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: openat(2) on a folder descriptor we own, with a NUL-terminated name; the
+    // descriptor returned is new and ours alone.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c"cgroup.procs".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let mut small = [0u8; 256];
+    let mut filled = 0;
+    loop {
+        match file.read(&mut small[filled..]) {
+            Ok(0) => return Some(parse_pids(&small[..filled])),
+            Ok(n) => {
+                filled += n;
+                if filled == small.len() {
+                    let mut all = small.to_vec();
+                    file.read_to_end(&mut all).ok()?;
+                    return Some(parse_pids(&all));
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The pids of a `cgroup.procs` text, one per line.
+fn parse_pids(text: &[u8]) -> Vec<libc::pid_t> {
+    text.split(|b| *b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok()?.trim().parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pids;
+
+    #[test]
+    fn a_procs_list_parses_to_its_pids() {
+        assert_eq!(parse_pids(b""), Vec::<libc::pid_t>::new());
+        assert_eq!(parse_pids(b"12\n345\n"), vec![12, 345]);
+        assert_eq!(parse_pids(b"7\n\nnot a pid\n8"), vec![7, 8]);
+    }
 }
