@@ -1,17 +1,20 @@
 """Compile latency: PUT /register against `go build` itself, for hello and a 300-line program.
 
-usage: python3 benches/compile_latency.py target/release/golambda [go] [repeats]
+usage: python3 benches/compile_latency.py target/release/golambda [go] [repeats] [cold rounds]
 
-For each program, in the same run:
-- `go build` alone, with the flags and environment the server uses (-trimpath,
-  CGO_ENABLED=0, GO111MODULE=off), first with an empty build cache (cold) and then
-  `repeats` times (default 5) with the cache warm and the source changed each time, so the
-  package itself is compiled and linked again;
-- the server, in a fresh data dir (so its own build cache starts empty): the first
-  PUT /register (cold), then `repeats` registrations of the same changed sources (warm),
-  then the identical source registered again (content-addressed: no build at all).
-Medians are compared; the server's overhead is (server - go build) / go build. Prints a
-Markdown table. Python 3 standard library only.
+For each program, `go build` alone (with the flags and environment the server uses:
+-trimpath, CGO_ENABLED=0, GO111MODULE=off) and the server are measured in pairs, one right
+after the other, so that a machine that speeds up or slows down during the run moves both
+sides of a pair alike:
+- cold, `cold rounds` times (default 3): `go build` with an empty build cache, then a
+  server on a fresh data dir (so its own build cache starts empty) answering its first
+  PUT /register;
+- warm, `repeats` times (default 5), on the last cold round's caches: the source changed
+  each time (so the package itself is compiled and linked again), built alone and then
+  registered;
+- then the identical source registered again (content-addressed: no build at all).
+The server's overhead is the median over the pairs of (server - go build) / go build; the
+times shown are medians. Prints a Markdown table. Python 3 standard library only.
 """
 import base64
 import http.client
@@ -89,27 +92,46 @@ def register(port, name, source):
     return elapsed
 
 
-def measure(binary, go, name, source, repeats):
+def start_server(binary, go, data_dir):
+    os.makedirs(data_dir)
+    server = subprocess.Popen([binary, "--addr", "127.0.0.1:0", "--data-dir", data_dir,
+                               "--log-level", "warn", "--go", go],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    port = int(server.stdout.readline().decode().rsplit(":", 1)[1])
+    return server, port
+
+
+def stop_server(server):
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+
+
+def overhead(pairs):
+    """The median over (go build, server) pairs of the server's extra share."""
+    return statistics.median((server - alone) / alone for alone, server in pairs)
+
+
+def measure(binary, go, name, source, repeats, colds):
     scratch = tempfile.mkdtemp(prefix="golambda-compile-bench-")
     try:
-        cache = os.path.join(scratch, "gocache")
-        go_cold = go_build(go, source, cache, os.path.join(scratch, "cold"))
-        go_warm = [go_build(go, variant(source, i), cache, os.path.join(scratch, f"w{i}"))
-                   for i in range(repeats)]
-        data_dir = os.path.join(scratch, "data")
-        os.makedirs(data_dir)
-        server = subprocess.Popen([binary, "--addr", "127.0.0.1:0", "--data-dir", data_dir,
-                                   "--log-level", "warn", "--go", go],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        cold, server, port = [], None, None
+        for round_ in range(colds):
+            if server is not None:
+                stop_server(server)
+            cache = os.path.join(scratch, f"gocache{round_}")
+            alone = go_build(go, source, cache, os.path.join(scratch, f"cold{round_}"))
+            server, port = start_server(binary, go, os.path.join(scratch, f"data{round_}"))
+            cold.append((alone, register(port, name, source)))
         try:
-            port = int(server.stdout.readline().decode().rsplit(":", 1)[1])
-            server_cold = register(port, name, source)
-            server_warm = [register(port, name, variant(source, i)) for i in range(repeats)]
+            warm = []
+            for i in range(repeats):
+                changed = variant(source, i)
+                alone = go_build(go, changed, cache, os.path.join(scratch, f"w{i}"))
+                warm.append((alone, register(port, name, changed)))
             identical = [register(port, name, variant(source, repeats - 1)) for _ in range(repeats)]
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
-        return go_cold, statistics.median(go_warm), server_cold, statistics.median(server_warm), statistics.median(identical)
+            stop_server(server)
+        return cold, warm, statistics.median(identical)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -118,14 +140,17 @@ def main():
     binary = sys.argv[1]
     go = sys.argv[2] if len(sys.argv) > 2 else shutil.which("go") or "go"
     repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    print("| compile latency | go build | PUT /register | server overhead | goal |")
+    colds = max(1, int(sys.argv[4]) if len(sys.argv) > 4 else 3)
+    print("| compile latency | go build | PUT /register | server overhead (median of the pairs) | goal |")
     print("|---|---|---|---|---|")
     for name, source in (("hello", HELLO), ("program300", three_hundred_lines())):
-        go_cold, go_warm, cold, warm, same = measure(binary, go, name, source, repeats)
+        cold, warm, same = measure(binary, go, name, source, repeats, colds)
         lines = source.count("\n")
-        ratio = lambda server, alone: f"{(server - alone) / alone * 100:+.1f}%"
-        print(f"| {name} ({lines} lines), cold build cache | {go_cold * 1000:.0f} ms | {cold * 1000:.0f} ms | {ratio(cold, go_cold)} | ≤ +5% |")
-        print(f"| {name}, changed source, warm cache (median of {repeats}) | {go_warm * 1000:.0f} ms | {warm * 1000:.0f} ms | {ratio(warm, go_warm)} | ≤ +5% |")
+        for label, pairs in ((f"{name} ({lines} lines), cold build cache", cold),
+                             (f"{name}, changed source, warm cache", warm)):
+            alone = statistics.median(a for a, _ in pairs) * 1000
+            server = statistics.median(s for _, s in pairs) * 1000
+            print(f"| {label} ({len(pairs)} pairs) | {alone:.0f} ms | {server:.0f} ms | {overhead(pairs) * 100:+.1f}% | ≤ +5% |")
         print(f"| {name}, identical source again (median of {repeats}) | | {same * 1000:.2f} ms | no build | |")
 
 

@@ -3,7 +3,9 @@
 //! The floor is what spawning the function's own executable costs with nothing else: spawn,
 //! read its stdout to the end, reap it (std's `Command` uses posix_spawn here). The server
 //! is the release binary serving `GET /hello` for the same program, with its default
-//! isolation. Prints a Markdown table (floor, server, ratio) on stdout.
+//! isolation. The two take turns (rounds of loads, blocks of single requests) so that a
+//! machine whose speed drifts during the run is the same for both sides of a ratio. Prints
+//! a Markdown table (floor, server, ratio) on stdout.
 //!
 //! The warm `fcgi` figures come with their ceiling: the same Go function driven directly
 //! over its socket by a minimal FastCGI client, with no HTTP server in between.
@@ -32,6 +34,11 @@ const FCGI_HELLO: &str = "package main\n\nimport (\n\t\"net/http\"\n\t\"net/http
 const CONNECTIONS: usize = 16;
 /// Quiet time before each load.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Rounds of fork loads (floor, then server) the window is shared out to.
+const ROUNDS: u32 = 4;
+/// Single-client blocks (floor, then server) and spawns or requests in each.
+const LATENCY_BLOCKS: usize = 5;
+const LATENCY_BLOCK: usize = 100;
 const HELLO_ANSWER: &[u8] = b"{\"message\":\"Hello, World!\\n\"}\n";
 const WARM_ANSWER: &[u8] = b"Hello, World!\n";
 
@@ -60,11 +67,16 @@ fn main() {
         }
         if phase == "floor" {
             eprintln!("floor pid {} spawning", std::process::id());
-            println!("floor p50: {:.3} ms", ms(floor_p50(&hello, 500)));
-            let load = floor_rate(&hello, CONNECTIONS, window);
+            spawn_times(&hello, 20);
             println!(
-                "floor: {:.0} spawns/s, CPU per spawn: spawning threads {:.0} µs, programs {:.0} µs",
-                load.rate, load.server_cpu, load.runs_cpu
+                "floor p50: {:.3} ms",
+                ms(median(&mut spawn_times(&hello, 500)))
+            );
+            let load = floor_rate(&hello, CONNECTIONS, window);
+            let (own, children) = load.cpu_per_request();
+            println!(
+                "floor: {:.0} spawns/s, CPU per spawn: spawning threads {own:.0} µs, programs {children:.0} µs",
+                load.rate()
             );
             let _ = std::fs::remove_dir_all(&work);
             return;
@@ -73,22 +85,41 @@ fn main() {
         return;
     }
 
-    let floor_latency = floor_p50(&hello, 500);
-    let floor_2 = floor_rate(&hello, 2, window);
-    let floor_16 = floor_rate(&hello, CONNECTIONS, window);
-    let best = if floor_2.rate > floor_16.rate {
-        &floor_2
-    } else {
-        &floor_16
-    };
-    let (floor, floor_2, floor_16) = (best.rate, floor_2.rate, floor_16.rate);
-
     let data = work.join("data");
     let server = Server::start(&server_binary, &data);
     let idle_rss = rss_kib(server.child.id());
     server.register("hello", HELLO, "json");
-    let latency = server.p50("/hello", HELLO_ANSWER, 500);
-    let load = server.load("/hello", HELLO_ANSWER, CONNECTIONS, window);
+    // The floor and the server take turns, so that both see the machine alike while it
+    // speeds up or slows down: blocks of single spawns and single requests, then rounds of
+    // loads (the floor from 2 and from 16 threads, then the server).
+    spawn_times(&hello, 20);
+    let (mut floor_times, mut server_times) = (Vec::new(), Vec::new());
+    for _ in 0..LATENCY_BLOCKS {
+        floor_times.extend(spawn_times(&hello, LATENCY_BLOCK));
+        server_times.extend(server.times("/hello", HELLO_ANSWER, LATENCY_BLOCK));
+    }
+    let floor_latency = median(&mut floor_times);
+    let latency = median(&mut server_times);
+    let slice = window / ROUNDS;
+    let (mut floor_2, mut floor_16, mut load) = (Load::default(), Load::default(), Load::default());
+    let mut ratios = Vec::new();
+    for _ in 0..ROUNDS {
+        let two = floor_rate(&hello, 2, slice);
+        let many = floor_rate(&hello, CONNECTIONS, slice);
+        let served = server.load("/hello", HELLO_ANSWER, CONNECTIONS, slice);
+        ratios.push(served.rate() / two.rate().max(many.rate()));
+        floor_2.merge(&two);
+        floor_16.merge(&many);
+        load.merge(&served);
+    }
+    // Sorted by `median`: the first and last are the lowest and highest round.
+    let ratio = median(&mut ratios);
+    let best = if floor_2.rate() > floor_16.rate() {
+        &floor_2
+    } else {
+        &floor_16
+    };
+    let floor = best.rate();
     server.register("warm", FCGI_HELLO, "fcgi");
     let warm_latency = server.p50("/warm", WARM_ANSWER, 2000);
     let warm = server.load("/warm", WARM_ANSWER, CONNECTIONS, window);
@@ -115,23 +146,24 @@ fn main() {
     println!("| fork-per-request figure | floor | server | ratio / difference | goal |");
     println!("|---|---|---|---|---|");
     println!(
-        "| requests/s, {CONNECTIONS} connections ({}s, errors: {}) | {floor:.0}/s (2 threads {floor_2:.0}, {CONNECTIONS} threads {floor_16:.0}) | {:.0}/s | {:.2}x | ≥ 0.90x, 0 errors |",
-        seconds,
+        "| requests/s, {CONNECTIONS} connections, {ROUNDS} rounds of {}s each (errors: {}) | {floor:.0}/s (2 threads {:.0}, {CONNECTIONS} threads {:.0}) | {:.0}/s | {ratio:.2}x (rounds {:.2}–{:.2}x) | ≥ 0.90x, 0 errors |",
+        slice.as_secs_f64(),
         load.errors,
-        load.rate,
-        load.rate / floor
+        floor_2.rate(),
+        floor_16.rate(),
+        load.rate(),
+        ratios[0],
+        ratios[ratios.len() - 1],
+    );
+    let (floor_own, floor_children) = best.cpu_per_request();
+    let (server_own, server_children) = load.cpu_per_request();
+    println!(
+        "| CPU per request under that load: spawning side (floor: its threads; server: the whole server) / the Go program | {floor_own:.0} µs / {floor_children:.0} µs | {server_own:.0} µs / {server_children:.0} µs | {:+.0} µs / {:+.0} µs | |",
+        server_own - floor_own,
+        server_children - floor_children
     );
     println!(
-        "| CPU per request under that load: spawning side (floor: its threads; server: the whole server) / the Go program | {:.0} µs / {:.0} µs | {:.0} µs / {:.0} µs | {:+.0} µs / {:+.0} µs | |",
-        best.server_cpu,
-        best.runs_cpu,
-        load.server_cpu,
-        load.runs_cpu,
-        load.server_cpu - best.server_cpu,
-        load.runs_cpu - best.runs_cpu
-    );
-    println!(
-        "| single client p50 | {:.3} ms | {:.3} ms | +{:.3} ms | ≤ +0.20 ms |",
+        "| single client p50 ({LATENCY_BLOCKS} blocks of {LATENCY_BLOCK} in turn) | {:.3} ms | {:.3} ms | +{:.3} ms | ≤ +0.20 ms |",
         ms(floor_latency),
         ms(latency),
         ms(latency) - ms(floor_latency)
@@ -140,19 +172,20 @@ fn main() {
         "| warm `fcgi` requests/s, {CONNECTIONS} connections ({}s, errors: {}) | {floor:.0}/s | {:.0}/s | {:.1}x | ≥ 10x, 0 errors |",
         seconds,
         warm.errors,
-        warm.rate,
-        warm.rate / floor
+        warm.rate(),
+        warm.rate() / floor
     );
     println!(
         "| warm `fcgi` with `\"env\": {{\"GOMAXPROCS\": \"1\"}}`, 16 connections ({}s, errors: {}) | {floor:.0}/s | {:.0}/s | {:.1}x | |",
         seconds,
         warm_one_cpu.errors,
-        warm_one_cpu.rate,
-        warm_one_cpu.rate / floor
+        warm_one_cpu.rate(),
+        warm_one_cpu.rate() / floor
     );
     println!(
         "| server CPU per warm request (the Go process not counted) | | {:.0} µs ({:.0} µs with `GOMAXPROCS=1`) | | |",
-        warm.server_cpu, warm_one_cpu.server_cpu
+        warm.cpu_per_request().0,
+        warm_one_cpu.cpu_per_request().0
     );
     println!(
         "| the same `fcgi` function driven directly over its socket, no HTTP server ({}s) | {floor:.0}/s | {ceiling:.0}/s ({ceiling_one_cpu:.0}/s with `GOMAXPROCS=1`) | {:.1}x ({:.1}x) | the ceiling of any server |",
@@ -197,7 +230,10 @@ fn profile_phase(server_binary: &Path, work: &Path, phase: &str, window: Duratio
     let load = server.load(path, answer, connections, window);
     println!(
         "{phase}: {:.0} req/s, errors {}, CPU per request: server {:.0} µs, runs {:.0} µs",
-        load.rate, load.errors, load.server_cpu, load.runs_cpu
+        load.rate(),
+        load.errors,
+        load.cpu_per_request().0,
+        load.cpu_per_request().1
     );
     server.stop();
     let _ = std::fs::remove_dir_all(work);
@@ -244,24 +280,26 @@ fn spawn_once(exe: &Path) {
     assert_eq!(out, b"Hello, World!\n");
 }
 
-fn floor_p50(exe: &Path, count: usize) -> Duration {
-    for _ in 0..20 {
-        spawn_once(exe);
-    }
-    let mut times: Vec<Duration> = (0..count)
+/// How long each of `count` spawns took, one after the other.
+fn spawn_times(exe: &Path, count: usize) -> Vec<Duration> {
+    (0..count)
         .map(|_| {
             let started = Instant::now();
             spawn_once(exe);
             started.elapsed()
         })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+        .collect()
+}
+
+fn median<T: PartialOrd + Copy>(values: &mut [T]) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
 }
 
 /// Spawns from `threads` threads for `window`; the CPU figures are this process's own (the
 /// spawning threads) and its reaped children's (the programs), per spawn.
 fn floor_rate(exe: &Path, threads: usize, window: Duration) -> Load {
+    std::thread::sleep(SETTLE);
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let cpu_before = cpu_seconds(std::process::id());
@@ -282,15 +320,13 @@ fn floor_rate(exe: &Path, threads: usize, window: Duration) -> Load {
     for worker in workers {
         worker.join().expect("floor thread");
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu_after = cpu_seconds(std::process::id());
-    let spawns = done.load(Ordering::Relaxed);
-    Load {
-        rate: spawns as f64 / elapsed,
-        errors: 0,
-        server_cpu: (cpu_after.0 - cpu_before.0) / spawns.max(1) as f64 * 1e6,
-        runs_cpu: (cpu_after.1 - cpu_before.1) / spawns.max(1) as f64 * 1e6,
-    }
+    Load::since(
+        std::process::id(),
+        started,
+        cpu_before,
+        done.load(Ordering::Relaxed),
+        0,
+    )
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -309,13 +345,55 @@ struct Server {
     port: u16,
 }
 
+/// What one load (or several, merged) did: requests, time and CPU.
+#[derive(Default)]
 struct Load {
-    rate: f64,
+    requests: u64,
     errors: u64,
-    /// CPU time per request, in µs: of the loaded process itself (the server, or the
-    /// floor's spawning threads) and of the children it reaped (the runs).
-    server_cpu: f64,
-    runs_cpu: f64,
+    seconds: f64,
+    /// CPU seconds of the loaded process itself (the server, or the floor's spawning
+    /// threads) and of the children it reaped (the runs).
+    own_cpu: f64,
+    children_cpu: f64,
+}
+
+impl Load {
+    /// Counts `requests` done in the time and CPU since `started` and `cpu_before`.
+    fn since(
+        pid: u32,
+        started: Instant,
+        cpu_before: (f64, f64),
+        requests: u64,
+        errors: u64,
+    ) -> Load {
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu_after = cpu_seconds(pid);
+        Load {
+            requests,
+            errors,
+            seconds,
+            own_cpu: cpu_after.0 - cpu_before.0,
+            children_cpu: cpu_after.1 - cpu_before.1,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+
+    /// CPU per request in µs: (own, children).
+    fn cpu_per_request(&self) -> (f64, f64) {
+        let n = self.requests.max(1) as f64;
+        (self.own_cpu / n * 1e6, self.children_cpu / n * 1e6)
+    }
+
+    fn merge(&mut self, other: &Load) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.own_cpu += other.own_cpu;
+        self.children_cpu += other.children_cpu;
+    }
 }
 
 /// CPU seconds of a process so far: its own (user + system) and that of the children it
@@ -376,20 +454,23 @@ impl Server {
         assert!(status == 200 || status == 201, "register {name}: {status}");
     }
 
-    fn p50(&self, path: &'static str, answer: &'static [u8], count: usize) -> Duration {
+    /// How long each of `count` requests on one connection took (after 20 unmeasured).
+    fn times(&self, path: &'static str, answer: &'static [u8], count: usize) -> Vec<Duration> {
         let mut connection = Connection::open(self.port);
         for _ in 0..20 {
             connection.get(path, answer);
         }
-        let mut times: Vec<Duration> = (0..count)
+        (0..count)
             .map(|_| {
                 let started = Instant::now();
                 assert!(connection.get(path, answer), "GET {path} failed");
                 started.elapsed()
             })
-            .collect();
-        times.sort();
-        times[times.len() / 2]
+            .collect()
+    }
+
+    fn p50(&self, path: &'static str, answer: &'static [u8], count: usize) -> Duration {
+        median(&mut self.times(path, answer, count))
     }
 
     fn load(
@@ -428,14 +509,13 @@ impl Server {
         for client in clients {
             client.join().expect("client thread");
         }
-        let cpu_after = cpu_seconds(self.child.id());
-        let requests = done.load(Ordering::Relaxed).max(1) as f64;
-        Load {
-            rate: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
-            errors: errors.load(Ordering::Relaxed),
-            server_cpu: (cpu_after.0 - cpu_before.0) / requests * 1e6,
-            runs_cpu: (cpu_after.1 - cpu_before.1) / requests * 1e6,
-        }
+        Load::since(
+            self.child.id(),
+            started,
+            cpu_before,
+            done.load(Ordering::Relaxed),
+            errors.load(Ordering::Relaxed),
+        )
     }
 
     fn stop(mut self) {

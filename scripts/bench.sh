@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind the performance goals, in one go on this machine, and writes
 # the figures to docs/BENCHMARKS.md (also printed). Not part of the test suite; takes about
-# five minutes. Run it as root for the default isolation (per-run users, cgroups) and on an
+# nine minutes. Run it as root for the default isolation (per-run users, cgroups) and on an
 # otherwise idle machine: the fork floor is measured in the same run, so the ratios hold
 # on a busy one, the absolute figures do not.
 # Usage: scripts/bench.sh [seconds per load window, default 10]
@@ -31,11 +31,14 @@ rlimits, cgroups and the clean-up by uid). Each ratio compares figures from the 
 The floor is the function's own executable (Go hello world) spawned, read and reaped with
 nothing else: posix_spawn, a pipe, waitpid, from 2 and from 16 threads; the better of the
 two is the floor. The server serves the same program at \`GET /hello\` over keep-alive
-HTTP/1.1 connections from a Rust client, then the same answer from a warm \`fcgi\` function
-(Go \`net/http/fcgi\`), by default and registered with \`GOMAXPROCS=1\` in its environment;
-last, that function alone driven over its socket by a minimal FastCGI client (its ceiling).
-Each load starts after 2 s of quiet. Single-client figures are the median of 500 (2,000
-warm) requests.
+HTTP/1.1 connections from a Rust client. Floor and server take turns, so that both see the
+machine alike: 4 rounds of three loads (2 threads, 16 threads, the server), the ratio being
+the median of the rounds' ratios; single-client figures are medians of 5 blocks of 100
+spawns and 100 requests in turn. Then the same answer from a warm \`fcgi\` function
+(Go \`net/http/fcgi\`), by default and registered with \`GOMAXPROCS=1\` in its environment
+(its single-client p50 over 2,000 requests); last, that function alone driven over its
+socket by a minimal FastCGI client (its ceiling). Each load starts after 2 s of quiet. CPU
+per request comes from \`/proc/PID/stat\` around each load.
 
 HEAD
   bench fork_floor -- "$bin" "$window"
@@ -69,11 +72,13 @@ PART
 ## Compile latency (`benches/compile_latency.py`)
 
 `PUT /register` against `go build` alone with the same flags and environment, cold (empty
-build cache) and warm (changed source, so the package is compiled and linked again), for
-the hello example and a 300-line program; medians of 9.
+build cache, a fresh server each time) and warm (changed source, so the package is compiled
+and linked again), for the hello example and a 300-line program. Each `go build` is
+followed at once by its registration, so the two sides of a pair see the machine alike;
+the overhead is the median over the pairs (3 cold, 9 warm), the times are medians.
 
 PART
-  python3 "$root/benches/compile_latency.py" "$bin" "$(command -v go)" 9
+  python3 "$root/benches/compile_latency.py" "$bin" "$(command -v go)" 9 3
   cat <<'PART'
 
 ## What each confinement layer costs (`benches/isolation.rs`)
