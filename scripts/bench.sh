@@ -91,31 +91,33 @@ PART
 
 ## Notes
 
-These come from profiling with `perf` on this machine (`FORK_FLOOR_PHASE=fork|warm|direct`
-runs one load of `benches/fork_floor.rs` alone), not from the run above.
+The CPU rows are measured in the run above; the rest comes from profiling with `perf` on
+this machine (`FORK_FLOOR_PHASE=floor|fork|warm|direct` runs one load of
+`benches/fork_floor.rs` alone and prints its CPU per request), not from the run above.
 
-- **Fork per request.** Saturated, the floor costs about 0.88 ms of CPU per spawn: 0.73 ms
-  in the Go child, 0.12 ms in the spawning thread. Through the server a run costs about
-  1.3 ms: the same Go program takes about 0.15 ms more (its page faults are charged to a
-  memory cgroup with a limit, and its CPU caches are shared with the server), clone and exec
-  about 0.1 ms more (the exec closes the server's ~185 close-on-exec descriptors), and the
-  rest is the server's own work per run, none of it large (joining the cgroup, the pooled
-  working directory, reaping, emptying and checking the uid, HTTP, history, metrics).
-  The CPUs also sit 8-20% idle under load: children wait in the kernel for the global cgroup
-  lock to join their group, one at a time. More connections make it worse (32 connections:
-  about 1,000/s), so the server cannot hide it with concurrency. Runs joined two cgroups
-  (memory and pids) until the pids group was found to duplicate `RLIMIT_NPROC` on a uid of
-  the run's own; one join gave 5% more. Single-threaded, the runner is at the floor (the
-  isolation table), so the gap is work and waiting that only show under load.
+- **Fork per request.** The Go program costs the same through the server as in the floor
+  (the CPU row); the whole gap is the server's own CPU per run, about 290 µs more than the
+  floor's spawning threads. About a fifth of it is the child between clone and exec
+  (joining the uid's namespace and cgroup, rlimits, the uid, resetting signal dispositions,
+  closing the server's descriptors at exec); the rest is spread thin: receiving, handing
+  over and answering the HTTP request (tiny_http's connection thread, the accept loop, a
+  worker: the design's hand-offs), clone, pipes, the poll loop and reaping, checking that
+  the uid is empty, the working directory's owner and mode, history, metrics, two log lines,
+  and about 10% in the allocator. No part is above a few per cent. Tried and disproved: the
+  cgroup join is not what limits it. Runs that skipped the join (an experiment, not
+  shipped) served no more; the `favordynmods` mount option, which makes cgroup migration
+  cheaper, gave at most 5%, inside the noise. Runs joined a `pids` cgroup too until it was
+  found to duplicate `RLIMIT_NPROC` on a uid of the run's own; one join gave 5% more.
+- **Single client.** Of the server's p50, the run itself (spawn returned to reaped) takes
+  what the floor takes; the server spends about 0.3 ms around it: about half receiving and
+  answering the HTTP request through the two hand-offs, half the per-run work above.
 - **Warm `fcgi`.** The direct row is the ceiling: the Go function alone with a FastCGI client
-  and no HTTP server, on the same two cores. Through the server a request costs about
-  60-75 µs of server CPU (tiny_http's connection thread, the accept loop, a worker, the
-  FastCGI exchange, history and metrics; 5-6 context switches) and 60 µs of Go, which
-  sleeps and wakes per request where the direct client keeps it busy (28 µs per request
-  there with `GOMAXPROCS=1`). Measured and dropped: a worker pool without the `threadpool`
-  crate's shared `Mutex<Receiver>` (no difference), log lines gathered in memory (a few
-  per cent, but the log then lags the answers). Kept: requests no longer take the
-  process's lock to ask whether it ended, which had them queue on it.
+  and no HTTP server, on the same two cores. Through the server each request also costs
+  the server about 105 µs of CPU (the CPU row: tiny_http's connection thread, the accept
+  loop, a worker, the FastCGI exchange, history, metrics; 5-6 context switches), and Go
+  sleeps and wakes per request where the direct client keeps it busy. Measured and dropped:
+  a worker pool without the `threadpool` crate's shared `Mutex<Receiver>` (no difference),
+  log lines gathered in memory (a few per cent, but the log then lags the answers).
 - The fork floor uses 16 threads where that beats 2 threads, so the server is held to the
   better floor.
 PART
