@@ -114,5 +114,7 @@ fn main() {
     if !root {
         println!("(run as root to measure the per-user layers)");
     }
+    // As a server does when it stops: the uid's cgroup goes, or such groups pile up.
+    golambda::platform::stop_finished();
     let _ = std::fs::remove_dir_all(&dir);
 }
