@@ -182,8 +182,8 @@ pub fn members(uid: u32) -> Vec<libc::pid_t> {
         .unwrap_or_default()
 }
 
-/// Reads `cgroup.procs` in the group folder `dir`, into a buffer on the stack while it fits
-/// (an emptied group reads as nothing at all).
+/// Reads `cgroup.procs` in the group folder `dir` (an emptied group reads as nothing, which
+/// `read_to_end` finds without allocating).
 fn read_procs_in(dir: &File) -> Option<Vec<libc::pid_t>> {
     use std::io::Read;
     use std::os::fd::FromRawFd;
@@ -201,23 +201,9 @@ fn read_procs_in(dir: &File) -> Option<Vec<libc::pid_t>> {
     }
     // SAFETY: `fd` was just opened and is owned by nothing else.
     let mut file = unsafe { File::from_raw_fd(fd) };
-    let mut small = [0u8; 256];
-    let mut filled = 0;
-    loop {
-        match file.read(&mut small[filled..]) {
-            Ok(0) => return Some(parse_pids(&small[..filled])),
-            Ok(n) => {
-                filled += n;
-                if filled == small.len() {
-                    let mut all = small.to_vec();
-                    file.read_to_end(&mut all).ok()?;
-                    return Some(parse_pids(&all));
-                }
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).ok()?;
+    Some(parse_pids(&text))
 }
 
 /// The pids of a `cgroup.procs` text, one per line.
