@@ -173,13 +173,57 @@ const DAEMON: &str = r#"package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"strings"
+	"syscall"
+	"time"
 )
+
+// sessionOf returns the command name and session of a process, from its stat file.
+func sessionOf(pid string) (string, string) {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return "", ""
+	}
+	text := string(stat)
+	open, end := strings.Index(text, "("), strings.LastIndex(text, ")")
+	if open < 0 || end < open {
+		return "", ""
+	}
+	// After "pid (comm) ": state ppid pgrp session ...
+	fields := strings.Fields(text[end+1:])
+	if len(fields) < 4 {
+		return "", ""
+	}
+	return text[open+1 : end], fields[3]
+}
+
+// escaped says whether a sleep of this uid runs in a session other than ours: the daemon
+// has left the run's process group, and only the clean-up by uid can end it.
+func escaped() bool {
+	_, own := sessionOf("self")
+	entries, _ := os.ReadDir("/proc")
+	for _, entry := range entries {
+		info, err := entry.Info()
+		if err != nil || info.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
+			continue
+		}
+		if comm, session := sessionOf(entry.Name()); comm == "sleep" && session != own {
+			return true
+		}
+	}
+	return false
+}
 
 func main() {
 	// The shell forks a child into a session of its own and exits: a classic daemon.
 	err := exec.Command("sh", "-c", "setsid sleep 300 >/dev/null 2>&1 < /dev/null &").Run()
-	fmt.Println("daemon started", err == nil)
+	// Answer only once it has left: the run's own process-group kill must not reach it.
+	for i := 0; i < 500 && !escaped(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("daemon started", err == nil, escaped())
 }
 "#;
 
@@ -192,7 +236,10 @@ fn a_double_forking_daemon_does_not_survive_its_run() {
     server.register_ok("whoami", WHOAMI, json!({}));
     let (first, last) = run_uids(&server);
     server.register_ok("daemon", DAEMON, json!({}));
-    assert_eq!(server.get("/daemon").message(), "daemon started true\n");
+    assert_eq!(
+        server.get("/daemon").message(),
+        "daemon started true true\n"
+    );
     assert!(
         crate::harness::eventually(std::time::Duration::from_secs(5), || processes_of(
             first, last
