@@ -25,12 +25,15 @@ fn processes_of(first: u32, last: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-fn run_uids(server: &Server) -> (u32, u32) {
-    let uid: Value = serde_json::from_str(&server.get("/whoami").message()).expect("json");
-    let uid = uid["uid"].as_u64().expect("uid") as u32;
+/// Registers and runs `whoami`, checks that the run's uid is in the server's `--run-uids`,
+/// and returns what it printed and that range.
+fn whoami(server: &Server) -> (Value, u32, u32) {
+    server.register_ok("whoami", WHOAMI, json!({}));
+    let me: Value = serde_json::from_str(&server.get("/whoami").message()).expect("json");
+    let uid = me["uid"].as_u64().expect("uid");
     let (first, last) = server.run_uid_range();
-    assert!((first..=last).contains(&uid), "a run as uid {uid}");
-    (first, last)
+    assert!((u64::from(first)..=u64::from(last)).contains(&uid), "{me}");
+    (me, first, last)
 }
 
 const WHOAMI: &str = r#"package main
@@ -78,11 +81,7 @@ fn runs_execute_as_unprivileged_users_of_their_own() {
         return;
     }
     let server = Server::new().start();
-    server.register_ok("whoami", WHOAMI, json!({}));
-    let me: Value = serde_json::from_str(&server.get("/whoami").message()).expect("json");
-    let uid = me["uid"].as_u64().expect("uid");
-    let (first, last) = server.run_uid_range();
-    assert!((u64::from(first)..=u64::from(last)).contains(&uid), "{me}");
+    let (me, _, _) = whoami(&server);
     assert_eq!(me["gid"], me["uid"], "{me}");
 }
 
@@ -152,8 +151,7 @@ fn a_fork_bomb_is_bounded_and_leaves_nothing() {
         return;
     }
     let server = Server::new().start();
-    server.register_ok("whoami", WHOAMI, json!({}));
-    let (first, last) = run_uids(&server);
+    let (_, first, last) = whoami(&server);
     server.register_ok("bomb", FORK_BOMB, json!({"timeout": "10s"}));
     let answer = server.get("/bomb");
     answer.expect(200);
@@ -233,8 +231,7 @@ fn a_double_forking_daemon_does_not_survive_its_run() {
         return;
     }
     let server = Server::new().start();
-    server.register_ok("whoami", WHOAMI, json!({}));
-    let (first, last) = run_uids(&server);
+    let (_, first, last) = whoami(&server);
     server.register_ok("daemon", DAEMON, json!({}));
     assert_eq!(
         server.get("/daemon").message(),
@@ -379,8 +376,7 @@ fn runs_go_on_when_a_uid_group_is_removed_under_the_server() {
         return;
     }
     let server = Server::new().start();
-    server.register_ok("whoami", WHOAMI, json!({}));
-    server.get("/whoami").expect(200);
+    whoami(&server);
     // An operator (or another tool) removes the idle groups the server keeps open.
     let groups = server.memory_groups();
     assert!(!groups.is_empty(), "no group was made for the run");
