@@ -166,7 +166,7 @@ impl App {
         };
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with("build-") {
-                let _ = std::fs::remove_dir_all(entry.path());
+                let _ = platform::remove_tree(&entry.path());
             }
         }
     }
@@ -326,7 +326,7 @@ fn give_cache_to_build_user(data: &DataDir, uid: u32) -> io::Result<()> {
     let builds = data.builds();
     if platform::owner_of(&builds) == Some(uid) {
         // Left by an older server that gave the whole cache away: its contents are untrusted.
-        std::fs::remove_dir_all(&builds)?;
+        platform::remove_tree(&builds)?;
         std::fs::create_dir_all(&builds)?;
         platform::make_private(&builds)?;
     }

@@ -126,7 +126,7 @@ impl Compiler {
             .cache_dir
             .join(format!("build-{}", crate::ids::new_id()));
         let result = self.compile_in(&build_dir, source, output);
-        let _ = std::fs::remove_dir_all(&build_dir);
+        let _ = platform::remove_tree(&build_dir);
         result
     }
 

@@ -26,6 +26,8 @@ mod hardening;
 mod hostile;
 #[path = "suite/invoke.rs"]
 mod invoke;
+#[path = "suite/leftovers.rs"]
+mod leftovers;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
 #[path = "suite/limits.rs"]

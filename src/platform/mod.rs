@@ -33,6 +33,8 @@ pub const LARGEST_DISCARDABLE_BODY: usize = 1 << 28;
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: huge_alloc::HugeAwareAllocator = huge_alloc::HugeAwareAllocator;
+mod tree;
+pub use tree::{empty_dir, remove_tree};
 #[cfg(unix)]
 mod warm;
 #[cfg(unix)]
@@ -169,19 +171,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     // The new file is in place: the change is made, whatever syncing the folder says.
     if let Err(err) = sync_dir(dir) {
         log::warn!("cannot sync {}: {err}", dir.display());
-    }
-    Ok(())
-}
-
-/// Removes everything in `dir` (symlinks themselves, never what they point at).
-pub fn empty_dir(dir: &Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
     }
     Ok(())
 }

@@ -54,10 +54,7 @@ pub fn empty(uid: u32) -> io::Result<()> {
         if holds_nothing(folder) {
             continue;
         }
-        super::empty_dir(&PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            folder.as_raw_fd()
-        )))?;
+        super::tree::empty_open_dir(folder)?;
     }
     Ok(())
 }

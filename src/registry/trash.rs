@@ -2,6 +2,7 @@
 //! that is running, but lets it be renamed. A file that cannot be removed is moved into
 //! `cache/trash/` and removed by a later sweep (after a run ends, and at start).
 
+use crate::platform;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,12 +23,7 @@ impl Trash {
 
     /// Removes a file or a folder, or moves it to the trash when it is busy.
     pub fn discard(&self, path: &Path) {
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(path)
-        } else {
-            std::fs::remove_file(path)
-        };
-        match removed {
+        match platform::remove_tree(path) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => {
@@ -65,12 +61,7 @@ impl Trash {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            if removed.is_err() {
+            if platform::remove_tree(&path).is_err() {
                 self.pending.store(true, Ordering::SeqCst);
             }
         }
@@ -79,7 +70,7 @@ impl Trash {
 
 #[cfg(test)]
 mod tests {
-    use super::Trash;
+    use super::{platform, Trash};
 
     #[test]
     fn discards_files_and_folders() {
@@ -95,6 +86,6 @@ mod tests {
         assert!(!folder.exists());
         assert!(!root.join("lone").exists());
         trash.sweep();
-        let _ = std::fs::remove_dir_all(&root);
+        let _ = platform::remove_tree(&root);
     }
 }

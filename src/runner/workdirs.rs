@@ -23,13 +23,15 @@ pub struct WorkDir<'a> {
 }
 
 impl WorkDirs {
-    /// A pool under `root`, which is emptied first (left by an earlier server on this
-    /// data dir) and made traversable but not listable by others, so each run reaches its
-    /// own directory only.
+    /// A pool under `root`, made traversable but not listable by others, so each run
+    /// reaches its own directory only. A pool an earlier server left on this data dir is
+    /// moved aside and removed in the background: whatever its runs left there, however
+    /// deep or large, never delays the start.
     pub fn new(root: PathBuf) -> io::Result<WorkDirs> {
         if root.exists() {
-            std::fs::remove_dir_all(&root)?;
+            std::fs::rename(&root, aside(&root, &crate::ids::new_id()))?;
         }
+        remove_aside_in_background(&root);
         std::fs::create_dir_all(&root)?;
         platform::make_traversable(&root)?;
         Ok(WorkDirs {
@@ -89,7 +91,7 @@ impl WorkDirs {
                     "could not empty working directory {}: {err}",
                     path.display()
                 );
-                if let Err(err) = std::fs::remove_dir_all(&path) {
+                if let Err(err) = platform::remove_tree(&path) {
                     log::warn!("could not remove {}: {err}", path.display());
                 }
             }
@@ -99,7 +101,51 @@ impl WorkDirs {
 
 impl Drop for WorkDirs {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+        let _ = platform::remove_tree(&self.root);
+    }
+}
+
+/// Where an old pool at `root` is moved to be removed.
+fn aside(root: &Path, id: &str) -> PathBuf {
+    let mut name = root.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".old-{id}"));
+    root.with_file_name(name)
+}
+
+/// Removes, on a thread of its own, every old pool of `root` moved aside (by this start or
+/// by one that stopped before it finished).
+fn remove_aside_in_background(root: &Path) {
+    let Some(parent) = root.parent() else { return };
+    let prefix = aside(root, "")
+        .file_name()
+        .unwrap_or_default()
+        .to_os_string();
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let old: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .as_encoded_bytes()
+                .starts_with(prefix.as_encoded_bytes())
+        })
+        .map(|e| e.path())
+        .collect();
+    if old.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("old-work-dirs".into())
+        .spawn(move || {
+            for path in old {
+                if let Err(err) = platform::remove_tree(&path) {
+                    log::warn!("could not remove {}: {err}", path.display());
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        log::warn!("cannot start a thread to remove old working directories: {err}");
     }
 }
 
@@ -140,5 +186,33 @@ mod tests {
         drop((second, third));
         drop(pool);
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn an_old_pool_is_moved_aside_and_removed_in_the_background() {
+        let root = std::env::temp_dir().join(format!("golambda-workdirs-{}", crate::ids::new_id()));
+        std::fs::create_dir_all(root.join("run-1/a/b")).unwrap();
+        std::fs::write(root.join("run-1/a/b/f"), b"x").unwrap();
+        let pool = WorkDirs::new(root.clone()).unwrap();
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        let prefix = aside(&root, "")
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let parent = root.parent().unwrap().to_path_buf();
+        let leftovers = || {
+            std::fs::read_dir(&parent)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while leftovers() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(leftovers(), 0);
+        drop(pool);
     }
 }

@@ -100,7 +100,7 @@ impl Process {
         let folders = [work_dir, socket_dir];
         let cleanup = |err: io::Error| {
             for dir in &folders {
-                let _ = std::fs::remove_dir_all(dir);
+                let _ = platform::remove_tree(dir);
             }
             err
         };
@@ -246,7 +246,7 @@ impl Process {
         drop(lock(&self.user).take());
         self.connections.close();
         for dir in &self.folders {
-            if let Err(err) = std::fs::remove_dir_all(dir) {
+            if let Err(err) = platform::remove_tree(dir) {
                 log::warn!("could not remove {}: {err}", dir.display());
             }
         }

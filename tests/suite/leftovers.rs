@@ -1,0 +1,94 @@
+//! What a run leaves behind is cleaned up without harm to the server: folders nested
+//! deeper than any path (in the working directory and in the private `/tmp`), and a pool of
+//! working directories that a killed server left full of them.
+
+use crate::harness::http::Body;
+use crate::harness::{eventually, Server};
+use serde_json::json;
+use std::time::Duration;
+
+/// Nests `DEPTH` folders (one `mkdir` and `chdir` each) under the working directory, or
+/// under `os.TempDir()` when `WHERE=tmp`, prints `nested` (and writes it to the file `READY`, if
+/// set), then sleeps `HOLD_MS`.
+const NESTER: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	depth, _ := strconv.Atoi(os.Getenv("DEPTH"))
+	if os.Getenv("WHERE") == "tmp" {
+		if err := os.Chdir(os.TempDir()); err != nil {
+			fmt.Println("chdir:", err)
+			return
+		}
+	}
+	for i := 0; i < depth; i++ {
+		if err := syscall.Mkdir("a", 0o755); err != nil {
+			fmt.Println("mkdir:", i, err)
+			return
+		}
+		if err := syscall.Chdir("a"); err != nil {
+			fmt.Println("chdir:", i, err)
+			return
+		}
+	}
+	fmt.Println("nested")
+	if ready := os.Getenv("READY"); ready != "" {
+		os.WriteFile(ready, []byte("nested"), 0o644)
+	}
+	hold, _ := strconv.Atoi(os.Getenv("HOLD_MS"))
+	time.Sleep(time.Duration(hold) * time.Millisecond)
+}
+"#;
+
+fn nester(server: &Server, name: &str, place: &str, hold_ms: u64) {
+    let ready = server.io_path(&format!("{name}.ready"));
+    server.register_ok(
+        name,
+        NESTER,
+        json!({"env": {"DEPTH": "25000", "WHERE": place, "HOLD_MS": hold_ms.to_string(),
+                       "READY": ready.display().to_string()},
+               "timeout": "60s"}),
+    );
+}
+
+#[test]
+fn folders_nested_deeper_than_a_path_are_cleaned_up_run_after_run() {
+    let server = Server::new().start();
+    for place in ["cwd", "tmp"] {
+        let name = format!("deep-{place}");
+        nester(&server, &name, place, 0);
+        // Twice: the second run gets the emptied directory (and scratch folder) back.
+        for _ in 0..2 {
+            assert_eq!(server.get(&format!("/{name}")).message(), "nested\n");
+        }
+        server.get("/").expect(200);
+    }
+    let runs = server.get("/functions/deep-tmp/runs").json();
+    assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs}");
+}
+
+#[test]
+fn a_pool_left_full_of_deep_folders_never_keeps_the_server_from_starting() {
+    let mut server = Server::new().start();
+    nester(&server, "deep", "cwd", 60_000);
+    let port = server.port();
+    let runner = std::thread::spawn(move || {
+        crate::harness::http::request(port, "GET", "/deep", &[], Body::Fixed(b""))
+    });
+    // Killed while the run holds its nested directory: the pool is left as it was.
+    let ready = server.io_path("deep.ready");
+    assert!(eventually(Duration::from_secs(30), || ready.exists()));
+    server.kill9();
+    let _ = runner.join();
+    server.restart();
+    server.get("/").expect(200);
+    server.register_ok("quick", crate::harness::go::HELLO, json!({}));
+    assert_eq!(server.get("/quick").message(), "Hello, World!\n");
+}
