@@ -3,7 +3,10 @@
 //! (and perhaps a worker) for ever. [`Clients`] knows which connections the server itself is
 //! busy on: a request taken and not yet answered, except while its body is read. A watchdog
 //! thread shuts down every other connection whose client has sent nothing for
-//! `--read-timeout`, and the idlest ones past [`MAX_IDLE_CONNECTIONS`].
+//! `--read-timeout`, and the idlest ones past [`MAX_IDLE_CONNECTIONS`]. It also shuts down
+//! every connection, busy or not, whose client has taken none of the bytes waiting for it
+//! for `--read-timeout`: a client that never reads its answers (while it trickles bytes
+//! to look alive) would otherwise hold the thread writing to it for ever.
 
 use crate::platform::{self, TcpConnection};
 use crossbeam_channel::{bounded, Sender};
@@ -20,6 +23,9 @@ pub const MAX_IDLE_CONNECTIONS: usize = 1024;
 pub struct Clients {
     timeout: Duration,
     peers: Mutex<HashMap<SocketAddr, Peer>>,
+    /// Of each connection with bytes waiting for its client: how many it had acknowledged
+    /// when last seen to take more, and when that was.
+    progress: Mutex<HashMap<SocketAddr, (u64, Instant)>>,
 }
 
 struct Peer {
@@ -34,6 +40,7 @@ impl Clients {
         Clients {
             timeout,
             peers: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
         }
     }
 
@@ -97,6 +104,30 @@ impl Clients {
             .collect()
     }
 
+    /// The connections among `connections` whose client has taken none of the bytes
+    /// waiting for it for the timeout, as of `now`.
+    pub fn stalled<'a>(
+        &self,
+        connections: &'a [TcpConnection],
+        now: Instant,
+    ) -> Vec<&'a TcpConnection> {
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = HashMap::with_capacity(progress.len());
+        let mut stalled = Vec::new();
+        for connection in connections.iter().filter(|c| c.sending) {
+            let (acked, since) = match progress.get(&connection.peer) {
+                Some(&(acked, since)) if acked == connection.acked => (acked, since),
+                _ => (connection.acked, now),
+            };
+            if now.saturating_duration_since(since) >= self.timeout {
+                stalled.push(connection);
+            }
+            seen.insert(connection.peer, (acked, since));
+        }
+        *progress = seen;
+        stalled
+    }
+
     /// Starts the watchdog thread; it runs until the returned handle is stopped.
     pub fn start_watchdog(self: &Arc<Self>) -> std::io::Result<Watchdog> {
         let (stop, stopped) = bounded::<()>(1);
@@ -109,9 +140,19 @@ impl Clients {
                     stopped.recv_timeout(every)
                 {
                     let connections = platform::tcp_connections();
-                    for connection in clients.silent(&connections, Instant::now()) {
+                    let now = Instant::now();
+                    for connection in clients.silent(&connections, now) {
                         if platform::shut_down(connection) {
                             log::info!("closed the silent connection of {}", connection.peer);
+                        }
+                    }
+                    for connection in clients.stalled(&connections, now) {
+                        if platform::shut_down(connection) {
+                            log::info!(
+                                "closed the connection of {}: it took none of its answer for {:?}",
+                                connection.peer,
+                                clients.timeout
+                            );
                         }
                     }
                 }
@@ -204,6 +245,38 @@ mod tests {
         assert_eq!(clients.silent(&slow, later).len(), 1);
         drop(reading);
         assert!(clients.silent(&slow, later).is_empty());
+    }
+
+    #[test]
+    fn a_client_that_takes_none_of_its_answer_is_cut_busy_or_not() {
+        let clients = Arc::new(Clients::new(Duration::from_secs(30)));
+        let mut reader = connection(8, 0);
+        let mut stuck = connection(9, 0);
+        let idle = connection(10, 0);
+        for c in [&mut reader, &mut stuck] {
+            c.sending = true;
+            c.acked = 100;
+        }
+        let _busy = clients.busy(Some(stuck.peer));
+        let start = Instant::now();
+        assert!(clients
+            .stalled(&[reader.clone(), stuck.clone(), idle.clone()], start)
+            .is_empty());
+        // The slow reader takes a little; the other takes nothing.
+        reader.acked = 150;
+        let later = start + Duration::from_secs(31);
+        let all = [reader.clone(), stuck.clone(), idle.clone()];
+        let cut: Vec<u16> = clients
+            .stalled(&all, later)
+            .iter()
+            .map(|c| c.peer.port())
+            .collect();
+        assert_eq!(cut, vec![9]);
+        // Once nothing waits for it, a connection starts afresh.
+        stuck.sending = false;
+        assert!(clients.stalled(&[stuck.clone()], later).is_empty());
+        stuck.sending = true;
+        assert!(clients.stalled(&[stuck], later).is_empty());
     }
 
     #[test]

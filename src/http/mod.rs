@@ -9,6 +9,7 @@ pub mod clients;
 pub mod dispatcher;
 mod rate_limit;
 mod reply;
+mod responder;
 mod router;
 mod server;
 

@@ -8,6 +8,7 @@ use super::auth::Access;
 use super::clients::Busy;
 use super::dispatcher::{Dispatcher, Slot};
 use super::rate_limit::RateLimit;
+use super::responder::Responder;
 use super::{router, ApiError, Reply};
 use crate::app::App;
 use crate::ids::new_id;
@@ -15,7 +16,6 @@ use crate::platform;
 use crossbeam_channel::Receiver;
 use std::io::{self, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tiny_http::{Header, Request, Response, Server, SslConfig, StatusCode};
@@ -74,7 +74,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             app.config.compile_jobs + 2,
         )
     });
-    let rejecter = Rejecter::start();
+    let responder = Responder::start()?;
     let watchdog = app.clients.start_watchdog()?;
     let mut rate_limit = RateLimit::new(app.config.rate_limit);
     let mut listener_failed = None;
@@ -94,15 +94,17 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
                 break;
             }
         };
+        // From here nothing on this thread writes to the client (see `responder`).
+        let Some((request, in_flight)) = responder.admit(request) else {
+            continue;
+        };
         let client = request.remote_addr().map(|a| a.ip());
         if let Some(client) = client {
             if !rate_limit.allow(client, Instant::now()) {
-                rejecter.reject(
-                    request,
-                    ApiError::TooManyRequests {
-                        reason: "this address is over --rate-limit",
-                    },
-                );
+                let error = ApiError::TooManyRequests {
+                    reason: "this address is over --rate-limit",
+                };
+                responder.refuse(request, in_flight, error);
                 continue;
             }
         }
@@ -114,16 +116,23 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         if access == Access::Open && !has_body(&request) {
             // Health answers at once, whatever the load.
             let busy = app.clients.busy(request.remote_addr().copied());
-            handle(app, request, lane.take_unbounded(), busy);
+            let slot = lane.take_unbounded();
+            let app = app.clone();
+            responder.answer(request, in_flight, move |request| {
+                handle(&app, request, slot, busy)
+            });
             continue;
         }
         let Some(slot) = lane.try_take() else {
-            rejecter.reject(request, ApiError::QueueFull);
+            responder.refuse(request, in_flight, ApiError::QueueFull);
             continue;
         };
         let busy = app.clients.busy(request.remote_addr().copied());
         let app = app.clone();
-        lane.execute(move || handle(&app, request, slot, busy));
+        lane.execute(move || {
+            handle(&app, request, slot, busy);
+            drop(in_flight);
+        });
     }
     app.scheduler.stop_firing();
     log::info!(
@@ -131,10 +140,13 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         dispatcher.outstanding()
     );
     while let Ok(Some(request)) = server.try_recv() {
-        rejecter.reject(request, ApiError::ShuttingDown);
+        if let Some((request, in_flight)) = responder.admit(request) {
+            responder.refuse(request, in_flight, ApiError::ShuttingDown);
+        }
     }
     drop(server);
     dispatcher.join();
+    responder.join();
     watchdog.stop();
     match listener_failed {
         Some(err) => Err(io::Error::other(format!("the listener failed: {err}"))),
@@ -145,43 +157,8 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
 /// Unread bodies up to this size are read and dropped, keeping the connection open.
 const LARGEST_DRAINED_BODY: usize = 1 << 20;
 
-/// Most threads answering refused requests at once.
-const MAX_REJECTERS: usize = 128;
-
-/// Answers requests the pool cannot take. A request without a body is answered here and
-/// now; one with a body gets a thread of its own, because dropping a request whose body was
-/// not read makes tiny_http read that body, and a client that never sends it would stall
-/// whoever drops it.
-struct Rejecter {
-    live: Arc<AtomicUsize>,
-}
-
-impl Rejecter {
-    fn start() -> Rejecter {
-        Rejecter {
-            live: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    fn reject(&self, request: Request, error: ApiError) {
-        if !has_body(&request) || self.live.load(Ordering::SeqCst) >= MAX_REJECTERS {
-            return answer_without_handler(request, &error);
-        }
-        let slot = Slot::take(&self.live);
-        let spawned = std::thread::Builder::new()
-            .name("http-rejecter".into())
-            .spawn(move || {
-                let _slot = slot;
-                answer_without_handler(request, &error);
-            });
-        if let Err(err) = spawned {
-            log::warn!("cannot start a thread to refuse a request: {err}");
-        }
-    }
-}
-
 /// Whether a request carries a body that dropping it unread would make tiny_http read.
-fn has_body(request: &Request) -> bool {
+pub(super) fn has_body(request: &Request) -> bool {
     request.body_length().is_some_and(|n| n > 0)
         || request
             .headers()
@@ -226,7 +203,7 @@ fn handle(app: &Arc<App>, mut request: Request, slot: Slot, busy: Busy) {
     respond(request, reply, &request_id);
 }
 
-fn answer_without_handler(request: Request, error: &ApiError) {
+pub(super) fn answer_without_handler(request: Request, error: &ApiError) {
     let method = request.method().to_string();
     let path: String = request.url().chars().take(200).collect();
     respond(request, Reply::from_error(error), &new_id());
@@ -244,11 +221,8 @@ fn respond(request: Request, reply: Reply, request_id: &str) {
             response.add_header(header);
         }
     }
-    if request
-        .body_length()
-        .is_some_and(|n| n > platform::LARGEST_DISCARDABLE_BODY)
-    {
-        return answer_and_abandon(request, response);
+    if declares_absurd_body(&request) {
+        return answer_and_detach(request, response);
     }
     // A large body nobody read would be read to its end by tiny_http before the connection
     // is free (held by a client that trickles it, with a buffer of its declared size): stop
@@ -276,26 +250,55 @@ fn respond(request: Request, reply: Reply, request_id: &str) {
     }
 }
 
-/// Answers a request whose declared body is too large for tiny_http to discard (see
-/// [`platform::LARGEST_DISCARDABLE_BODY`]): the answer goes out, the connection is shut
-/// down, and the request's reader is never dropped, since dropping it would try to allocate
-/// the declared length. Costs a leaked connection (two descriptors and tiny_http's blocked
-/// connection thread) per such request instead of the whole server.
-fn answer_and_abandon<R: io::Read>(request: Request, response: Response<R>) {
+/// Whether tiny_http may not be left to discard `request`'s unread body on an attached
+/// connection (see [`platform::LARGEST_DISCARDABLE_BODY`]).
+fn declares_absurd_body(request: &Request) -> bool {
+    request
+        .body_length()
+        .is_some_and(|n| n > platform::LARGEST_DISCARDABLE_BODY)
+}
+
+/// Answers a request whose declared body is too large for tiny_http to discard: the answer
+/// goes out, then the connection is detached (closed, its descriptors reading as empty), so
+/// that discarding the body allocates only a sink and reads nothing.
+fn answer_and_detach<R: io::Read>(request: Request, response: Response<R>) {
     let peer = request.remote_addr().copied();
     let stream = request.upgrade("close", response);
-    let shut = platform::tcp_connections()
+    let_go_detached(peer, stream);
+}
+
+/// Lets go of a request the server will not answer (see `responder`): its connection is
+/// cut first, so that tiny_http's own answer and the discarding of its body end at once.
+pub(super) fn discard(request: Request) {
+    let peer = request.remote_addr().copied();
+    if declares_absurd_body(&request) {
+        return let_go_detached(peer, request);
+    }
+    platform::tcp_connections()
         .iter()
         .filter(|c| Some(c.peer) == peer)
-        .any(platform::shut_down);
-    log::warn!(
-        "abandoned the connection of {} after refusing a body of absurd declared length{}",
-        peer.map_or_else(|| "?".to_string(), |p| p.to_string()),
-        if shut {
-            ""
-        } else {
-            " (it could not be shut down)"
+        .for_each(|c| {
+            platform::shut_down(c);
+        });
+    if catch_unwind(AssertUnwindSafe(|| drop(request))).is_err() {
+        log::warn!("tiny_http panicked letting go of a request");
+    }
+}
+
+/// Drops what holds a connection with an absurd declared body once the connection is
+/// detached. Where it cannot be detached (no listing of sockets here), dropping would
+/// allocate the declared length, so it is kept for good: a connection leaked instead of
+/// the server lost.
+fn let_go_detached<T>(peer: Option<std::net::SocketAddr>, holder: T) {
+    if peer.is_some_and(platform::detach) {
+        if catch_unwind(AssertUnwindSafe(|| drop(holder))).is_err() {
+            log::warn!("tiny_http panicked discarding an unread request body");
         }
+        return;
+    }
+    log::warn!(
+        "abandoned the connection of {} after refusing a body of absurd declared length",
+        peer.map_or_else(|| "?".to_string(), |p| p.to_string()),
     );
-    std::mem::forget(stream);
+    std::mem::forget(holder);
 }

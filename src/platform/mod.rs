@@ -19,13 +19,14 @@ mod spawn;
 #[cfg(target_os = "linux")]
 pub use process::{set_nonblocking, wait_ready, Process, POLLS_PIPES};
 #[cfg(target_os = "linux")]
-pub use sockets::{shut_down, shut_down_reading, tcp_connections, TcpConnection};
+pub use sockets::{detach, shut_down, shut_down_reading, tcp_connections, TcpConnection};
 
-/// Largest declared request body length that tiny_http can be left to discard unread: it
-/// first allocates a zeroed buffer that large. On Linux that is address space only (see
-/// [`huge_alloc`]), up to what the address space holds; elsewhere it is memory.
+/// Largest declared request body length that tiny_http can be left to discard unread while
+/// its connection is attached: it first allocates a zeroed buffer that large. On Linux that
+/// is address space only (see [`huge_alloc`]); past this, the connection must be
+/// [`detach`]ed first. Elsewhere it is memory.
 #[cfg(target_os = "linux")]
-pub const LARGEST_DISCARDABLE_BODY: usize = 1 << 44;
+pub const LARGEST_DISCARDABLE_BODY: usize = huge_alloc::ABSURD;
 #[cfg(not(target_os = "linux"))]
 pub const LARGEST_DISCARDABLE_BODY: usize = 1 << 28;
 
@@ -113,7 +114,7 @@ pub struct Sandbox {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub use no_sockets::{shut_down, shut_down_reading, tcp_connections, TcpConnection};
+pub use no_sockets::{detach, shut_down, shut_down_reading, tcp_connections, TcpConnection};
 
 /// Where the process's sockets cannot be listed: none are, so no connection is timed out.
 #[cfg(not(target_os = "linux"))]
@@ -123,12 +124,19 @@ mod no_sockets {
     pub struct TcpConnection {
         pub peer: std::net::SocketAddr,
         pub idle: std::time::Duration,
+        pub acked: u64,
+        pub sending: bool,
     }
 
     impl TcpConnection {
         #[cfg(test)]
         pub fn for_test(peer: std::net::SocketAddr, idle: std::time::Duration) -> TcpConnection {
-            TcpConnection { peer, idle }
+            TcpConnection {
+                peer,
+                idle,
+                acked: 0,
+                sending: false,
+            }
         }
     }
 
@@ -141,6 +149,10 @@ mod no_sockets {
     }
 
     pub fn shut_down_reading(_connection: &TcpConnection) -> bool {
+        false
+    }
+
+    pub fn detach(_peer: std::net::SocketAddr) -> bool {
         false
     }
 }

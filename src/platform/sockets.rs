@@ -16,13 +16,23 @@ pub struct TcpConnection {
     /// Time since the client last sent data or acknowledged ours (since the connection
     /// opened if it did neither): a client slowly reading a long answer is not silent.
     pub idle: Duration,
+    /// Bytes of ours the client has acknowledged so far.
+    pub acked: u64,
+    /// Whether some of our bytes wait to be sent or acknowledged.
+    pub sending: bool,
 }
 
 impl TcpConnection {
     /// A connection that no descriptor holds, for tests of what to do with connections.
     #[cfg(test)]
     pub fn for_test(peer: SocketAddr, idle: Duration) -> TcpConnection {
-        TcpConnection { fd: -1, peer, idle }
+        TcpConnection {
+            fd: -1,
+            peer,
+            idle,
+            acked: 0,
+            sending: false,
+        }
     }
 }
 
@@ -44,6 +54,9 @@ pub fn tcp_connections() -> Vec<TcpConnection> {
                 idle: Duration::from_millis(u64::from(
                     info.tcpi_last_data_recv.min(info.tcpi_last_ack_recv),
                 )),
+                acked: info.tcpi_bytes_acked,
+                // Fields an older kernel does not fill stay zero.
+                sending: info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0,
             })
         })
         .collect()
@@ -67,6 +80,38 @@ pub fn shut_down_reading(connection: &TcpConnection) -> bool {
     }
     // SAFETY: as in `shut_down`.
     unsafe { libc::shutdown(connection.fd, libc::SHUT_RD) == 0 }
+}
+
+/// Turns every descriptor of the process that holds a connection to `peer` into one of
+/// `/dev/null`: the connection closes, and whoever reads or writes those descriptors as a
+/// socket fails at once ("not a socket"), without a byte written into its buffer. The descriptors stay open for
+/// their owners to close. Call only while holding something that keeps them open (the
+/// request of that connection), so that no number is reused meanwhile. Returns whether a
+/// descriptor was found.
+pub fn detach(peer: SocketAddr) -> bool {
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    let fds: Vec<RawFd> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter(|fd| peer_of(*fd) == Some(peer))
+        .collect();
+    use std::os::unix::io::AsRawFd;
+    fds.iter().fold(false, |any, fd| {
+        // SAFETY: shutdown(2) first, so that what was written goes out ahead of the end.
+        unsafe { libc::shutdown(*fd, libc::SHUT_WR) };
+        // SAFETY: dup3(2) onto a descriptor that holds the connection, which the caller
+        // keeps open; it atomically makes that number refer to /dev/null instead.
+        let done = unsafe { libc::dup3(null.as_raw_fd(), *fd, libc::O_CLOEXEC) } == *fd;
+        any || done
+    })
 }
 
 fn peer_of(fd: RawFd) -> Option<SocketAddr> {
@@ -128,6 +173,33 @@ fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_connection_reads_as_empty_and_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut accepted, peer) = listener.accept().unwrap();
+        client.write_all(b"queued").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(detach(peer));
+        let mut buffer = [0u8; 16];
+        assert!(
+            accepted.read(&mut buffer).is_err(),
+            "nothing read, not even queued bytes"
+        );
+        assert_eq!(buffer, [0u8; 16]);
+        let mut rest = Vec::new();
+        // Closed with bytes it never read: a reset, or an end if the queue was empty.
+        let end = client.read_to_end(&mut rest);
+        assert!(
+            matches!(&end, Ok(0))
+                || end
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{end:?}"
+        );
+        assert!(tcp_connections().iter().all(|c| c.peer != peer));
+    }
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
 

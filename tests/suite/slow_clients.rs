@@ -151,3 +151,138 @@ fn refused_huge_bodies_close_at_once_and_hold_nothing() {
     );
     server.get("/health").expect(200);
 }
+
+/// One connection that pipelines up to `count` requests of `head`, never reads an answer
+/// and trickles a byte every half second until `stop` is set (30 s at most).
+fn pipeliner(
+    server: &Server,
+    head: &'static [u8],
+    count: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let mut stream = connect(server);
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    std::thread::spawn(move || {
+        use std::sync::atomic::Ordering;
+        for _ in 0..count {
+            if stream.write_all(head).is_err() || stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        let started = Instant::now();
+        while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(30) {
+            if stream.write_all(b"G").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+}
+
+/// A request on a connection of its own that must be answered within 10 s.
+fn answered_soon(server: &Server, path: &str) -> String {
+    let mut stream = connect(server);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    if let Err(err) = stream.read_to_end(&mut answer) {
+        panic!("GET {path} got no answer while one client pipelined without reading: {err}");
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_client_that_pipelines_and_never_reads_stalls_nobody() {
+    for flags in [&[][..], &["--rate-limit", "5"][..]] {
+        let mut builder = Server::new();
+        for flag in flags {
+            builder = builder.arg(*flag);
+        }
+        let server = builder.start();
+        server.register_ok("hello", go::HELLO, json!({}));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let attack = pipeliner(
+            &server,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            40_000,
+            stop.clone(),
+        );
+        // Give the flood time to fill the socket buffers before probing.
+        let pending = || server.log_count("GET / ") + server.log_count("cutting the connection");
+        assert!(
+            eventually(Duration::from_secs(10), || pending() > 100),
+            "{flags:?}"
+        );
+        for path in ["/", "/functions", "/hello"] {
+            let answer = answered_soon(&server, path);
+            assert!(
+                answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 429"),
+                "{flags:?} GET {path}: {answer}"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = attack.join();
+    }
+}
+
+/// Descriptors and threads of a process.
+fn descriptors_and_threads(pid: u32) -> (usize, usize) {
+    let count =
+        |dir: &str| std::fs::read_dir(format!("/proc/{pid}/{dir}")).map_or(0, |d| d.count());
+    (count("fd"), count("task"))
+}
+
+#[test]
+fn absurd_declared_bodies_give_back_every_descriptor_and_thread() {
+    let server = Server::new().start();
+    server.get("/health").expect(200);
+    let (fds, threads) = descriptors_and_threads(server.pid());
+    for round in 0..64 {
+        let path = ["/register", "/nosuch", "/health"][round % 3];
+        let mut stream = connect(&server);
+        // A pebibyte: past the allocator's sink threshold.
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1125899906842624\r\n\r\nabc"
+        );
+        stream.write_all(head.as_bytes()).expect("write");
+        read_until_closed(&mut stream);
+    }
+    server.get("/health").expect(200);
+    let settled = eventually(Duration::from_secs(10), || {
+        let (now_fds, now_threads) = descriptors_and_threads(server.pid());
+        now_fds <= fds + 4 && now_threads <= threads + 4
+    });
+    assert!(
+        settled,
+        "before: {fds} descriptors, {threads} threads; after 64 absurd bodies: {:?}",
+        descriptors_and_threads(server.pid())
+    );
+}
+
+#[test]
+fn a_client_that_never_takes_its_answer_is_cut_after_the_read_timeout() {
+    let server = Server::new()
+        .arg("--read-timeout")
+        .arg("1s")
+        .arg("--max-output")
+        .arg("16MiB")
+        .start();
+    server.register_ok("spew", go::SPEW, json!({"response": "raw"}));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // 8 MB: more than the socket buffers hold; the client reads none of it and trickles.
+    let attack = pipeliner(
+        &server,
+        b"GET /spew?n=8000000 HTTP/1.1\r\nHost: x\r\n\r\n",
+        1,
+        stop.clone(),
+    );
+    server.expect_log("took none of its answer", Duration::from_secs(15));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = attack.join();
+    server.get("/spew?n=10").expect(200);
+}
