@@ -103,6 +103,9 @@ pub fn route(
             Err(ApiError::MethodNotAllowed { allow: "GET" })
         }
         (Post, ["async", name]) => {
+            // As `GET /{name}`: a cron function runs only with the token (…/invoke).
+            let function = known(app, name)?;
+            http_only(&function)?;
             let call = request_call(
                 app,
                 request,
@@ -111,7 +114,7 @@ pub fn route(
                 query,
                 request_id,
             )?;
-            start_async(app, name, call, slot)
+            start_async(app, &function, call, slot)
         }
         (_, ["async", _]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         (Get, ["functions", name, "versions"]) => {
@@ -135,14 +138,7 @@ pub fn route(
         (_, ["functions", _, "source"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (_, [name, rest @ ..]) if !is_reserved(name) && !name.is_empty() => {
             let function = known(app, name)?;
-            if function
-                .current_version()
-                .is_some_and(|v| v.settings.is_cron())
-            {
-                return Err(ApiError::FunctionIsCron {
-                    name: function.name.clone(),
-                });
-            }
+            http_only(&function)?;
             let path_info = if rest.is_empty() {
                 String::new()
             } else {
@@ -253,14 +249,26 @@ fn query_number(
         })
 }
 
+/// Refuses a cron function where only http functions may be run (by anyone who may invoke).
+fn http_only(function: &Function) -> Result<(), ApiError> {
+    if function
+        .current_version()
+        .is_some_and(|v| v.settings.is_cron())
+    {
+        return Err(ApiError::FunctionIsCron {
+            name: function.name.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// `POST /async/{name}`: queues the run on the request pool and answers 202 at once.
 fn start_async(
     app: &Arc<App>,
-    name: &str,
+    function: &Arc<Function>,
     call: Call,
     request_slot: &mut Option<Slot>,
 ) -> Result<Reply, ApiError> {
-    let function = known(app, name)?;
     let dispatcher = app.dispatcher.get().ok_or(ApiError::ShuttingDown)?;
     let slot = request_slot
         .take()

@@ -217,3 +217,36 @@ fn health_and_the_admin_api_answer_while_invocations_fill_the_pool() {
     server.register_ok("other", go::HELLO, json!({}));
     assert_eq!(holder.join().expect("thread").expect("answer").status, 200);
 }
+
+#[test]
+fn a_cron_function_is_run_by_anyone_neither_with_get_nor_with_async() {
+    let server = Server::new().arg("--token").arg("t0k").start();
+    let bearer = [("Authorization", "Bearer t0k")];
+    let body = crate::harness::server::registration_body(
+        "nightly",
+        &go::say("ran"),
+        json!({"trigger": "0 0 3 * * *"}),
+    );
+    server
+        .request("PUT", "/register", &bearer, body.to_string().as_bytes())
+        .expect(201);
+    assert_error(&server.get("/nightly"), 409, &["cron", "invoke"]);
+    assert_error(
+        &server.post("/async/nightly", "x"),
+        409,
+        &["cron", "invoke"],
+    );
+    let answer = server.request("POST", "/functions/nightly/invoke", &bearer, b"");
+    assert_eq!(answer.message(), "ran\n");
+    let runs = server
+        .request("GET", "/functions/nightly/runs", &bearer, b"")
+        .expect(200)
+        .json();
+    let triggers: Vec<&str> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["trigger"].as_str())
+        .collect();
+    assert_eq!(triggers, ["manual"], "{runs}");
+}
