@@ -26,6 +26,9 @@ pub struct Config {
     pub log_level: log::LevelFilter,
     pub token: Option<String>,
     pub jwt_secret: Option<String>,
+    /// Files holding the token and the JWT secret (read at start, see `credentials`).
+    pub token_file: Option<PathBuf>,
+    pub jwt_secret_file: Option<PathBuf>,
     pub invoke_auth: bool,
     /// Default memory limit of a run, in bytes.
     pub memory: u64,
@@ -68,7 +71,9 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("max-source", "1MiB"),
     ("log-level", "info"),
     ("token", ""),
+    ("token-file", ""),
     ("jwt-secret", ""),
+    ("jwt-secret-file", ""),
     ("memory", "512MiB"),
     ("max-concurrency", "0"),
     ("rate-limit", "0"),
@@ -91,8 +96,11 @@ usage: golambda [serve] [--flag value]...
 flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag wins):
   --addr ADDR               listen address [127.0.0.1:8080]
   --allow-unauthenticated   allow a non-loopback --addr without --token or --jwt-secret
-  --token TOKEN             bearer token required on the admin API
+  --token TOKEN             bearer token required on the admin API (visible to local
+                            users in the process list: prefer --token-file)
+  --token-file FILE         read the token from FILE
   --jwt-secret SECRET       also accept HS256 JWTs signed with this secret as bearer tokens
+  --jwt-secret-file FILE    read the JWT secret from FILE
   --invoke-auth             require the credentials on invocations too
   --data-dir DIR            holds plugins/, user_functions/, registry/ [.]
   --workers N               request-handling threads [32]
@@ -232,6 +240,12 @@ impl Command {
             log_level,
             token: Some(value("token")).filter(|t| !t.is_empty()),
             jwt_secret: Some(value("jwt-secret")).filter(|s| !s.is_empty()),
+            token_file: Some(value("token-file"))
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
+            jwt_secret_file: Some(value("jwt-secret-file"))
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
             invoke_auth: switch("invoke-auth")?,
             memory: size("memory")?,
             max_concurrency: u32::try_from(count("max-concurrency", 0)?).unwrap_or(u32::MAX),
@@ -250,6 +264,18 @@ impl Command {
                 }
             },
         };
+        for (flag, given, file) in [
+            ("token", config.token.is_some(), config.token_file.is_some()),
+            (
+                "jwt-secret",
+                config.jwt_secret.is_some(),
+                config.jwt_secret_file.is_some(),
+            ),
+        ] {
+            if given && file {
+                return Err(format!("give --{flag} or --{flag}-file, not both"));
+            }
+        }
         config.check_addr()?;
         Ok(Command::Serve(Box::new(config)))
     }
@@ -265,7 +291,10 @@ impl Config {
                 self.addr
             )
         })?;
-        let credentials = self.token.is_some() || self.jwt_secret.is_some();
+        let credentials = self.token.is_some()
+            || self.jwt_secret.is_some()
+            || self.token_file.is_some()
+            || self.jwt_secret_file.is_some();
         if !addr.ip().is_loopback() && !credentials && !self.allow_unauthenticated {
             return Err(format!(
                 "refusing to listen on {addr} without credentials: anyone who can reach it could \
@@ -360,5 +389,22 @@ mod tests {
         assert_eq!(c.token.as_deref(), Some("t"));
         assert!(parse(&["--addr", "0.0.0.0:8080", "--jwt-secret", "s"], &[]).is_ok());
         assert!(parse(&["--addr", "[::1]:0"], &[]).is_ok());
+        assert!(parse(&["--addr", "0.0.0.0:8080", "--token-file", "/etc/t"], &[]).is_ok());
+    }
+
+    #[test]
+    fn a_credential_comes_from_its_flag_or_its_file_not_both() {
+        let c = parse(&["--token-file", "/run/t", "--jwt-secret-file=/run/j"], &[]).expect("ok");
+        assert_eq!(c.token_file, Some(PathBuf::from("/run/t")));
+        assert_eq!(c.jwt_secret_file, Some(PathBuf::from("/run/j")));
+        assert!(c.token.is_none());
+        let err = parse(&["--token", "t", "--token-file", "/run/t"], &[]).expect_err("both");
+        assert!(err.contains("--token-file"), "{err}");
+        let err = parse(
+            &["--jwt-secret-file", "/j"],
+            &[("GOLAMBDA_JWT_SECRET", "s")],
+        )
+        .expect_err("both");
+        assert!(err.contains("--jwt-secret"), "{err}");
     }
 }

@@ -13,6 +13,7 @@ pub mod builds;
 pub mod compiler;
 pub mod concurrency;
 pub mod config;
+pub mod credentials;
 pub mod history;
 pub mod http;
 pub mod ids;
@@ -49,6 +50,7 @@ pub fn run(config: Config) -> Result<(), String> {
         std::io::LineWriter::new(std::io::stderr()),
     );
 
+    let config = credentials::load(config)?;
     platform::raise_open_files_limit();
     let app =
         Arc::new(App::open(config).map_err(|err| format!("cannot open the data dir: {err}"))?);

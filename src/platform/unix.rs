@@ -238,6 +238,61 @@ pub fn give_tree_to_user(dir: &Path, uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether users other than the owner (its group or anyone) may read a file.
+pub fn others_may_read(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o044 != 0)
+}
+
+/// Overwrites every occurrence of each of `secrets` in the process's own command line (the
+/// memory `/proc/PID/cmdline` shows) with `*`. Call after the arguments were read: later
+/// reads of them see the stars. Returns whether the command line could be reached.
+pub fn hide_arguments(secrets: &[&str]) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Some((start, end)) = argument_memory() else {
+            return false;
+        };
+        let len = end.saturating_sub(start);
+        // SAFETY: the kernel says [start, end) holds this process's argument strings, on
+        // the main thread's initial stack: mapped, writable, and for the life of the
+        // process. Only bytes inside it are written.
+        let arguments = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
+        for secret in secrets
+            .iter()
+            .map(|s| s.as_bytes())
+            .filter(|s| !s.is_empty())
+        {
+            let mut at = 0;
+            while let Some(found) = arguments[at..]
+                .windows(secret.len())
+                .position(|w| w == secret)
+            {
+                arguments[at + found..at + found + secret.len()].fill(b'*');
+                at += found + secret.len();
+            }
+        }
+        true
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = secrets;
+        false
+    }
+}
+
+/// Where the argument strings are, from `/proc/self/stat` (fields 48 and 49).
+#[cfg(target_os = "linux")]
+fn argument_memory() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces; the
+    // first of them is field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let start = fields.get(48 - 3)?.parse().ok()?;
+    let end = fields.get(49 - 3)?.parse().ok()?;
+    (start > 0 && end > start).then_some((start, end))
+}
+
 /// How many names (hard links) a file has.
 pub fn link_count(path: &Path) -> Option<u64> {
     std::fs::symlink_metadata(path).ok().map(|m| m.nlink())

@@ -36,6 +36,17 @@ pub fn give_tree_to_user(_dir: &Path, _uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Windows files are guarded by their folders' access lists, not mode bits: not checked.
+pub fn others_may_read(_path: &Path) -> bool {
+    false
+}
+
+/// Other processes of the same user can read a command line on Windows, and runs are of
+/// the same user: nothing is gained by rewriting it.
+pub fn hide_arguments(_secrets: &[&str]) -> bool {
+    false
+}
+
 /// How many names (hard links) a file has.
 pub fn link_count(path: &Path) -> Option<u64> {
     use windows_sys::Win32::Storage::FileSystem::{

@@ -6,7 +6,8 @@
 use crate::harness::server::has_memory_cgroups;
 use crate::harness::{assert_error, go, is_root, Server};
 use serde_json::{json, Value};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
 
 /// Pids of processes whose uid is in `first..=last`.
 fn processes_of(first: u32, last: u32) -> Vec<u32> {
@@ -456,4 +457,84 @@ fn files_left_in_shared_scratch_folders_reach_no_other_run() {
         let path = std::path::Path::new(dir).join(&mark);
         assert!(!path.exists(), "{} is visible on the host", path.display());
     }
+}
+
+/// Prints what it can read of `/proc/$SERVER_PID/cmdline` and `…/environ`.
+const CREDENTIAL_THIEF: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+func main() {
+	for _, part := range []string{"cmdline", "environ"} {
+		data, err := os.ReadFile("/proc/" + os.Getenv("SERVER_PID") + "/" + part)
+		if err != nil {
+			fmt.Printf("%s: denied\n", part)
+			continue
+		}
+		fmt.Printf("%s: %s\n", part, strings.ReplaceAll(string(data), "\x00", " "))
+	}
+}
+"#;
+
+/// Registers the thief with `bearer` and runs it.
+fn steal(server: &Server, bearer: &str) -> String {
+    let body = crate::harness::server::registration_body(
+        "thief",
+        CREDENTIAL_THIEF,
+        json!({"env": {"SERVER_PID": server.pid().to_string()}}),
+    );
+    let auth = [("Authorization", bearer)];
+    server
+        .request("PUT", "/register", &auth, body.to_string().as_bytes())
+        .expect(201);
+    server.get("/thief").message()
+}
+
+#[test]
+fn no_run_reads_a_credential_of_the_server() {
+    if !is_root() {
+        return;
+    }
+    // Given on the command line, as the README once showed.
+    let server = Server::new()
+        .arg("--token")
+        .arg("cmdline-token-4711")
+        .arg("--jwt-secret")
+        .arg("cmdline-jwt-4712")
+        .start();
+    let seen = steal(&server, "Bearer cmdline-token-4711");
+    assert!(seen.contains("cmdline: "), "{seen}");
+    for secret in ["cmdline-token-4711", "cmdline-jwt-4712"] {
+        assert!(!seen.contains(secret), "a run read {secret}: {seen}");
+    }
+    server.expect_log("given on the command line", Duration::ZERO);
+    // From a file, and from the environment.
+    let dir = crate::harness::tempdir::TempDir::new();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "file-token-4713\n").expect("token file");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let server = Server::new()
+        .arg("--token-file")
+        .arg(file.display().to_string())
+        .env("GOLAMBDA_JWT_SECRET", "env-jwt-4714")
+        .start();
+    assert_error(
+        &server.request(
+            "GET",
+            "/functions",
+            &[("Authorization", "Bearer file-token")],
+            b"",
+        ),
+        401,
+        &[],
+    );
+    let seen = steal(&server, "Bearer file-token-4713");
+    for secret in ["file-token-4713", "env-jwt-4714"] {
+        assert!(!seen.contains(secret), "a run read {secret}: {seen}");
+    }
+    assert_eq!(server.log_count("given on the command line"), 0);
 }
