@@ -60,7 +60,7 @@ fn main() {
         };
         layers.push(("+ own uid, exec through a descriptor", user));
         layers.push((
-            "+ memory cgroup, private /tmp, /var/tmp, /dev/shm",
+            "+ memory cgroup, private shared folders and IPC",
             Sandbox {
                 exclusive_user: true,
                 ..user

@@ -1,11 +1,12 @@
-//! Private scratch folders for run uids (Linux, as root). `/tmp`, `/var/tmp` and `/dev/shm`
-//! are writable by every user, so a run could leave files there for the next run of its
-//! uid (another function) to read, or for ever. Each uid slot gets a mount namespace of its
-//! own, made once, where those folders are fresh tmpfs mounts; every run of that uid joins
-//! it (a `setns`, far cheaper than making a namespace per run), and once a run and all its
-//! processes are gone the server empties the folders through descriptors it keeps.
+//! Private scratch folders for run uids (Linux, as root). `/tmp`, `/var/tmp`, `/dev/shm`,
+//! `/run/lock` and the like are writable by every user (see `spawn::private_dirs`), so a
+//! run could leave files there for the next run of its uid (another function) to read, or
+//! for ever. Each uid slot gets a mount namespace of its own, made once, where those
+//! folders are fresh tmpfs mounts; every run of that uid joins it (a `setns`, far cheaper
+//! than making a namespace per run), and once a run and all its processes are gone the
+//! server empties the folders through descriptors it keeps.
 
-use super::spawn::{self, Scratch, PRIVATE_DIRS};
+use super::spawn::{self, Scratch};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -87,10 +88,12 @@ fn make() -> io::Result<Slot> {
     let root = PathBuf::from(format!("/proc/{}", holder.id()));
     let opened = (|| -> io::Result<Slot> {
         let namespace = File::open(root.join("ns/mnt"))?.into();
-        let folders = PRIVATE_DIRS
+        let folders = spawn::private_dirs()
             .iter()
-            .filter(|dir| std::path::Path::new(dir).is_dir())
-            .map(|dir| File::open(root.join(format!("root{dir}"))).map(OwnedFd::from))
+            .map(|dir| {
+                File::open(root.join("root").join(dir.strip_prefix("/").unwrap_or(dir)))
+                    .map(OwnedFd::from)
+            })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Slot { namespace, folders })
     })();

@@ -23,9 +23,85 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// Scratch folders every user may write, made private to each run uid (see
-/// `super::scratch`).
-pub const PRIVATE_DIRS: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+/// The usual folders every user may write; those that exist here are made private to each
+/// run uid (see `super::scratch`), with any other sticky world-writable folder found near
+/// the top of the tree (see [`private_dirs`]).
+const SHARED_DIRS: [&str; 8] = [
+    "/tmp",
+    "/var/tmp",
+    "/dev/shm",
+    "/run/lock",
+    "/var/lock",
+    "/dev/mqueue",
+    "/var/crash",
+    "/var/metrics",
+];
+
+/// Folders below these are not looked through for shared folders: they are the kernel's
+/// views, or device nodes.
+const NOT_SEARCHED: [&str; 4] = ["/proc", "/sys", "/dev/pts", "/dev/hugepages"];
+
+/// How deep below `/` shared folders are looked for: `/a/b/c`.
+const SEARCH_DEPTH: usize = 3;
+
+/// Every folder that every user may write and that a run could leave something in for a
+/// later run: the usual ones ([`SHARED_DIRS`]) and each sticky world-writable folder within
+/// [`SEARCH_DEPTH`] levels of `/`, resolved (so `/var/lock` is `/run/lock`), without one
+/// that lies inside another. Found once. A world-writable folder without the sticky bit
+/// is an administrator's deliberate share: it is logged, not hidden.
+pub fn private_dirs() -> &'static [PathBuf] {
+    static DIRS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    DIRS.get_or_init(|| {
+        let mut found: Vec<PathBuf> = SHARED_DIRS.iter().map(PathBuf::from).collect();
+        search(Path::new("/"), SEARCH_DEPTH, &mut found);
+        let mut dirs: Vec<PathBuf> = found
+            .iter()
+            .filter_map(|dir| std::fs::canonicalize(dir).ok())
+            .filter(|dir| {
+                std::fs::metadata(dir)
+                    .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o002 != 0)
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let outer = dirs.clone();
+        dirs.retain(|dir| !outer.iter().any(|o| o != dir && dir.starts_with(o)));
+        dirs
+    })
+}
+
+/// Adds the sticky world-writable folders under `dir`, `depth` levels down, to `found`.
+fn search(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+    if depth == 0 || NOT_SEARCHED.iter().any(|n| dir == Path::new(n)) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        // Never through a symlink: its target is found where it lies, or is not ours.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        let mode = entry.metadata().map_or(0, |m| m.permissions().mode());
+        if mode & 0o002 != 0 {
+            if mode & 0o1000 != 0 {
+                found.push(path);
+            } else {
+                log::warn!(
+                    "{} can be written by every user, runs included, and is not made private to each run",
+                    path.display()
+                );
+            }
+            continue;
+        }
+        search(&path, depth - 1, found);
+    }
+}
 
 /// Stack of the child between clone and exec: it only makes system calls (musl gives its
 /// posix_spawn child about 5 KiB).
@@ -57,7 +133,7 @@ struct Plan {
 pub enum Scratch {
     /// The server's.
     Shared,
-    /// A new one, with a fresh tmpfs on each of [`PRIVATE_DIRS`] (see `super::scratch`).
+    /// A new one, with a fresh tmpfs on each of [`private_dirs`] (see `super::scratch`).
     Make,
     /// This one (a descriptor of `/proc/<pid>/ns/mnt`).
     Join(RawFd),
@@ -142,10 +218,9 @@ fn spawn_once(
         add(libc::RLIMIT_NPROC, limits.processes);
     }
     let private_dirs = match scratch {
-        Scratch::Make => PRIVATE_DIRS
+        Scratch::Make => private_dirs()
             .iter()
-            .filter(|dir| Path::new(dir).is_dir())
-            .map(|dir| cstring(dir.as_bytes()))
+            .map(|dir| cstring(dir.as_os_str().as_bytes()))
             .collect::<io::Result<Vec<_>>>()?,
         _ => Vec::new(),
     };
@@ -282,6 +357,9 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
         Scratch::Shared => {}
         Scratch::Join(fd) => {
             step!(libc::setns(fd, libc::CLONE_NEWNS));
+            // System V IPC and POSIX message queues of the run's own, gone with its last
+            // process: a segment left by one run is never seen by a later one.
+            step!(libc::unshare(libc::CLONE_NEWIPC));
         }
         Scratch::Make => {
             step!(libc::unshare(libc::CLONE_NEWNS));

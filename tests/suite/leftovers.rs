@@ -92,3 +92,65 @@ fn a_pool_left_full_of_deep_folders_never_keeps_the_server_from_starting() {
     server.register_ok("quick", crate::harness::go::HELLO, json!({}));
     assert_eq!(server.get("/quick").message(), "Hello, World!\n");
 }
+
+/// `MODE=leave`: leaves a file in every shared folder and a System V shared memory
+/// segment. `MODE=look`: reports which of them it can see. Both print `uid=N` first.
+const LEAVER: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+var places = []string{"/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock"}
+
+const key = 0x5eed
+
+func main() {
+	fmt.Printf("uid=%d\n", os.Getuid())
+	for _, dir := range places {
+		path := dir + "/left-by-a-run"
+		if os.Getenv("MODE") == "leave" {
+			if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+				fmt.Println("cannot write", path, err)
+			}
+		} else if _, err := os.Stat(path); err == nil {
+			fmt.Println("FOUND", path)
+		}
+	}
+	flags := 0
+	if os.Getenv("MODE") == "leave" {
+		flags = 0o1000 | 0o666 // IPC_CREAT
+	}
+	id, _, errno := syscall.Syscall(syscall.SYS_SHMGET, key, 64<<20, uintptr(flags))
+	if os.Getenv("MODE") == "leave" && errno != 0 {
+		fmt.Println("cannot make a segment", errno)
+	}
+	if os.Getenv("MODE") == "look" && errno == 0 {
+		fmt.Println("FOUND segment", id)
+	}
+}
+"#;
+
+#[test]
+fn nothing_a_run_leaves_in_a_shared_folder_or_ipc_reaches_a_later_run() {
+    if !crate::harness::is_root() {
+        return;
+    }
+    let server = Server::new().start();
+    server.register_ok("leaver", LEAVER, json!({"env": {"MODE": "leave"}}));
+    server.register_ok("looker", LEAVER, json!({"env": {"MODE": "look"}}));
+    let left = server.get("/leaver").message();
+    assert!(!left.contains("cannot"), "{left}");
+    let seen = server.get("/looker").message();
+    let uid = |text: &str| text.lines().next().map(str::to_string);
+    // Run uids are handed out last returned first: the later run is of the same uid.
+    assert_eq!(uid(&left), uid(&seen), "{left} / {seen}");
+    assert!(!seen.contains("FOUND"), "a later run saw: {seen}");
+    // Nothing reached the host either.
+    for dir in ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"] {
+        let path = std::path::Path::new(dir).join("left-by-a-run");
+        assert!(!path.exists(), "{} is on the host", path.display());
+    }
+}
