@@ -99,6 +99,12 @@ pub enum ApiError {
         reason: String,
     },
     QueueFull,
+    /// Every uid of `--run-uids` is held: by runs and warm processes, or (`stuck`) by
+    /// processes that could not be killed yet.
+    RunUsersExhausted {
+        total: usize,
+        stuck: usize,
+    },
     ShuttingDown,
     FunctionTimedOut {
         limit: Duration,
@@ -130,7 +136,10 @@ impl ApiError {
             ApiError::OutputTooLarge { .. }
             | ApiError::CgiMalformed { .. }
             | ApiError::FastCgiBroken { .. } => 502,
-            ApiError::GoMissing { .. } | ApiError::QueueFull | ApiError::ShuttingDown => 503,
+            ApiError::GoMissing { .. }
+            | ApiError::QueueFull
+            | ApiError::RunUsersExhausted { .. }
+            | ApiError::ShuttingDown => 503,
             ApiError::FunctionTimedOut { .. } => 504,
         }
     }
@@ -142,7 +151,9 @@ impl ApiError {
             ApiError::Unauthorized { .. } => {
                 vec![("WWW-Authenticate", "Bearer realm=\"golambda\"".to_string())]
             }
-            ApiError::QueueFull | ApiError::TooManyRequests { .. } => {
+            ApiError::QueueFull
+            | ApiError::TooManyRequests { .. }
+            | ApiError::RunUsersExhausted { .. } => {
                 vec![("Retry-After", "1".into())]
             }
             ApiError::ShuttingDown => vec![("Retry-After", "5".into())],
@@ -272,6 +283,16 @@ impl fmt::Display for ApiError {
                 f,
                 "the server is at its request limit (--workers plus --max-queue); retry shortly"
             ),
+            ApiError::RunUsersExhausted { total, stuck } => {
+                write!(f, "every one of the {total} run users (--run-uids) is in use")?;
+                if *stuck > 0 {
+                    write!(
+                        f,
+                        ", {stuck} of them by processes of ended runs that could not be killed yet"
+                    )?;
+                }
+                write!(f, "; retry shortly, or give --run-uids a wider range")
+            }
             ApiError::ShuttingDown => write!(f, "the server is shutting down"),
             ApiError::FunctionTimedOut { limit } => write!(
                 f,
@@ -279,6 +300,15 @@ impl fmt::Display for ApiError {
                 format_duration(*limit)
             ),
             ApiError::Internal { context } => write!(f, "internal error: {context}"),
+        }
+    }
+}
+
+impl From<crate::users::Exhausted> for ApiError {
+    fn from(exhausted: crate::users::Exhausted) -> ApiError {
+        ApiError::RunUsersExhausted {
+            total: exhausted.total,
+            stuck: exhausted.stuck,
         }
     }
 }
@@ -314,6 +344,7 @@ mod tests {
             (ApiError::OutputTooLarge { limit: 1 }, 502),
             (ApiError::FastCgiBroken { reason: "x".into() }, 502),
             (ApiError::QueueFull, 503),
+            (ApiError::RunUsersExhausted { total: 6, stuck: 5 }, 503),
             (
                 ApiError::GoMissing {
                     go: "go".into(),

@@ -148,7 +148,7 @@ pub fn invoke(
     let _place = concurrency_place(app, function, concurrency_limit(app, settings))?;
     let run_user = match &app.users {
         None => None,
-        Some(pool) => Some(pool.take().ok_or(ApiError::QueueFull)?),
+        Some(pool) => Some(pool.take().map_err(ApiError::from)?),
     };
     let trigger = call.trigger.as_str();
     app.history

@@ -214,7 +214,7 @@ fn spec(
     let env = invocation::function_env(app, function, version)?;
     let user = match &app.users {
         None => None,
-        Some(pool) => Some(pool.take_owned().ok_or(ApiError::QueueFull)?),
+        Some(pool) => Some(pool.take_owned().map_err(ApiError::from)?),
     };
     Ok(Spec {
         key: key.clone(),

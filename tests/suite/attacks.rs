@@ -538,3 +538,98 @@ fn no_run_reads_a_credential_of_the_server() {
     }
     assert_eq!(server.log_count("given on the command line"), 0);
 }
+
+/// Starts a child (itself, with `CHILD=1`) that sleeps in a session of its own, writes the
+/// child's pid to `PIDFILE`, then waits until the file `GO` exists and exits.
+const STAY_BEHIND: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if os.Getenv("CHILD") == "1" {
+		time.Sleep(10 * time.Minute)
+		return
+	}
+	child := exec.Command("/proc/self/exe")
+	child.Env = append(os.Environ(), "CHILD=1")
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		fmt.Println("cannot start:", err)
+		return
+	}
+	os.WriteFile(os.Getenv("PIDFILE"), []byte(fmt.Sprint(child.Process.Pid)), 0o644)
+	for i := 0; i < 3000; i++ {
+		if _, err := os.Stat(os.Getenv("GO")); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("left")
+}
+"#;
+
+#[test]
+fn a_uid_whose_processes_cannot_be_killed_comes_back_once_they_are_gone() {
+    // A frozen process (cgroup v1 freezer) ignores SIGKILL until thawed, as one stuck in
+    // the kernel (an fsync, say) does until the kernel lets go.
+    let freezer = std::path::Path::new("/sys/fs/cgroup/freezer");
+    if !is_root() || !freezer.join("tasks").is_file() {
+        return;
+    }
+    // One run user only, apart from every other test server's.
+    let server = Server::new().arg("--run-uids").arg("399901-399901").start();
+    let pidfile = server.io_path("child.pid");
+    let go = server.io_path("go");
+    server.register_ok(
+        "stay",
+        STAY_BEHIND,
+        json!({"env": {"PIDFILE": pidfile.display().to_string(), "GO": go.display().to_string()}}),
+    );
+    server.register_ok("hello", go::HELLO, json!({}));
+    let port = server.port();
+    let run = std::thread::spawn(move || {
+        crate::harness::http::request(
+            port,
+            "GET",
+            "/stay",
+            &[],
+            crate::harness::http::Body::Fixed(b""),
+        )
+    });
+    assert!(crate::harness::eventually(Duration::from_secs(30), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.is_empty())
+    }));
+    let pid = std::fs::read_to_string(&pidfile).expect("pid");
+    let group = freezer.join(format!("golambda-test-{}", std::process::id()));
+    std::fs::create_dir_all(&group).expect("freezer group");
+    let thaw = |group: &std::path::Path| {
+        let _ = std::fs::write(group.join("freezer.state"), "THAWED");
+    };
+    std::fs::write(group.join("tasks"), &pid).expect("into the freezer");
+    std::fs::write(group.join("freezer.state"), "FROZEN").expect("freeze");
+    std::fs::write(&go, "").expect("go");
+    let answer = run.join().expect("run thread").expect("answer");
+    assert_eq!(answer.message(), "left\n");
+    // Its child cannot be killed: the only uid is set aside, and the answer says so.
+    let refused = server.get("/hello");
+    thaw(&group);
+    assert_error(
+        &refused,
+        503,
+        &["run users", "--run-uids", "could not be killed"],
+    );
+    // Thawed, the child dies of the SIGKILL it was sent: the uid comes back.
+    let back = crate::harness::eventually(Duration::from_secs(10), || {
+        server.get("/hello").status == 200
+    });
+    let _ = crate::harness::eventually(Duration::from_secs(5), || {
+        std::fs::remove_dir(&group).is_ok()
+    });
+    assert!(back, "the uid never came back: {}", server.log());
+}
