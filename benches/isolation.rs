@@ -37,6 +37,7 @@ fn main() {
         cpu_seconds: Some(32),
         open_files: Some(1024),
         file_size: Some(1 << 30),
+        disk: Some(512 << 20),
         processes: Some(128),
         no_core_dumps: true,
     };
@@ -60,7 +61,7 @@ fn main() {
         };
         layers.push(("+ own uid, exec through a descriptor", user));
         layers.push((
-            "+ memory cgroup, private shared folders and IPC",
+            "+ memory cgroup, run disk, private shared folders and IPC",
             Sandbox {
                 exclusive_user: true,
                 ..user

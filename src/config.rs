@@ -32,6 +32,8 @@ pub struct Config {
     pub invoke_auth: bool,
     /// Default memory limit of a run, in bytes.
     pub memory: u64,
+    /// Default bound on what a run may write in total, in bytes.
+    pub disk: u64,
     /// Default limit of simultaneous runs of one function (0: none).
     pub max_concurrency: u32,
     /// Requests per second per client address (0: off).
@@ -75,6 +77,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("jwt-secret", ""),
     ("jwt-secret-file", ""),
     ("memory", "512MiB"),
+    ("disk", "512MiB"),
     ("max-concurrency", "0"),
     ("rate-limit", "0"),
     ("run-uids", "64000-64999"),
@@ -115,6 +118,8 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --max-source SIZE         largest decoded source [1MiB]
   --log-level LEVEL         error, warn, info, debug, trace [info]
   --memory SIZE             default memory limit of a run [512MiB]
+  --disk SIZE               default bound on what a run may write in total: its working
+                            directory, /tmp and the like (Linux as root) [512MiB]
   --max-concurrency N       default limit of simultaneous runs of one function, 0 for none [0]
   --rate-limit N            requests per second per client address, 0 for off [0]
   --run-uids FIRST-LAST     when run as root: the uids runs execute as [64000-64999]
@@ -248,6 +253,10 @@ impl Command {
                 .map(PathBuf::from),
             invoke_auth: switch("invoke-auth")?,
             memory: size("memory")?,
+            disk: match size("disk")? {
+                n if n >= 1 << 20 => n,
+                _ => return Err("--disk must be at least 1MiB".into()),
+            },
             max_concurrency: u32::try_from(count("max-concurrency", 0)?).unwrap_or(u32::MAX),
             rate_limit: u32::try_from(count("rate-limit", 0)?).unwrap_or(u32::MAX),
             run_uids: crate::users::parse_range(&value("run-uids"))?,

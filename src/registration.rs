@@ -31,6 +31,7 @@ const FIELDS: &[&str] = &[
     "timeout",
     "timeout_ms",
     "memory",
+    "disk",
     "max_concurrency",
     "env",
     "secrets",
@@ -123,6 +124,20 @@ impl Registration {
                 Some(text) => Some(
                     parse_size(text)
                         .map_err(|e| invalid("memory", &format!("is not a size: {e}")))?,
+                ),
+            },
+            disk: match optional_string(&object, "disk")? {
+                None => None,
+                Some(text) => Some(
+                    parse_size(text)
+                        .ok()
+                        .filter(|n| (1 << 20..=1 << 40).contains(n))
+                        .ok_or_else(|| {
+                            invalid(
+                                "disk",
+                                "must be a size from 1MiB to 1TiB, such as \"512MiB\"",
+                            )
+                        })?,
                 ),
             },
             max_concurrency: match object.get("max_concurrency") {

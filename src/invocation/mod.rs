@@ -168,6 +168,7 @@ pub fn invoke(
                     cpu_seconds: Some(timeout.as_secs() + 2),
                     open_files: Some(OPEN_FILES),
                     file_size: Some(FILE_SIZE),
+                    disk: Some(settings.disk.unwrap_or(app.config.disk)),
                     processes: Some(PROCESSES),
                     no_core_dumps: true,
                 },

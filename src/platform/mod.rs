@@ -49,6 +49,8 @@ mod unix;
 pub use unix::*;
 
 #[cfg(windows)]
+mod disk_watch;
+#[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use windows::*;
@@ -95,6 +97,10 @@ pub struct Limits {
     pub open_files: Option<u64>,
     /// Largest file a process may write.
     pub file_size: Option<u64>,
+    /// Bytes the run may write in total: its working directory and every scratch folder
+    /// (Linux, per-run users only: the run disk of `scratch`; Windows: its working
+    /// directory, checked by `disk_watch`).
+    pub disk: Option<u64>,
     /// Processes in the tree (Windows), or of the run's own user (Unix, per-run users only).
     pub processes: Option<u64>,
     /// Write no core dumps.

@@ -121,22 +121,54 @@ struct Plan {
     no_network: bool,
     rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     user: Option<u32>,
-    scratch: Scratch,
-    /// The shared scratch folders that exist here (for [`Scratch::Make`]).
-    private_dirs: Vec<CString>,
+    /// For [`Scratch::Join`]: the mount namespace to join.
+    join: Option<RawFd>,
+    /// For [`Scratch::Make`]: the run disk to mount and the folders to bind from it.
+    disk: Option<DiskPlan>,
+    /// For [`Scratch::Join`]: new options for the run disk, remounted where `cwd` is.
+    resize: Option<CString>,
     /// Set by the child when a step fails (the child shares our memory until it executes).
     failure: libc::c_int,
 }
 
 /// Which mount namespace a child lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scratch {
+pub enum Scratch<'a> {
     /// The server's.
     Shared,
-    /// A new one, with a fresh tmpfs on each of [`private_dirs`] (see `super::scratch`).
-    Make,
-    /// This one (a descriptor of `/proc/<pid>/ns/mnt`).
-    Join(RawFd),
+    /// A new one, where `disk` is mounted (see `super::scratch`).
+    Make(&'a Disk),
+    /// This one (a descriptor of `/proc/<pid>/ns/mnt`), with the run disk resized to this
+    /// many bytes first when given.
+    Join(RawFd, Option<u64>),
+}
+
+/// The one tmpfs that holds everything a run uid may write: its working directory and
+/// each of [`private_dirs`], bound from folders of it, so that `size` bounds them all
+/// together. Mounted over `work_dir`, the working directory of every run of `uid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub work_dir: PathBuf,
+    pub uid: u32,
+    pub size: Option<u64>,
+}
+
+/// The mount options of a run disk of `size` bytes: an inode for every 16 KiB, so that
+/// emptying it is bounded too.
+pub fn disk_options(size: Option<u64>) -> String {
+    match size {
+        None => String::new(),
+        Some(size) => format!("size={size},nr_inodes={}", (size / 16384).max(1024)),
+    }
+}
+
+/// What the child does to make a run disk.
+struct DiskPlan {
+    root: CString,
+    options: CString,
+    /// Folder of the disk, where it is bound, whether it is the working directory.
+    binds: Vec<(CString, CString, bool)>,
+    uid: u32,
 }
 
 /// Starts `command` (program, arguments, environment, directory; its environment is taken
@@ -149,7 +181,7 @@ pub fn spawn(
     sandbox: &Sandbox,
     stdio: [&OwnedFd; 3],
     cgroup_fds: Vec<RawFd>,
-    scratch: Scratch,
+    scratch: Scratch<'_>,
 ) -> io::Result<Process> {
     let mut tries = 0;
     loop {
@@ -168,7 +200,7 @@ fn spawn_once(
     sandbox: &Sandbox,
     stdio: [&OwnedFd; 3],
     cgroup_fds: &[RawFd],
-    scratch: Scratch,
+    scratch: Scratch<'_>,
 ) -> io::Result<Process> {
     let cstring = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| io::Error::other("a NUL byte in a command or its env"))
@@ -217,12 +249,39 @@ fn spawn_once(
         // Counted per user: exact once every run has a user of its own.
         add(libc::RLIMIT_NPROC, limits.processes);
     }
-    let private_dirs = match scratch {
-        Scratch::Make => private_dirs()
-            .iter()
-            .map(|dir| cstring(dir.as_os_str().as_bytes()))
-            .collect::<io::Result<Vec<_>>>()?,
-        _ => Vec::new(),
+    let path = |p: &Path| cstring(p.as_os_str().as_bytes());
+    let disk = match scratch {
+        Scratch::Make(disk) => {
+            let mut binds = Vec::new();
+            for (i, dir) in private_dirs().iter().enumerate() {
+                binds.push((
+                    path(&disk.work_dir.join(format!(".shared-{i}")))?,
+                    path(dir)?,
+                    false,
+                ));
+            }
+            // Last: from here the working directory's path leads into its own folder.
+            binds.push((
+                path(&disk.work_dir.join(".work"))?,
+                path(&disk.work_dir)?,
+                true,
+            ));
+            Some(DiskPlan {
+                root: path(&disk.work_dir)?,
+                options: cstring(format!("mode=0711,{}", disk_options(disk.size)).as_bytes())?,
+                binds,
+                uid: disk.uid,
+            })
+        }
+        _ => None,
+    };
+    let resize = match scratch {
+        Scratch::Join(_, Some(size)) => Some(cstring(disk_options(Some(size)).as_bytes())?),
+        _ => None,
+    };
+    let join = match scratch {
+        Scratch::Join(fd, _) => Some(fd),
+        _ => None,
     };
     let mut plan = Plan {
         program,
@@ -242,8 +301,9 @@ fn spawn_once(
         no_network: sandbox.no_network,
         rlimits,
         user: sandbox.user,
-        scratch,
-        private_dirs,
+        join,
+        disk,
+        resize,
         failure: 0,
     };
     // On our own stack, as musl's posix_spawn does: we are suspended while the child runs
@@ -353,33 +413,52 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
     for (target, fd) in plan.stdio.iter().enumerate() {
         step!(libc::dup2(*fd, target as libc::c_int));
     }
-    match plan.scratch {
-        Scratch::Shared => {}
-        Scratch::Join(fd) => {
-            step!(libc::setns(fd, libc::CLONE_NEWNS));
-            // System V IPC and POSIX message queues of the run's own, gone with its last
-            // process: a segment left by one run is never seen by a later one.
-            step!(libc::unshare(libc::CLONE_NEWIPC));
-        }
-        Scratch::Make => {
-            step!(libc::unshare(libc::CLONE_NEWNS));
-            // Nothing mounted here may reach the server's view.
+    if let Some(fd) = plan.join {
+        step!(libc::setns(fd, libc::CLONE_NEWNS));
+        // System V IPC and POSIX message queues of the run's own, gone with its last
+        // process: a segment left by one run is never seen by a later one.
+        step!(libc::unshare(libc::CLONE_NEWIPC));
+        if let (Some(options), Some(cwd)) = (&plan.resize, &plan.cwd) {
             step!(libc::mount(
                 std::ptr::null(),
-                c"/".as_ptr(),
+                cwd.as_ptr(),
                 std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
+                libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast()
+            ));
+        }
+    }
+    if let Some(disk) = &plan.disk {
+        step!(libc::unshare(libc::CLONE_NEWNS));
+        // Nothing mounted here may reach the server's view.
+        step!(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null()
+        ));
+        step!(libc::mount(
+            c"tmpfs".as_ptr(),
+            disk.root.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            disk.options.as_ptr().cast()
+        ));
+        for (folder, target, is_work) in &disk.binds {
+            step!(libc::mkdir(folder.as_ptr(), 0o700));
+            if *is_work {
+                step!(libc::chown(folder.as_ptr(), disk.uid, disk.uid));
+            } else {
+                step!(libc::chmod(folder.as_ptr(), 0o1777));
+            }
+            step!(libc::mount(
+                folder.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
                 std::ptr::null()
             ));
-            for dir in &plan.private_dirs {
-                step!(libc::mount(
-                    c"tmpfs".as_ptr(),
-                    dir.as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV,
-                    c"mode=1777".as_ptr().cast()
-                ));
-            }
         }
     }
     // After joining a mount namespace (which resets it), and before the uid change, as

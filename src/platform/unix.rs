@@ -88,13 +88,17 @@ pub(super) fn start_confined(
     sandbox: &Sandbox,
     stdio: [&std::os::fd::OwnedFd; 3],
 ) -> io::Result<(super::Process, ProcessTree)> {
-    let scratch = || -> io::Result<super::spawn::Scratch> {
-        Ok(match sandbox.user {
-            Some(uid) if sandbox.exclusive_user => {
-                super::spawn::Scratch::Join(super::scratch::namespace_for(uid)?)
+    let scratch = || -> io::Result<super::spawn::Scratch<'static>> {
+        match (sandbox.user, command.get_current_dir()) {
+            (Some(uid), Some(work_dir)) if sandbox.exclusive_user => {
+                super::scratch::join(&super::spawn::Disk {
+                    work_dir: work_dir.to_path_buf(),
+                    uid,
+                    size: sandbox.limits.disk,
+                })
             }
-            _ => super::spawn::Scratch::Shared,
-        })
+            _ => Ok(super::spawn::Scratch::Shared),
+        }
     };
     let confinement = Confinement::prepare(sandbox)?;
     let spawned = super::spawn::spawn(command, sandbox, stdio, confinement.fds(), scratch()?);

@@ -148,7 +148,11 @@ pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Resu
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn()?;
-    let tree = match ProcessTree::attach(&child, sandbox) {
+    let watched = |tree: &ProcessTree| match (sandbox.limits.disk, command.get_current_dir()) {
+        (Some(limit), Some(dir)) => super::disk_watch::watch(tree.job, dir, limit),
+        _ => Ok(()),
+    };
+    let tree = match ProcessTree::attach(&child, sandbox).and_then(|tree| watched(&tree).map(|()| tree)) {
         Ok(tree) => tree,
         Err(err) => {
             let _ = child.kill();

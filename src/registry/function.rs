@@ -45,6 +45,9 @@ pub struct Settings {
     pub timeout_ms: u64,
     #[serde(default)]
     pub memory: Option<u64>,
+    /// What a run may write in total (`None`: `--disk`).
+    #[serde(default)]
+    pub disk: Option<u64>,
     #[serde(default)]
     pub max_concurrency: u32,
     #[serde(default = "default_true")]
@@ -130,6 +133,7 @@ impl Function {
             "response": s.response.as_str(),
             "timeout_ms": s.timeout_ms,
             "memory": s.memory,
+            "disk": s.disk,
             "max_concurrency": s.max_concurrency,
             "network": s.network,
             "env": s.env,

@@ -191,6 +191,7 @@ pub(crate) mod tests {
                     response: ResponseMode::Json,
                     timeout_ms: 1000,
                     memory: None,
+                    disk: None,
                     max_concurrency: 0,
                     network: true,
                     env: Default::default(),

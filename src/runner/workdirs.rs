@@ -3,6 +3,10 @@
 //! parent directory's lock), so directories are kept in a pool: a run takes one, and when
 //! the run and everything it started are gone it is emptied, made private again and put
 //! back. Each run still starts in an empty directory of its own that no other run can see.
+//! A run with a uid of its own always works in that uid's directory (`u<uid>`): in the
+//! uid's mount namespace the run disk is mounted there (see `platform::scratch`), which is
+//! emptied when the uid goes back to its pool, so such a directory is never emptied here,
+//! and never removed while the server runs (removing it would unmount the disk).
 
 use crate::platform;
 use std::io;
@@ -20,6 +24,8 @@ pub struct WorkDirs {
 pub struct WorkDir<'a> {
     pool: &'a WorkDirs,
     path: Option<PathBuf>,
+    /// The directory of the run's own uid: not the pool's to empty.
+    of_user: bool,
 }
 
 impl WorkDirs {
@@ -45,8 +51,30 @@ impl WorkDirs {
         &self.root
     }
 
-    /// An empty private directory for one run, given to `user` when there is one.
+    /// The working directory of every run of `uid` (see the module's text).
+    pub fn of_user(&self, uid: u32) -> io::Result<PathBuf> {
+        let path = self.root.join(format!("u{uid}"));
+        match std::fs::create_dir(&path) {
+            Ok(()) => {
+                platform::make_private(&path)?;
+                platform::give_to_user(&path, uid)?;
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+        Ok(path)
+    }
+
+    /// An empty private directory for one run: the directory of `user` when there is one,
+    /// else one of the pool's.
     pub fn take(&self, user: Option<u32>) -> io::Result<WorkDir<'_>> {
+        if let Some(uid) = user {
+            return Ok(WorkDir {
+                pool: self,
+                path: Some(self.of_user(uid)?),
+                of_user: true,
+            });
+        }
         let reused = self
             .free
             .lock()
@@ -68,18 +96,16 @@ impl WorkDirs {
         let lent = WorkDir {
             pool: self,
             path: Some(path.clone()),
+            of_user: false,
         };
         platform::make_private(&path)?;
-        if let Some(uid) = user {
-            platform::give_to_user(&path, uid)?;
-        }
         Ok(lent)
     }
 
     /// Empties a returned directory; one that cannot be emptied is dropped from the pool.
     fn give_back(&self, path: PathBuf) {
-        // Taken back from the run's user first: a process of that user still running could
-        // otherwise fill it again after it was emptied.
+        // Taken back first, as the server's: a run left as the server's user may have
+        // changed its mode.
         match platform::reclaim(&path).and_then(|()| platform::empty_dir(&path)) {
             Ok(()) => self
                 .free
@@ -157,7 +183,7 @@ impl WorkDir<'_> {
 
 impl Drop for WorkDir<'_> {
     fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
+        if let Some(path) = self.path.take().filter(|_| !self.of_user) {
             self.pool.give_back(path);
         }
     }

@@ -227,12 +227,25 @@ fn spec(
                 cpu_seconds: None,
                 open_files: Some(invocation::OPEN_FILES),
                 file_size: Some(invocation::FILE_SIZE),
+                disk: Some(settings.disk.unwrap_or(app.config.disk)),
                 processes: Some(invocation::PROCESSES),
                 no_core_dumps: true,
             },
             user: user.as_ref().map(|u| u.uid),
             no_network: !settings.network,
             exclusive_user: true,
+        },
+        user_dir: match &user {
+            Some(user) => {
+                Some(
+                    app.work_dirs
+                        .of_user(user.uid)
+                        .map_err(|err| ApiError::Internal {
+                            context: format!("cannot make the run user's working directory: {err}"),
+                        })?,
+                )
+            }
+            None => None,
         },
         user,
         work_root: app.work_dirs.root().to_path_buf(),

@@ -11,7 +11,7 @@ use crate::runner::STDERR_KEEP;
 use crate::users::OwnedRunUser;
 use chrono::{DateTime, Utc};
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ pub struct Spec {
     pub sandbox: Sandbox,
     pub user: Option<OwnedRunUser>,
     pub work_root: PathBuf,
+    /// The working directory of the user's every run, when the process has a user (see
+    /// `runner::WorkDirs::of_user`); otherwise one is made under `work_root`.
+    pub user_dir: Option<PathBuf>,
     /// Connections (requests at once) the process is given.
     pub max_connections: usize,
 }
@@ -74,7 +77,8 @@ pub enum Failure {
 pub struct Process {
     pub key: Key,
     pub id: String,
-    folders: [PathBuf; 2],
+    /// The folders made for the process, removed with it.
+    folders: Vec<PathBuf>,
     /// Read-locked to ask whether it ended (every request asks, and none waits on another
     /// for that), write-locked to reap it.
     child: RwLock<platform::Process>,
@@ -95,25 +99,35 @@ impl Process {
     /// Creates the folders and the socket and starts the executable; an `Err` leaves
     /// nothing behind.
     pub fn start(spec: Spec) -> io::Result<Process> {
-        let work_dir = spec.work_root.join(format!("golambda-warm-{}", spec.id));
         let socket_dir = spec.work_root.join(format!("golambda-fcgi-{}", spec.id));
-        let folders = [work_dir, socket_dir];
+        let (work_dir, folders) = match &spec.user_dir {
+            Some(dir) => (dir.clone(), vec![socket_dir.clone()]),
+            None => {
+                let dir = spec.work_root.join(format!("golambda-warm-{}", spec.id));
+                (dir.clone(), vec![dir, socket_dir.clone()])
+            }
+        };
         let cleanup = |err: io::Error| {
             for dir in &folders {
                 let _ = platform::remove_tree(dir);
             }
             err
         };
-        Self::spawn(spec, &folders).map_err(cleanup)
+        let make_work_dir = spec.user_dir.is_none();
+        Self::spawn(spec, &work_dir, make_work_dir, &socket_dir, &folders).map_err(cleanup)
     }
 
-    fn spawn(spec: Spec, folders: &[PathBuf; 2]) -> io::Result<Process> {
-        let [work_dir, socket_dir] = folders;
+    fn spawn(
+        spec: Spec,
+        work_dir: &Path,
+        make_work_dir: bool,
+        socket_dir: &Path,
+        folders: &[PathBuf],
+    ) -> io::Result<Process> {
         let uid = spec.user.as_ref().map(|u| u.uid);
-        std::fs::create_dir(work_dir)?;
-        platform::make_private(work_dir)?;
-        if let Some(uid) = uid {
-            platform::give_to_user(work_dir, uid)?;
+        if make_work_dir {
+            std::fs::create_dir(work_dir)?;
+            platform::make_private(work_dir)?;
         }
         // The socket's folder stays the server's: the process only needs the listening
         // socket it inherits, never the path.
@@ -135,7 +149,7 @@ impl Process {
             key: spec.key,
             id: spec.id,
             connections: Connections::new(socket, spec.max_connections),
-            folders: folders.clone(),
+            folders: folders.to_vec(),
             child: RwLock::new(child),
             tree,
             uid,

@@ -154,3 +154,84 @@ fn nothing_a_run_leaves_in_a_shared_folder_or_ipc_reaches_a_later_run() {
         assert!(!path.exists(), "{} is on the host", path.display());
     }
 }
+
+/// Writes 1 MiB blocks into `$DIR/fill` (the working directory when `DIR` is empty) until
+/// a write fails or `MAX_MIB` are written, then into `/tmp/fill` the same way; prints
+/// `cwd=N tmp=M` (MiB written) and each error.
+const FILLER: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+)
+
+func fill(path string, max int) int {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Println("create:", err)
+		return 0
+	}
+	defer f.Close()
+	block := make([]byte, 1<<20)
+	for i := 0; i < max; i++ {
+		if _, err := f.Write(block); err != nil {
+			fmt.Println("write:", err)
+			return i
+		}
+	}
+	return max
+}
+
+func main() {
+	max, _ := strconv.Atoi(os.Getenv("MAX_MIB"))
+	cwd := fill("fill", max)
+	tmp := fill("/tmp/fill", max)
+	fmt.Printf("cwd=%d tmp=%d\n", cwd, tmp)
+}
+"#;
+
+#[test]
+fn what_a_run_writes_is_bounded_in_total() {
+    if !crate::harness::is_root() {
+        return;
+    }
+    let server = Server::new().arg("--disk").arg("24MiB").start();
+    // The default from --disk, shared by the working directory and /tmp.
+    server.register_ok("filler", FILLER, json!({"env": {"MAX_MIB": "16"}}));
+    let answer = server.get("/filler").message();
+    assert!(answer.contains("no space left"), "{answer}");
+    let written = |answer: &str, key: &str| -> u64 {
+        answer
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {answer}"))
+    };
+    let total = written(&answer, "cwd=") + written(&answer, "tmp=");
+    assert!(
+        (16..=24).contains(&total),
+        "{total} MiB written under a 24 MiB bound: {answer}"
+    );
+    // A function's own bound, larger and smaller.
+    let meta = server.register_ok(
+        "filler",
+        FILLER,
+        json!({"env": {"MAX_MIB": "40"}, "disk": "64MiB"}),
+    );
+    assert_eq!(meta["disk"], 64 << 20);
+    let answer = server.get("/filler").message();
+    assert_eq!(written(&answer, "cwd="), 40, "{answer}");
+    assert!(written(&answer, "tmp=") <= 24, "{answer}");
+    server.register_ok(
+        "filler",
+        FILLER,
+        json!({"env": {"MAX_MIB": "40"}, "disk": "8MiB"}),
+    );
+    let answer = server.get("/filler").message();
+    assert!(
+        written(&answer, "cwd=") + written(&answer, "tmp=") <= 8,
+        "{answer}"
+    );
+    let refused = server.register("filler", FILLER, json!({"disk": "lots"}));
+    crate::harness::assert_error(&refused, 400, &["disk"]);
+}

@@ -5,7 +5,7 @@ Usage: e2e.py --exe PATH/golambda.exe --go PATH/go.exe [--wine /usr/lib/wine/win
 Starts the Windows build of the server with the Windows Go toolchain and checks what a
 Windows user relies on: the GoLambda README examples, `.exe` executables, a cron function
 that fires, a timeout that kills the function and the process it started (job object),
-the output cap, a failed registration that changes nothing, re-registration and deletion
+the output cap, the disk bound, a failed registration that changes nothing, re-registration and deletion
 while the old executable is running, and a restart that restores everything. Prints one
 line per test and closes with "windows: N passed, N failed".
 """
@@ -54,6 +54,31 @@ func main() {
 	}
 	fmt.Fprintln(f, os.Getenv("GOLAMBDA_TRIGGER"))
 	f.Close()
+}
+'''
+
+# Writes 64 blocks of 1 MiB into its working directory, one every 50 ms.
+FILL_SLOWLY = '''package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+func main() {
+	f, err := os.Create("fill")
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	block := make([]byte, 1<<20)
+	for i := 0; i < 64; i++ {
+		f.Write(block)
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.Close()
+	fmt.Println("wrote 64 MiB")
 }
 '''
 
@@ -252,6 +277,13 @@ def run_tests(server, work):
         with open(heartbeat) as f:
             second = f.read()
         expect(first == second, f"the child still runs: heartbeat {first} then {second}")
+
+    @test
+    def a_run_that_writes_past_its_disk_bound_is_stopped():
+        answer = server.register("filler", FILL_SLOWLY, disk="8MiB", timeout="20s")
+        expect(answer.status == 201 and answer.json()["disk"] == 8 << 20, answer)
+        answer = server.request("GET", "/filler")
+        expect(answer.status == 500 and b"wrote 64 MiB" not in answer.body, answer)
 
     @test
     def cron_function_fires():
