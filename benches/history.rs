@@ -7,7 +7,7 @@ use std::time::Instant;
 
 fn main() {
     let dir = std::env::temp_dir().join(format!("golambda-bench-history-{}", std::process::id()));
-    let history = History::open(dir.clone());
+    let history = History::open(dir.clone(), 256 << 20).expect("history");
     let stdout = vec![b'x'; 1024];
     let functions = ["alpha", "beta", "gamma", "delta"];
     let runs = 50_000;

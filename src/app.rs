@@ -101,6 +101,7 @@ impl App {
         let last_run_uid = if build_user.is_some() { last - 1 } else { last };
         let users = privileged.then(|| Arc::new(UserPool::new(first, last_run_uid)));
         let warm = Warm::new(config.warm_idle);
+        let history = History::open(data.registry_dir().join("runs"), config.history_disk)?;
         Ok(App {
             config,
             registry,
@@ -109,7 +110,7 @@ impl App {
             scheduler: Scheduler::new(),
             trash: Trash::new(data.trash()),
             secrets: SecretStore::new(data.secrets()),
-            history: History::open(data.registry_dir().join("runs")),
+            history,
             metrics: Metrics::default(),
             auth,
             concurrency: Concurrency::default(),

@@ -34,6 +34,10 @@ pub struct Config {
     pub memory: u64,
     /// Default bound on what a run may write in total, in bytes.
     pub disk: u64,
+    /// Bound on the disk the run history uses, in bytes.
+    pub history_disk: u64,
+    /// Bound on the request bodies held by accepted async runs, in bytes.
+    pub queue_bytes: u64,
     /// Default limit of simultaneous runs of one function (0: none).
     pub max_concurrency: u32,
     /// Requests per second per client address (0: off).
@@ -78,6 +82,8 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("jwt-secret-file", ""),
     ("memory", "512MiB"),
     ("disk", "512MiB"),
+    ("history-disk", "256MiB"),
+    ("queue-bytes", "64MiB"),
     ("max-concurrency", "0"),
     ("rate-limit", "0"),
     ("run-uids", "64000-64999"),
@@ -120,6 +126,9 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --memory SIZE             default memory limit of a run [512MiB]
   --disk SIZE               default bound on what a run may write in total: its working
                             directory, /tmp and the like (Linux as root) [512MiB]
+  --history-disk SIZE       bound on the disk the run history uses [256MiB]
+  --queue-bytes SIZE        bound on the request bodies async runs hold until they end
+                            [64MiB]
   --max-concurrency N       default limit of simultaneous runs of one function, 0 for none [0]
   --rate-limit N            requests per second per client address, 0 for off [0]
   --run-uids FIRST-LAST     when run as root: the uids runs execute as [64000-64999]
@@ -256,6 +265,11 @@ impl Command {
             disk: match size("disk")? {
                 n if n >= 1 << 20 => n,
                 _ => return Err("--disk must be at least 1MiB".into()),
+            },
+            queue_bytes: size("queue-bytes")?,
+            history_disk: match size("history-disk")? {
+                n if n >= 1 << 20 => n,
+                _ => return Err("--history-disk must be at least 1MiB".into()),
             },
             max_concurrency: u32::try_from(count("max-concurrency", 0)?).unwrap_or(u32::MAX),
             rate_limit: u32::try_from(count("rate-limit", 0)?).unwrap_or(u32::MAX),

@@ -52,6 +52,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let config = credentials::load(config)?;
     platform::raise_open_files_limit();
+    platform::tune_allocator();
     let app =
         Arc::new(App::open(config).map_err(|err| format!("cannot open the data dir: {err}"))?);
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);

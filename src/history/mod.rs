@@ -1,18 +1,23 @@
-//! Run history: a record of every run (http, cron, manual, async) with its outcome, the last
-//! [`KEPT_RUNS`] per function in memory for the API, and an append-only journal per function
-//! on disk ([`store`]) written by a thread of its own, so recording a run costs an invocation
-//! a channel send, never a disk write.
+//! Run history: a record of every run (http, cron, manual, async) with its outcome, kept in
+//! an embedded database ([`store`]) so that the server's memory does not grow with runs or
+//! their output and the disk it uses is bounded in total. Recording a run costs an
+//! invocation a channel send: the database is written by a thread of its own, and what it
+//! has not written yet is kept here, in memory, and shown on top of it. A run is recorded
+//! from when it is accepted (`running`) until it ends, however many runs come meanwhile;
+//! of those that ended, the last [`KEPT_RUNS`] per function are kept.
 
 mod store;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::io;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
-use store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use store::{Store, Write};
 
-/// Runs kept per function, in memory and across restarts.
+/// Ended runs kept per function.
 pub const KEPT_RUNS: usize = 100;
 /// stdout and stderr kept in a record.
 pub const KEPT_OUTPUT: usize = 64 * 1024;
@@ -65,24 +70,90 @@ pub struct Outcome<'a> {
     pub stderr: &'a [u8],
 }
 
-/// Every function's recent runs.
+/// Every function's runs.
 pub struct History {
-    runs: Mutex<HashMap<String, VecDeque<Run>>>,
+    pending: Arc<Mutex<Pending>>,
     store: Store,
+    /// Numbers runs by when they were begun, and by when they ended.
+    seq: AtomicU64,
+    ended: AtomicU64,
+}
+
+/// Changes handed to the writer and not committed yet, by function and run id.
+#[derive(Default)]
+struct Pending {
+    runs: HashMap<String, HashMap<String, Entry>>,
+    changes: u64,
+}
+
+struct Entry {
+    run: Run,
+    seq: u64,
+    /// The number of the last change of it: the writer's commit drops only that one.
+    change: u64,
+}
+
+impl Pending {
+    /// Keeps `run` until the change numbered as returned is committed.
+    fn keep(&mut self, function: &str, run: Run, seq: u64) -> u64 {
+        self.changes += 1;
+        let change = self.changes;
+        let runs = match self.runs.get_mut(function) {
+            Some(runs) => runs,
+            None => self.runs.entry(function.to_string()).or_default(),
+        };
+        runs.insert(run.id.clone(), Entry { run, seq, change });
+        change
+    }
+
+    fn committed(&mut self, batch: &[Write]) {
+        for write in batch {
+            let (function, id, change) = match write {
+                Write::Put {
+                    function,
+                    run,
+                    change,
+                    ..
+                }
+                | Write::End {
+                    function,
+                    run,
+                    change,
+                    ..
+                } => (function, &run.id, *change),
+                Write::Forget { .. } => continue,
+            };
+            let Some(runs) = self.runs.get_mut(function) else {
+                continue;
+            };
+            if runs.get(id).is_some_and(|e| e.change == change) {
+                runs.remove(id);
+            }
+            if runs.is_empty() {
+                self.runs.remove(function);
+            }
+        }
+    }
 }
 
 impl History {
-    /// Loads the journals under `dir` and starts the writer thread.
-    pub fn open(dir: PathBuf) -> History {
-        let (store, loaded) = Store::open(dir, KEPT_RUNS);
-        let runs = loaded
-            .into_iter()
-            .map(|(name, runs)| (name, runs.into_iter().collect()))
-            .collect();
-        History {
-            runs: Mutex::new(runs),
+    /// Opens the history under `dir`, bounded to `max_bytes` on disk, and starts its writer.
+    pub fn open(dir: PathBuf, max_bytes: u64) -> io::Result<History> {
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let shared = pending.clone();
+        let committed = Box::new(move |batch: &[Write]| {
+            shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .committed(batch)
+        });
+        let (store, seq, ended) = Store::open(&dir, max_bytes, committed)?;
+        Ok(History {
+            pending,
             store,
-        }
+            seq: AtomicU64::new(seq),
+            ended: AtomicU64::new(ended),
+        })
     }
 
     /// Records a run that starts now (or is queued to start), as `running`.
@@ -99,37 +170,52 @@ impl History {
             stdout: String::new(),
             stderr: String::new(),
         };
-        let mut runs = self.lock();
-        let Some(list) = runs_of(&mut runs, function) else {
-            return;
-        };
-        match newest_first(list, id) {
-            Some(existing) => {
-                existing.trigger = run.trigger;
-                existing.version = version;
-                existing.started_at = run.started_at;
-            }
-            None => push_bounded(list, run),
-        }
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+        let change = self.lock().keep(function, run.clone(), seq);
+        self.store.send(Write::Put {
+            function: function.to_string(),
+            run,
+            seq,
+            ended: None,
+            change,
+        });
     }
 
-    /// Completes a run begun with [`History::begin`] and hands it to the journal.
+    /// Completes a run begun with [`History::begin`]; one whose function was forgotten
+    /// meanwhile is dropped.
     pub fn finish(&self, function: &str, id: &str, outcome: Outcome<'_>) {
-        let mut runs = self.lock();
-        let Some(run) = runs
-            .get_mut(function)
-            .and_then(|list| newest_first(list, id))
-        else {
-            return;
+        let mut pending = self.lock();
+        let begun = pending
+            .runs
+            .get(function)
+            .and_then(|runs| runs.get(id))
+            .map(|e| (e.run.clone(), e.seq));
+        let (mut run, seq) = match begun {
+            Some(begun) => begun,
+            None => {
+                drop(pending);
+                // Begun long enough ago to be written: read back.
+                let Some(found) = self.store.find(function, id) else {
+                    return;
+                };
+                pending = self.lock();
+                found
+            }
         };
         run.status = outcome.status;
         run.exit_code = outcome.exit_code;
         run.duration_ms = Some((outcome.duration_ms * 1000.0).round() / 1000.0);
         run.stdout = cut(outcome.stdout);
         run.stderr = cut(outcome.stderr);
-        let record = run.clone();
-        drop(runs);
-        self.store.append(function, record);
+        let ended = self.ended.fetch_add(1, Ordering::SeqCst);
+        let change = pending.keep(function, run.clone(), seq);
+        drop(pending);
+        self.store.send(Write::End {
+            function: function.to_string(),
+            run,
+            ended,
+            change,
+        });
     }
 
     /// Records a cron fire that was skipped.
@@ -146,31 +232,45 @@ impl History {
             stdout: String::new(),
             stderr: String::new(),
         };
-        push_bounded(
-            self.lock().entry(function.to_string()).or_default(),
-            run.clone(),
-        );
-        self.store.append(function, run);
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+        let ended = self.ended.fetch_add(1, Ordering::SeqCst);
+        let change = self.lock().keep(function, run.clone(), seq);
+        self.store.send(Write::Put {
+            function: function.to_string(),
+            run,
+            seq,
+            ended: Some(ended),
+            change,
+        });
     }
 
-    /// The most recent runs first.
+    /// The most recent runs first, by when they were begun.
     pub fn list(&self, function: &str, limit: usize) -> Vec<Run> {
-        self.lock()
-            .get(function)
-            .map(|runs| runs.iter().rev().take(limit).cloned().collect())
-            .unwrap_or_default()
+        let mut runs = self.store.list(function, limit);
+        if let Some(pending) = self.lock().runs.get(function) {
+            runs.retain(|(_, run)| !pending.contains_key(&run.id));
+            runs.extend(pending.values().map(|e| (e.seq, e.run.clone())));
+            runs.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        }
+        runs.into_iter().take(limit).map(|(_, run)| run).collect()
     }
 
     pub fn get(&self, function: &str, id: &str) -> Option<Run> {
-        self.lock()
+        let pending = self
+            .lock()
+            .runs
             .get(function)
-            .and_then(|runs| runs.iter().find(|r| r.id == id).cloned())
+            .and_then(|runs| runs.get(id))
+            .map(|e| e.run.clone());
+        pending.or_else(|| self.store.find(function, id).map(|(run, _)| run))
     }
 
-    /// Forgets a deleted function's runs, in memory and on disk.
+    /// Forgets a deleted function's runs.
     pub fn forget(&self, function: &str) {
-        self.lock().remove(function);
-        self.store.forget(function);
+        self.lock().runs.remove(function);
+        self.store.send(Write::Forget {
+            function: function.to_string(),
+        });
     }
 
     /// Writes what is pending and stops the writer.
@@ -178,33 +278,14 @@ impl History {
         self.store.close();
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Run>>> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The runs of `function`, made empty on its first run (the name is copied only then).
-fn runs_of<'a>(
-    runs: &'a mut HashMap<String, VecDeque<Run>>,
-    function: &str,
-) -> Option<&'a mut VecDeque<Run>> {
-    if !runs.contains_key(function) {
-        runs.insert(function.to_string(), VecDeque::new());
-    }
-    runs.get_mut(function)
-}
-
-/// The run `id`, looked for from the newest end: a run is begun and finished while it is
-/// among the latest of its function.
-fn newest_first<'a>(list: &'a mut VecDeque<Run>, id: &str) -> Option<&'a mut Run> {
-    list.iter_mut().rev().find(|r| r.id == id)
-}
-
-fn push_bounded(list: &mut VecDeque<Run>, run: Run) {
-    list.push_back(run);
-    while list.len() > KEPT_RUNS {
-        list.pop_front();
-    }
+/// A time as the database keeps it: RFC 3339 with as many decimals as it has.
+fn rfc3339_precise(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// Output as text, cut to [`KEPT_OUTPUT`] bytes at a character boundary.
@@ -231,11 +312,15 @@ mod tests {
         }
     }
 
+    fn scratch() -> PathBuf {
+        std::env::temp_dir().join(format!("golambda-history-{}", crate::ids::new_id()))
+    }
+
     #[test]
     fn records_survive_reopening_and_stay_bounded() {
-        let dir = std::env::temp_dir().join(format!("golambda-history-{}", crate::ids::new_id()));
+        let dir = scratch();
         {
-            let history = History::open(dir.clone());
+            let history = History::open(dir.clone(), 64 << 20).unwrap();
             for i in 0..(KEPT_RUNS + 30) {
                 let id = format!("run-{i:04}");
                 history.begin("f", &id, "http", 1);
@@ -246,24 +331,110 @@ mod tests {
                 history.get("f", "still-going").map(|r| r.status),
                 Some(RunStatus::Running)
             );
+            // Seen at once, before the writer has written it.
+            assert_eq!(history.list("f", 1)[0].id, "still-going");
             history.close();
         }
-        let history = History::open(dir.clone());
+        let history = History::open(dir.clone(), 64 << 20).unwrap();
         let runs = history.list("f", 1000);
-        assert_eq!(runs.len(), KEPT_RUNS);
+        assert_eq!(runs.len(), KEPT_RUNS + 1);
         assert_eq!(
-            runs[0].id,
+            runs[1].id,
             format!("run-{:04}", KEPT_RUNS + 29),
             "newest first"
         );
-        assert_eq!(runs[0].stdout, "out");
-        assert!(
-            history.get("f", "still-going").is_none(),
-            "unfinished runs are not journaled"
-        );
+        assert_eq!(runs[1].stdout, "out");
+        // The server stopped while it ran: it ended then, and says so.
+        let left = history.get("f", "still-going").expect("never lost");
+        assert_eq!(left.status, RunStatus::Error);
+        assert!(left.stderr.contains("stopped"), "{left:?}");
         history.forget("f");
         history.close();
-        assert!(History::open(dir.clone()).list("f", 10).is_empty());
+        assert!(History::open(dir.clone(), 64 << 20)
+            .unwrap()
+            .list("f", 10)
+            .is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_run_is_kept_until_it_ends_however_many_runs_come_meanwhile() {
+        let dir = scratch();
+        let history = History::open(dir.clone(), 64 << 20).unwrap();
+        history.begin("f", "slow", "async", 1);
+        for i in 0..(KEPT_RUNS * 3) {
+            let id = format!("quick-{i}");
+            history.begin("f", &id, "http", 1);
+            history.finish("f", &id, outcome(RunStatus::Ok));
+        }
+        std::thread::sleep(store::GATHER * 3);
+        assert_eq!(
+            history.get("f", "slow").map(|r| r.status),
+            Some(RunStatus::Running)
+        );
+        history.finish("f", "slow", outcome(RunStatus::Ok));
+        history.close();
+        let history = History::open(dir.clone(), 64 << 20).unwrap();
+        assert_eq!(
+            history.get("f", "slow").map(|r| r.status),
+            Some(RunStatus::Ok)
+        );
+        // Of the ended runs, the last hundred to end.
+        assert_eq!(history.list("f", 1000).len(), KEPT_RUNS);
+        history.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_disk_it_uses_is_bounded_in_total() {
+        let dir = scratch();
+        let history = History::open(dir.clone(), 4 << 20).unwrap();
+        let big = vec![b'x'; KEPT_OUTPUT];
+        for f in 0..20 {
+            for i in 0..20 {
+                let (function, id) = (format!("f{f}"), format!("r{i}"));
+                history.begin(&function, &id, "http", 1);
+                let mut done = outcome(RunStatus::Ok);
+                done.stdout = &big;
+                history.finish(&function, &id, done);
+            }
+        }
+        history.close();
+        let bytes: u64 = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum();
+        // 400 runs of 64 KiB (25 MiB) under a 4 MiB bound, with the write-ahead log.
+        let files: Vec<(String, u64)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().map_or(0, |m| m.len()),
+                )
+            })
+            .collect();
+        assert!(bytes < 10 << 20, "{bytes} bytes on disk: {files:?}");
+        let history = History::open(dir.clone(), 4 << 20).unwrap();
+        assert_eq!(history.list("f19", 100).len(), 20, "the newest survive");
+        assert!(history.list("f0", 100).is_empty(), "the oldest went first");
+        history.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn journals_of_an_older_server_are_taken_in() {
+        let dir = scratch();
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = r#"{"id":"old-1","trigger":"cron","version":2,"started_at":"2026-11-30T10:00:00Z","duration_ms":3.0,"status":"ok","exit_code":0,"stdout":"hi","stderr":""}"#;
+        std::fs::write(dir.join("nightly.jsonl"), format!("{line}\n{{torn")).unwrap();
+        let history = History::open(dir.clone(), 64 << 20).unwrap();
+        let run = history.get("nightly", "old-1").expect("taken in");
+        assert_eq!((run.version, run.stdout.as_str()), (2, "hi"));
+        assert!(!dir.join("nightly.jsonl").exists());
+        history.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

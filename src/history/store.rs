@@ -1,94 +1,157 @@
-//! The run journal on disk: `registry/runs/<name>.jsonl`, one JSON record per line, appended
-//! by a single writer thread that gathers what comes in 100 ms, writes it, and syncs each
-//! file it touched once (group commit). A journal past eight times the kept count is
-//! compacted by an atomic rewrite. At start a torn last line (a crash mid-append) is skipped.
+//! The run history on disk: one SQLite database, `registry/runs/runs.sqlite3`, written by a
+//! thread of its own that gathers what comes in 100 ms and writes it in one transaction
+//! (WAL, synced at checkpoints: a crash of the server loses nothing written, a power loss
+//! at most the last moments). After each batch it keeps the [`super::KEPT_RUNS`] most
+//! recently ended runs of each function it touched (running ones are never dropped), then
+//! keeps the whole database under its byte bound by dropping the runs that ended first.
+//! Journals of older servers (`<name>.jsonl`) are taken in once and removed. Knows nothing
+//! of what is pending in memory: `super` overlays that.
 
-use super::Run;
-use crate::platform;
+use super::{Run, RunStatus, KEPT_RUNS};
+use chrono::{DateTime, Utc};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashSet;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-enum Entry {
-    Append(String, Run),
-    Forget(String),
+/// One change for the writer.
+pub enum Write {
+    /// A run begun, or recorded whole (a skipped fire): inserted, or replacing its row.
+    Put {
+        function: String,
+        run: Run,
+        seq: u64,
+        ended: Option<u64>,
+        change: u64,
+    },
+    /// A run ended: its row is updated if it is still there (its function may be gone).
+    End {
+        function: String,
+        run: Run,
+        ended: u64,
+        change: u64,
+    },
+    Forget {
+        function: String,
+    },
 }
 
+/// Where each write stands once the writer has committed it: `super` drops its copy.
+pub type Committed = Box<dyn Fn(&[Write]) + Send>;
+
 pub struct Store {
-    queue: Mutex<Option<Sender<Entry>>>,
+    queue: Mutex<Option<Sender<Write>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+}
+
+/// How long the writer gathers changes before writing them.
+pub const GATHER: Duration = Duration::from_millis(100);
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS runs (
+        seq INTEGER PRIMARY KEY,
+        function TEXT NOT NULL,
+        id TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        duration_ms REAL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        stdout TEXT NOT NULL,
+        stderr TEXT NOT NULL,
+        ended INTEGER
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS runs_by_id ON runs (function, id);
+    CREATE INDEX IF NOT EXISTS runs_by_end ON runs (ended);
+    CREATE INDEX IF NOT EXISTS runs_by_function_end ON runs (function, ended);
+";
+
+const COLUMNS: &str =
+    "id, trigger, version, started_at, duration_ms, status, exit_code, stdout, stderr";
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let db = Connection::open(path)?;
+    // Set before the first table exists: freed pages can then be given back to the disk.
+    db.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    // Small caches: the history is read rarely, and the server's memory should not grow
+    // with it.
+    db.pragma_update(None, "cache_size", -512)?;
+    db.pragma_update(None, "journal_size_limit", 4 << 20)?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    Ok(db)
+}
+
+fn failed(err: rusqlite::Error) -> io::Error {
+    io::Error::other(format!("the run history database: {err}"))
 }
 
 impl Store {
-    /// Reads every journal under `dir` (the last `keep` runs of each) and starts the writer.
-    pub fn open(dir: PathBuf, keep: usize) -> (Store, HashMap<String, Vec<Run>>) {
-        let mut loaded = HashMap::new();
-        let mut lines = HashMap::new();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Some(name) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".jsonl"))
-                    .map(str::to_string)
-                else {
-                    continue;
-                };
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                if !text.is_empty() && !text.ends_with('\n') {
-                    // A crash cut the last record short: end it, so the next one starts clean.
-                    let ended = OpenOptions::new()
-                        .append(true)
-                        .open(&path)
-                        .and_then(|mut file| file.write_all(b"\n"));
-                    if let Err(err) = ended {
-                        log::warn!("cannot repair {}: {err}", path.display());
-                    }
-                }
-                let runs: Vec<Run> = text
-                    .lines()
-                    .filter_map(|line| serde_json::from_str(line).ok())
-                    .collect();
-                lines.insert(name.clone(), runs.len());
-                let skip = runs.len().saturating_sub(keep);
-                loaded.insert(name, runs.into_iter().skip(skip).collect());
-            }
+    /// Opens (or makes) the database under `dir`, marks runs a stopped server left running
+    /// as ended, takes in old journals, and starts the writer. Returns the next `seq` and
+    /// `ended` numbers.
+    pub fn open(dir: &Path, max_bytes: u64, committed: Committed) -> io::Result<(Store, u64, u64)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("runs.sqlite3");
+        let db = connect(&path).map_err(failed)?;
+        db.execute_batch(SCHEMA).map_err(failed)?;
+        let next = |column: &str| -> rusqlite::Result<u64> {
+            db.query_row(
+                &format!("SELECT COALESCE(MAX({column}), 0) + 1 FROM runs"),
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(1))
+        };
+        let mut seq = next("seq").map_err(failed)?;
+        let mut ended = next("ended").map_err(failed)?;
+        let mut first = db
+            .prepare("SELECT seq FROM runs WHERE status = 'running' ORDER BY seq")
+            .map_err(failed)?;
+        let left: Vec<i64> = first
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(failed)?;
+        drop(first);
+        for row in left {
+            db.execute(
+                "UPDATE runs SET status = 'error', ended = ?2, \
+                 stderr = stderr || 'the server stopped before this run ended' WHERE seq = ?1",
+                params![row, ended as i64],
+            )
+            .map_err(failed)?;
+            ended += 1;
         }
+        import_journals(&db, dir, &mut seq, &mut ended);
+        let reader = connect(&path).map_err(failed)?;
+        let path = path.clone();
         let (queue, rx) = unbounded();
         let writer = std::thread::Builder::new()
-            .name("run-journal".into())
-            .spawn(move || write_loop(&dir, keep, lines, &rx))
-            .map_err(|err| log::error!("cannot start the run journal writer: {err}"))
-            .ok();
+            .name("run-history".into())
+            .spawn(move || write_loop(db, &path, max_bytes, &rx, committed))?;
         let store = Store {
             queue: Mutex::new(Some(queue)),
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(reader),
         };
-        (store, loaded)
+        Ok((store, seq, ended))
     }
 
-    pub fn append(&self, name: &str, run: Run) {
-        self.send(Entry::Append(name.to_string(), run));
-    }
-
-    pub fn forget(&self, name: &str) {
-        self.send(Entry::Forget(name.to_string()));
-    }
-
-    fn send(&self, entry: Entry) {
+    pub fn send(&self, write: Write) {
         if let Some(queue) = self
             .queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
         {
-            let _ = queue.send(entry);
+            let _ = queue.send(write);
         }
     }
 
@@ -99,111 +162,270 @@ impl Store {
             let _ = writer.join();
         }
     }
+
+    /// The newest `limit` runs of `function` by start, with their `seq`.
+    pub fn list(&self, function: &str, limit: usize) -> Vec<(u64, Run)> {
+        let db = self.reader();
+        let sql = format!(
+            "SELECT seq, {COLUMNS} FROM runs WHERE function = ?1 ORDER BY seq DESC LIMIT ?2"
+        );
+        let rows = db.prepare_cached(&sql).and_then(|mut query| {
+            query
+                .query_map(params![function, limit as i64], |row| {
+                    Ok((row.get::<_, i64>(0)? as u64, run_of(row, 1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        });
+        rows.unwrap_or_else(|err| {
+            log::warn!("cannot read the runs of {function}: {err}");
+            Vec::new()
+        })
+    }
+
+    /// Run `id` of `function`, with its `seq`.
+    pub fn find(&self, function: &str, id: &str) -> Option<(Run, u64)> {
+        let db = self.reader();
+        let sql = format!("SELECT seq, {COLUMNS} FROM runs WHERE function = ?1 AND id = ?2");
+        db.prepare_cached(&sql)
+            .and_then(|mut query| {
+                query
+                    .query_row(params![function, id], |row| {
+                        Ok((run_of(row, 1)?, row.get::<_, i64>(0)? as u64))
+                    })
+                    .optional()
+            })
+            .unwrap_or_else(|err| {
+                log::warn!("cannot read run {id} of {function}: {err}");
+                None
+            })
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-fn journal(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.jsonl"))
+fn run_of(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Run> {
+    let started: String = row.get(at + 3)?;
+    let status: String = row.get(at + 5)?;
+    Ok(Run {
+        id: row.get(at)?,
+        function: String::new(),
+        trigger: row.get(at + 1)?,
+        version: row.get(at + 2)?,
+        started_at: DateTime::parse_from_rfc3339(&started)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default(),
+        duration_ms: row.get(at + 4)?,
+        status: serde_json::from_value(serde_json::Value::String(status))
+            .unwrap_or(RunStatus::Error),
+        exit_code: row.get(at + 6)?,
+        stdout: row.get(at + 7)?,
+        stderr: row.get(at + 8)?,
+    })
 }
 
-/// A journal is rewritten with its last `keep` records once it holds this many times
-/// `keep`: each rewrite is a synced file and folder, so a function serving thousands of
-/// requests a second must not cause one every few milliseconds.
-const COMPACT_AFTER: usize = 8;
+/// Past this, the write-ahead log is folded into the database and cut back at once, not
+/// at the next automatic checkpoint: a batch of large outputs would otherwise leave it
+/// as large as the batch.
+const LARGEST_LOG: u64 = 4 << 20;
 
-/// How long the writer gathers records before writing and syncing them.
-const GATHER: Duration = Duration::from_millis(100);
-
-fn write_loop(dir: &Path, keep: usize, mut lines: HashMap<String, usize>, rx: &Receiver<Entry>) {
-    let mut open: HashMap<String, File> = HashMap::new();
+fn write_loop(
+    mut db: Connection,
+    path: &Path,
+    max_bytes: u64,
+    rx: &Receiver<Write>,
+    committed: Committed,
+) {
+    let log = path.with_extension("sqlite3-wal");
     loop {
         let first = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(entry) => entry,
-            Err(RecvTimeoutError::Timeout) => {
-                open.clear();
-                continue;
-            }
+            Ok(write) => write,
+            Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        // Gather what comes in a short window, so that a busy server syncs each journal ten
-        // times a second, not once per run. The writer sleeps through the window rather
-        // than waking for each record: a wake-up per run cost more than the records.
+        // Gather a window's worth, so that a busy server commits ten times a second, not
+        // once per run. The writer sleeps through the window rather than waking per record.
         std::thread::sleep(GATHER);
-        let gathered = rx.try_iter();
-        // Each journal gets one write and one sync per window, whatever the number of runs.
-        let mut pending: HashMap<String, (Vec<u8>, usize)> = HashMap::new();
-        for entry in std::iter::once(first).chain(gathered) {
-            match entry {
-                Entry::Append(name, run) => {
-                    let (bytes, records) = pending.entry(name).or_default();
-                    match serde_json::to_writer(&mut *bytes, &run) {
-                        Ok(()) => {
-                            bytes.push(b'\n');
-                            *records += 1;
-                        }
-                        Err(err) => log::warn!("cannot encode a run record: {err}"),
-                    }
+        let batch: Vec<Write> = std::iter::once(first).chain(rx.try_iter()).collect();
+        match commit(&mut db, &batch) {
+            Ok(touched) => {
+                if let Err(err) = bound(&db, &touched, max_bytes) {
+                    log::warn!("cannot trim the run history: {err}");
                 }
-                Entry::Forget(name) => {
-                    pending.remove(&name);
-                    open.remove(&name);
-                    lines.remove(&name);
-                    let _ = std::fs::remove_file(journal(dir, &name));
-                }
+            }
+            Err(err) => log::warn!("cannot record {} run changes: {err}", batch.len()),
+        }
+        if std::fs::metadata(&log).is_ok_and(|m| m.len() > LARGEST_LOG) {
+            if let Err(err) = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                log::debug!("cannot fold the run history's log in: {err}");
             }
         }
-        for (name, (bytes, records)) in pending {
-            if let Err(err) = append(dir, &mut open, &name, &bytes) {
-                log::warn!("cannot record runs of {name}: {err}");
-                continue;
-            }
-            *lines.entry(name.clone()).or_default() += records;
-            if let Some(file) = open.get(&name) {
-                let _ = file.sync_data();
-            }
-            if lines.get(&name).copied().unwrap_or(0) > COMPACT_AFTER * keep {
-                open.remove(&name);
-                match compact(dir, &name, keep) {
-                    Ok(kept) => {
-                        lines.insert(name, kept);
-                    }
-                    Err(err) => log::warn!("cannot compact the run journal of {name}: {err}"),
-                }
-            }
-        }
+        // Written or not, the database is what reads see from now on.
+        committed(&batch);
     }
 }
 
-fn append(
-    dir: &Path,
-    open: &mut HashMap<String, File>,
-    name: &str,
-    lines: &[u8],
-) -> std::io::Result<()> {
-    if !open.contains_key(name) {
-        std::fs::create_dir_all(dir)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(journal(dir, name))?;
-        open.insert(name.to_string(), file);
+/// Writes one batch in one transaction; returns the functions it touched.
+fn commit(db: &mut Connection, batch: &[Write]) -> rusqlite::Result<HashSet<String>> {
+    let tx = db.transaction()?;
+    let mut touched = HashSet::new();
+    for write in batch {
+        match write {
+            Write::Put {
+                function,
+                run,
+                seq,
+                ended,
+                ..
+            } => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO runs (seq, function, id, trigger, version, started_at, \
+                     duration_ms, status, exit_code, stdout, stderr, ended) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )?
+                .execute(params![
+                    *seq as i64,
+                    function,
+                    run.id,
+                    run.trigger,
+                    run.version,
+                    super::rfc3339_precise(run.started_at),
+                    run.duration_ms,
+                    run.status.as_str(),
+                    run.exit_code,
+                    run.stdout,
+                    run.stderr,
+                    ended.map(|e| e as i64),
+                ])?;
+                touched.insert(function.clone());
+            }
+            Write::End {
+                function,
+                run,
+                ended,
+                ..
+            } => {
+                tx.prepare_cached(
+                    "UPDATE runs SET duration_ms = ?3, status = ?4, exit_code = ?5, stdout = ?6, \
+                     stderr = ?7, ended = ?8 WHERE function = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    function,
+                    run.id,
+                    run.duration_ms,
+                    run.status.as_str(),
+                    run.exit_code,
+                    run.stdout,
+                    run.stderr,
+                    *ended as i64,
+                ])?;
+                touched.insert(function.clone());
+            }
+            Write::Forget { function } => {
+                tx.prepare_cached("DELETE FROM runs WHERE function = ?1")?
+                    .execute(params![function])?;
+                touched.remove(function);
+            }
+        }
     }
-    match open.get_mut(name) {
-        Some(file) => file.write_all(lines),
-        None => Ok(()),
-    }
+    tx.commit()?;
+    Ok(touched)
 }
 
-/// Rewrites a journal with only its last `keep` records; returns how many it holds.
-fn compact(dir: &Path, name: &str, keep: usize) -> std::io::Result<usize> {
-    let path = journal(dir, name);
-    let text = std::fs::read_to_string(&path)?;
-    let valid: Vec<&str> = text
-        .lines()
-        .filter(|line| serde_json::from_str::<Run>(line).is_ok())
+/// Keeps the last [`KEPT_RUNS`] ended runs of each touched function, then the whole
+/// database under `max_bytes`.
+fn bound(db: &Connection, touched: &HashSet<String>, max_bytes: u64) -> rusqlite::Result<()> {
+    for function in touched {
+        db.prepare_cached(
+            "DELETE FROM runs WHERE function = ?1 AND ended < \
+             (SELECT ended FROM runs WHERE function = ?1 AND ended IS NOT NULL \
+              ORDER BY ended DESC LIMIT 1 OFFSET ?2)",
+        )?
+        .execute(params![function, (KEPT_RUNS - 1) as i64])?;
+    }
+    let used = || -> rusqlite::Result<u64> {
+        let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let free: i64 = db.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok(u64::try_from((pages - free) * size).unwrap_or(0))
+    };
+    // The oldest ended runs go, a few at a time, until it fits in nine tenths of the bound.
+    let mut rounds = 0;
+    while used()? > max_bytes / 10 * 9 && rounds < 10_000 {
+        let dropped = db
+            .prepare_cached(
+                "DELETE FROM runs WHERE seq IN \
+                 (SELECT seq FROM runs WHERE ended IS NOT NULL ORDER BY ended LIMIT 20)",
+            )?
+            .execute([])?;
+        if dropped == 0 {
+            break;
+        }
+        rounds += 1;
+    }
+    if rounds > 0 {
+        // Each step gives one free page back to the disk.
+        let mut vacuum = db.prepare("PRAGMA incremental_vacuum")?;
+        let mut steps = vacuum.query([])?;
+        while steps.next()?.is_some() {}
+    }
+    Ok(())
+}
+
+/// Takes in the journals an older server kept (`<name>.jsonl`, oldest first) and removes
+/// them; a journal that cannot be read is left where it is.
+fn import_journals(db: &Connection, dir: &Path, seq: &mut u64, ended: &mut u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let journals: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".jsonl")?.to_string();
+            Some((name, e.path()))
+        })
         .collect();
-    let kept = &valid[valid.len().saturating_sub(keep)..];
-    let mut bytes = kept.join("\n").into_bytes();
-    bytes.push(b'\n');
-    platform::write_atomically(&path, &bytes)?;
-    Ok(kept.len())
+    for (function, path) in journals {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let runs: Vec<Run> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let keep = runs.len().saturating_sub(KEPT_RUNS);
+        for run in runs.into_iter().skip(keep) {
+            let inserted = db.execute(
+                "INSERT OR IGNORE INTO runs (seq, function, id, trigger, version, started_at, \
+                 duration_ms, status, exit_code, stdout, stderr, ended) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    *seq as i64,
+                    function,
+                    run.id,
+                    run.trigger,
+                    run.version,
+                    super::rfc3339_precise(run.started_at),
+                    run.duration_ms,
+                    run.status.as_str(),
+                    run.exit_code,
+                    run.stdout,
+                    run.stderr,
+                    *ended as i64,
+                ],
+            );
+            if let Err(err) = inserted {
+                log::warn!(
+                    "cannot take in a run of {function} from {}: {err}",
+                    path.display()
+                );
+            }
+            *seq += 1;
+            *ended += 1;
+        }
+        if let Err(err) = std::fs::remove_file(&path) {
+            log::warn!("cannot remove {}: {err}", path.display());
+        }
+    }
 }

@@ -99,6 +99,10 @@ pub enum ApiError {
         reason: String,
     },
     QueueFull,
+    /// Accepted async runs hold this many bytes of bodies (`--queue-bytes`) already.
+    QueueBytesFull {
+        limit: usize,
+    },
     /// Every uid of `--run-uids` is held: by runs and warm processes, or (`stuck`) by
     /// processes that could not be killed yet.
     RunUsersExhausted {
@@ -138,6 +142,7 @@ impl ApiError {
             | ApiError::FastCgiBroken { .. } => 502,
             ApiError::GoMissing { .. }
             | ApiError::QueueFull
+            | ApiError::QueueBytesFull { .. }
             | ApiError::RunUsersExhausted { .. }
             | ApiError::ShuttingDown => 503,
             ApiError::FunctionTimedOut { .. } => 504,
@@ -152,6 +157,7 @@ impl ApiError {
                 vec![("WWW-Authenticate", "Bearer realm=\"golambda\"".to_string())]
             }
             ApiError::QueueFull
+            | ApiError::QueueBytesFull { .. }
             | ApiError::TooManyRequests { .. }
             | ApiError::RunUsersExhausted { .. } => {
                 vec![("Retry-After", "1".into())]
@@ -283,6 +289,11 @@ impl fmt::Display for ApiError {
                 f,
                 "the server is at its request limit (--workers plus --max-queue); retry shortly"
             ),
+            ApiError::QueueBytesFull { limit } => write!(
+                f,
+                "async runs waiting or running hold {limit} bytes of request bodies already \
+                 (--queue-bytes); retry shortly"
+            ),
             ApiError::RunUsersExhausted { total, stuck } => {
                 write!(f, "every one of the {total} run users (--run-uids) is in use")?;
                 if *stuck > 0 {
@@ -344,6 +355,7 @@ mod tests {
             (ApiError::OutputTooLarge { limit: 1 }, 502),
             (ApiError::FastCgiBroken { reason: "x".into() }, 502),
             (ApiError::QueueFull, 503),
+            (ApiError::QueueBytesFull { limit: 1 }, 503),
             (ApiError::RunUsersExhausted { total: 6, stuck: 5 }, 503),
             (
                 ApiError::GoMissing {

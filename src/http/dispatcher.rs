@@ -2,7 +2,8 @@
 //! threads and at most `--workers + --max-queue` requests (synchronous or async runs)
 //! accepted and not yet done. The admin API has a small lane of its own, so a flood of
 //! invocations never keeps an operator from registering, listing or reading metrics.
-//! Whoever is refused a place answers 503.
+//! The bodies that accepted async runs hold until they end are bounded in bytes too
+//! (`--queue-bytes`). Whoever is refused a place answers 503.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,15 +54,67 @@ impl Lane {
 pub struct Dispatcher {
     pub invoke: Lane,
     pub admin: Lane,
+    /// Bytes of request bodies held by async runs accepted and not yet ended.
+    pub queued_bytes: Budget,
+}
+
+/// A bound on bytes held at once.
+pub struct Budget {
+    held: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Budget {
+        Budget {
+            held: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// `bytes` held until the returned guard drops, if they fit.
+    pub fn try_take(&self, bytes: usize) -> Option<Held> {
+        let taken = self
+            .held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                held.checked_add(bytes).filter(|total| *total <= self.limit)
+            });
+        taken.ok().map(|_| Held {
+            held: self.held.clone(),
+            bytes,
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// Bytes counted against a [`Budget`] until dropped.
+pub struct Held {
+    held: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
 }
 
 impl Dispatcher {
     /// `admin_threads` should exceed the compilations that may run at once, so a long
     /// build never holds every admin thread.
-    pub fn new(workers: usize, max_queue: usize, admin_threads: usize) -> Dispatcher {
+    pub fn new(
+        workers: usize,
+        max_queue: usize,
+        admin_threads: usize,
+        queue_bytes: usize,
+    ) -> Dispatcher {
         Dispatcher {
             invoke: Lane::new("http-worker", workers, max_queue),
             admin: Lane::new("http-admin", admin_threads, ADMIN_QUEUE),
+            queued_bytes: Budget::new(queue_bytes),
         }
     }
 

@@ -270,6 +270,13 @@ fn start_async(
     request_slot: &mut Option<Slot>,
 ) -> Result<Reply, ApiError> {
     let dispatcher = app.dispatcher.get().ok_or(ApiError::ShuttingDown)?;
+    let bytes =
+        dispatcher
+            .queued_bytes
+            .try_take(call.body.len())
+            .ok_or(ApiError::QueueBytesFull {
+                limit: dispatcher.queued_bytes.limit(),
+            })?;
     let slot = request_slot
         .take()
         .or_else(|| dispatcher.invoke.try_take())
@@ -281,6 +288,7 @@ fn start_async(
     let job_function = function.clone();
     dispatcher.invoke.execute(move || {
         let _slot = slot;
+        let _bytes = bytes;
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             invocation::invoke(&job_app, &job_function, None, call)
         }));

@@ -72,6 +72,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             app.config.workers,
             app.config.max_queue,
             app.config.compile_jobs + 2,
+            usize::try_from(app.config.queue_bytes).unwrap_or(usize::MAX),
         )
     });
     let responder = Responder::start()?;

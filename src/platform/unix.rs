@@ -242,6 +242,17 @@ pub fn give_tree_to_user(dir: &Path, uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes blocks from 256 KiB up mappings of their own, given back to the system when
+/// freed: glibc otherwise raises that threshold after freeing a large block, and the
+/// request bodies and outputs of a burst (MiB each) then stay in the heap for good.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt(3) only changes a tunable of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 /// Whether users other than the owner (its group or anyone) may read a file.
 pub fn others_may_read(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o044 != 0)

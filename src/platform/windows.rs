@@ -36,6 +36,9 @@ pub fn give_tree_to_user(_dir: &Path, _uid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The Windows heap gives large blocks back by itself.
+pub fn tune_allocator() {}
+
 /// Windows files are guarded by their folders' access lists, not mode bits: not checked.
 pub fn others_may_read(_path: &Path) -> bool {
     false
@@ -152,14 +155,15 @@ pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Resu
         (Some(limit), Some(dir)) => super::disk_watch::watch(tree.job, dir, limit),
         _ => Ok(()),
     };
-    let tree = match ProcessTree::attach(&child, sandbox).and_then(|tree| watched(&tree).map(|()| tree)) {
-        Ok(tree) => tree,
-        Err(err) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(err);
-        }
-    };
+    let tree =
+        match ProcessTree::attach(&child, sandbox).and_then(|tree| watched(&tree).map(|()| tree)) {
+            Ok(tree) => tree,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err);
+            }
+        };
     let pipe = |handle: Option<OwnedHandle>| handle.map(File::from);
     let stdin = pipe(child.stdin.take().map(OwnedHandle::from));
     let stdout = pipe(child.stdout.take().map(OwnedHandle::from));

@@ -124,10 +124,19 @@ fn the_history_survives_kill_9() {
         let answer = server.get("/hello");
         ids.push(answer.header("X-Request-Id").expect("id").to_string());
     }
-    // The journal writer runs apart from the request: give it its moment, as a crash could.
+    // The history's writer runs apart from the request: give it its moment, as a crash
+    // could.
+    let database = server.data_dir().join("registry/runs/runs.sqlite3");
     assert!(eventually(Duration::from_secs(5), || {
-        std::fs::read_to_string(server.data_dir().join("registry/runs/hello.jsonl"))
-            .is_ok_and(|text| text.lines().count() == 5)
+        rusqlite::Connection::open(&database)
+            .and_then(|db| {
+                db.query_row(
+                    "SELECT COUNT(*) FROM runs WHERE function = 'hello' AND status = 'ok'",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+            })
+            .is_ok_and(|n| n == 5)
     }));
     server.kill9();
     server.restart();
@@ -136,4 +145,140 @@ fn the_history_survives_kill_9() {
     ids.reverse();
     assert_eq!(listed, ids);
     assert!(list.iter().all(|r| r["stdout"] == "Hello, World!\n"));
+}
+
+fn resident_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    crate::harness::snapshot(dir)
+        .iter()
+        .map(|(_, size)| size)
+        .sum()
+}
+
+#[test]
+fn the_history_of_large_outputs_stays_out_of_memory_and_within_its_disk_bound() {
+    let server = Server::new().arg("--history-disk").arg("8MiB").start();
+    let before = resident_mib(server.pid());
+    for f in 0..8 {
+        let name = format!("spew{f}");
+        server.register_ok(&name, go::SPEW, json!({"response": "raw"}));
+        for _ in 0..60 {
+            server.get(&format!("/{name}?n=65536")).expect(200);
+        }
+    }
+    // 480 records of 64 KiB kept (30 MiB): none in memory, at most the bound on disk.
+    let after = resident_mib(server.pid());
+    assert!(
+        after < before + 24,
+        "the server went from {before} to {after} MiB"
+    );
+    let runs_dir = server.data_dir().join("registry/runs");
+    assert!(
+        eventually(Duration::from_secs(10), || disk_bytes(&runs_dir) < 14 << 20),
+        "the history holds {} bytes on disk under an 8 MiB bound",
+        disk_bytes(&runs_dir)
+    );
+    // The newest are what is kept.
+    assert_eq!(runs(&server, "spew7", "?limit=100").len(), 60);
+}
+
+/// Sleeps `?ms=N` milliseconds, then prints `slept`.
+const NAPPER: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	ms, _ := strconv.Atoi(strings.TrimPrefix(os.Getenv("QUERY_STRING"), "ms="))
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	fmt.Println("slept")
+}
+"#;
+
+#[test]
+fn every_accepted_async_run_keeps_its_record_and_queued_bodies_are_bounded() {
+    let server = Server::new()
+        .arg("--workers")
+        .arg("2")
+        .arg("--queue-bytes")
+        .arg("2MiB")
+        .start();
+    server.register_ok("napper", NAPPER, json!({}));
+    // Sent at once, so that they wait in the pool: each has its record from the moment it
+    // is accepted, however many follow.
+    let port = server.port();
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(120));
+    let senders: Vec<_> = (0..120)
+        .map(|_| {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                gate.wait();
+                let answer = crate::harness::http::request(
+                    port,
+                    "POST",
+                    "/async/napper?ms=100",
+                    &[],
+                    crate::harness::http::Body::Fixed(b"x"),
+                )
+                .expect("answer");
+                answer.expect(202);
+                answer.json()["id"].as_str().expect("id").to_string()
+            })
+        })
+        .collect();
+    let ids: Vec<String> = senders
+        .into_iter()
+        .map(|s| s.join().expect("sender"))
+        .collect();
+    let running = ids
+        .iter()
+        .filter(|id| {
+            let answer = server.get(&format!("/functions/napper/runs/{id}"));
+            answer.status == 200 && answer.json()["status"] == "running"
+        })
+        .count();
+    assert!(running > 0, "no run waited: the check below shows nothing");
+    // 120 runs of 100 ms on two workers: all but a few are still waiting or running, and
+    // none of them may lack its record.
+    let missing = ids
+        .iter()
+        .filter(|id| server.get(&format!("/functions/napper/runs/{id}")).status != 200)
+        .count();
+    assert_eq!(missing, 0, "of 120 accepted runs, {missing} have no record");
+    // Bodies held by queued runs are bounded: one that does not fit is refused now.
+    let big = vec![b'b'; 3 << 20];
+    let refused = server.request("POST", "/async/napper", &[], &big);
+    assert_error(&refused, 503, &["--queue-bytes"]);
+    // A slow run, then more than a history's worth of quick ones of the same function:
+    // it is recorded when it ends.
+    let slow = server.post("/async/napper?ms=1500", "").json()["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    for _ in 0..101 {
+        server.get("/napper?ms=0").expect(200);
+    }
+    let ended = eventually(Duration::from_secs(60), || {
+        let answer = server.get(&format!("/functions/napper/runs/{slow}"));
+        answer.status == 200 && answer.json()["status"] == "ok"
+    });
+    assert!(ended, "the slow run's record never showed it ended");
+    // Written, not only shown: it is there after a restart too.
+    let mut server = server;
+    server.restart();
+    run(&server, "napper", &slow);
 }
