@@ -160,6 +160,7 @@ impl Registration {
             secrets: secrets.keys().cloned().collect(),
         };
         refuse_unenforced(&settings)?;
+        refuse_oversized_environment(&settings.env, &secrets)?;
         Ok(Registration {
             name: name.to_string(),
             source,
@@ -168,6 +169,39 @@ impl Registration {
             schedule,
         })
     }
+}
+
+/// Bytes that `env` and `secrets` may take together: a run's environment must pass
+/// `execve`, whose limit (a quarter of the stack limit, 2 MiB by default) also carries the
+/// request's variables (its headers, up to what the server reads of them).
+pub const MAX_ENVIRONMENT: usize = 256 * 1024;
+
+/// Refuses variables that, with the request's, could not reach a run (`E2BIG`).
+fn refuse_oversized_environment(
+    env: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let size = |vars: &BTreeMap<String, String>| -> usize {
+        vars.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+    };
+    let (env_bytes, secret_bytes) = (size(env), size(secrets));
+    if env_bytes + secret_bytes <= MAX_ENVIRONMENT {
+        return Ok(());
+    }
+    let field = if env_bytes > MAX_ENVIRONMENT {
+        "env"
+    } else {
+        "secrets"
+    };
+    Err(invalid(
+        field,
+        &format!(
+            "and the other variables take {} bytes; env and secrets may take {} KiB together, \
+             what a process's environment can carry beside the request's variables",
+            env_bytes + secret_bytes,
+            MAX_ENVIRONMENT / 1024
+        ),
+    ))
 }
 
 /// Settings the contract defines but this server does not enforce yet are refused rather

@@ -1,28 +1,139 @@
-//! The registry's journal, `registry/registry.journal`: one JSON record per line, each change
+//! The registry's journal, `registry/registry.journal`: one record per line, each change
 //! of the registry appended and synced before it is acknowledged, so a change costs one small
 //! write instead of rewriting `registry.json`. Replayed on top of `registry.json` at start.
+//! A record carries only its change (the versions a registration added, the numbers of
+//! those kept), never a copy of what did not change.
 //!
+//! Each line is the first 16 hex digits of the SHA-256 of its JSON, a space, the JSON.
 //! Only the last append can be torn by a crash (every earlier one was synced before the next
-//! began), so an unreadable last line is ignored; an unreadable line with records after it is
-//! corruption and is reported, never skipped. Never writes `registry.json` itself: compaction
-//! belongs to the registry, which then calls [`Journal::reset`].
+//! began): a last line without its line break, or of NUL bytes only (its length synced, its
+//! data not), is torn and ignored. Any other line that fails its checksum or does not parse
+//! is corruption: reported, never skipped, and the server does not start on it. Lines of
+//! older servers (JSON alone) are read without a checksum. Never writes `registry.json`
+//! itself: compaction belongs to the registry, which then calls [`Journal::reset`].
 
-use super::Function;
+use super::{Function, Version};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
-/// One change of the registry. Each record carries the whole new state of one name, so
-/// replaying a record twice, or on top of a `registry.json` that already holds it, changes
-/// nothing.
+/// One change of the registry. Replaying a record twice, or on top of a `registry.json` that
+/// already holds it, changes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Record {
-    /// The function, as it now is.
+    /// The function, as it now is (written by older servers).
     Put(Function),
+    /// The function as it now is, told as a change of what the registry held.
+    Patch(Patch),
     /// The function of that name is gone.
     Remove(String),
+}
+
+/// A function's new state: its own fields, the numbers of the versions it keeps (oldest
+/// first), and those versions that are new or changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Patch {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub current: u32,
+    pub paused: bool,
+    pub kept: Vec<u32>,
+    pub changed: Vec<Version>,
+}
+
+impl Patch {
+    /// The change from `old` (none: a new function) to `new`.
+    pub fn between(old: Option<&Function>, new: &Function) -> Patch {
+        let unchanged =
+            |version: &Version| old.is_some_and(|old| old.versions.iter().any(|v| v == version));
+        Patch {
+            name: new.name.clone(),
+            created_at: new.created_at,
+            updated_at: new.updated_at,
+            current: new.current,
+            paused: new.paused,
+            kept: new.versions.iter().map(|v| v.number).collect(),
+            changed: new
+                .versions
+                .iter()
+                .filter(|v| !unchanged(v))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The function it makes of `old`. A kept version found neither in the patch nor in
+    /// `old` (a registry.json edited by hand) is left out.
+    pub fn apply(self, old: Option<&Function>) -> Function {
+        let Patch {
+            name,
+            created_at,
+            updated_at,
+            current,
+            paused,
+            kept,
+            changed,
+        } = self;
+        let versions = kept
+            .iter()
+            .filter_map(|number| {
+                changed
+                    .iter()
+                    .find(|v| v.number == *number)
+                    .or_else(|| old?.versions.iter().find(|v| v.number == *number))
+                    .cloned()
+            })
+            .collect();
+        Function {
+            name,
+            created_at,
+            updated_at,
+            current,
+            paused,
+            versions,
+        }
+    }
+}
+
+/// A record's line, without its line break: checksum, space, JSON.
+pub fn line(record: &Record) -> io::Result<Vec<u8>> {
+    let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+    let mut line = checksum(&json).into_bytes();
+    line.push(b' ');
+    line.extend_from_slice(&json);
+    Ok(line)
+}
+
+fn checksum(json: &[u8]) -> String {
+    Sha256::digest(json)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The record of one whole line, or why it is not one.
+fn record_of(line: &[u8]) -> Result<Record, &'static str> {
+    let json = match line.first() {
+        // An older server's line.
+        Some(b'{') => line,
+        _ => {
+            let (sum, json) = line
+                .split_at_checked(16)
+                .ok_or("too short for a checksum")?;
+            let json = json.strip_prefix(b" ").ok_or("no checksum")?;
+            if checksum(json).as_bytes() != sum {
+                return Err("its checksum does not match");
+            }
+            json
+        }
+    };
+    serde_json::from_slice(json).map_err(|_| "it is not a record")
 }
 
 /// What a journal file held.
@@ -33,29 +144,28 @@ pub struct Replay {
     pub torn_tail: bool,
 }
 
-/// Reads the records of a journal's bytes. Fails only on a damaged line that has whole
-/// records after it.
+/// Reads the records of a journal's bytes. Fails on a damaged line that is not a torn last
+/// append (see the module's text).
 pub fn parse(bytes: &[u8]) -> Result<Replay, String> {
     let mut replay = Replay::default();
     let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     // The piece after the last newline: empty after a whole append, else a torn one.
     let tail = lines.pop().unwrap_or_default();
-    let mut damaged: Option<usize> = None;
+    let last = lines.len().saturating_sub(1);
     for (index, line) in lines.iter().enumerate() {
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        match serde_json::from_slice::<Record>(line) {
-            Ok(record) => {
-                if let Some(bad) = damaged {
-                    return Err(format!("line {} is damaged but records follow it", bad + 1));
-                }
-                replay.records.push(record);
-            }
-            Err(_) => damaged = damaged.or(Some(index)),
+        if index == last && tail.is_empty() && line.iter().all(|b| *b == 0) {
+            replay.torn_tail = true;
+            continue;
+        }
+        match record_of(line) {
+            Ok(record) => replay.records.push(record),
+            Err(why) => return Err(format!("line {} is damaged: {why}", index + 1)),
         }
     }
-    replay.torn_tail = damaged.is_some() || !tail.is_empty();
+    replay.torn_tail |= !tail.is_empty();
     Ok(replay)
 }
 
@@ -78,7 +188,13 @@ impl Journal {
             Ok(bytes) => parse(&bytes).map_err(|reason| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{} is damaged: {reason}", path.display()),
+                    format!(
+                        "{} is damaged ({reason}): the server will not start on a damaged \
+                         registry. Restore registry/ from a backup, or move the journal aside \
+                         to start from registry.json alone (the changes made since it was last \
+                         folded in are then lost)",
+                        path.display()
+                    ),
                 )
             })?,
             Err(err) if err.kind() == io::ErrorKind::NotFound => Replay::default(),
@@ -124,7 +240,7 @@ impl Journal {
                 "the journal needs compacting before it takes more records",
             ));
         }
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        let mut line = line(record)?;
         line.push(b'\n');
         let written = self
             .file
@@ -211,7 +327,7 @@ pub(crate) mod tests {
     }
 
     fn line(record: &Record) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec(record).expect("json");
+        let mut bytes = super::line(record).expect("line");
         bytes.push(b'\n');
         bytes
     }
@@ -261,20 +377,57 @@ pub(crate) mod tests {
             assert!(!replay.torn_tail);
         }
         // Zeros where the last record should be (its size was synced, its data not).
-        let mut bytes = whole.clone();
-        bytes.extend_from_slice(&[0u8; 40]);
-        bytes.push(b'\n');
-        let replay = parse(&bytes).expect("parse");
-        assert_eq!(replay.records.len(), 1);
-        assert!(replay.torn_tail);
+        for end in [&b""[..], &b"\n"[..]] {
+            let mut bytes = whole.clone();
+            bytes.extend_from_slice(&[0u8; 40]);
+            bytes.extend_from_slice(end);
+            let replay = parse(&bytes).expect("parse");
+            assert_eq!(replay.records.len(), 1);
+            assert!(replay.torn_tail);
+        }
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
-    fn damage_before_whole_records_is_an_error() {
+    fn a_damaged_whole_line_is_corruption_wherever_it_is() {
         let mut bytes = b"{\"put\": garbage\n".to_vec();
         bytes.extend(line(&Record::Remove("a".into())));
         assert!(parse(&bytes).is_err());
         assert!(parse(b"\n\n").is_ok_and(|r| r.records.is_empty() && !r.torn_tail));
+        // The last record, whole, with one byte changed: not a torn write.
+        let mut last = line(&Record::Remove("b".into()));
+        last[20] ^= 1;
+        let mut bytes = line(&Record::Remove("a".into()));
+        bytes.extend(last);
+        let err = parse(&bytes).expect_err("corruption");
+        assert!(err.contains("line 2") && err.contains("checksum"), "{err}");
+        // An older server's lines still read.
+        let mut old = serde_json::to_vec(&Record::Remove("c".into())).unwrap();
+        old.push(b'\n');
+        assert_eq!(
+            parse(&old).unwrap().records,
+            vec![Record::Remove("c".into())]
+        );
+    }
+
+    #[test]
+    fn a_patch_carries_only_what_changed() {
+        let one = function("a", 1);
+        let mut two = one.clone();
+        let mut added = one.versions[0].clone();
+        added.number = 2;
+        two.versions.push(added);
+        two.current = 2;
+        let patch = Patch::between(Some(&one), &two);
+        assert_eq!(patch.kept, vec![1, 2]);
+        assert_eq!(
+            patch.changed.iter().map(|v| v.number).collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(patch.clone().apply(Some(&one)), two);
+        // Again on top of what it made: the same.
+        assert_eq!(patch.apply(Some(&two)), two);
+        // A new function carries all of itself.
+        assert_eq!(Patch::between(None, &one).apply(None), one);
     }
 }

@@ -16,7 +16,7 @@ pub use data_dir::DataDir;
 pub use function::{Function, ResponseMode, Settings, Version};
 
 use crate::platform;
-use journal::{Journal, Record};
+use journal::{Journal, Patch, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -87,6 +87,9 @@ impl Registry {
         for record in replay.records {
             apply(&mut functions, record);
         }
+        if missing {
+            refuse_unregistered_sources(&data, &functions)?;
+        }
         if missing || !journal.is_empty() {
             // registry.json always exists once the server has started, even when empty.
             write_registry_file(&path, &functions)?;
@@ -133,7 +136,8 @@ impl Registry {
         NameLock { lock }
     }
 
-    /// Stores a new or changed function: on disk first, then visible to readers.
+    /// Stores a new or changed function: on disk first (as the change from what was
+    /// there), then visible to readers.
     pub fn put(&self, function: Function) -> io::Result<()> {
         self.change(Record::Put(function))
     }
@@ -156,7 +160,14 @@ impl Registry {
             // A failed append left a partial line: nothing may follow it until it is gone.
             self.compact(&mut journal)?;
         }
-        journal.append(&record)?;
+        let written = match &record {
+            Record::Put(function) => {
+                let old = self.get(&function.name);
+                Record::Patch(Patch::between(old.as_deref(), function))
+            }
+            other => other.clone(),
+        };
+        journal.append(&written)?;
         apply(
             &mut self.functions.write().unwrap_or_else(|e| e.into_inner()),
             record,
@@ -181,11 +192,55 @@ impl Registry {
     }
 }
 
+/// With `registry.json` gone, refuses to start if sources of functions the registry no longer
+/// knows are on disk: starting would forget them without a word.
+fn refuse_unregistered_sources(
+    data: &DataDir,
+    functions: &BTreeMap<String, Arc<Function>>,
+) -> io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(data.sources()) else {
+        return Ok(());
+    };
+    let mut orphans: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| !functions.contains_key(name))
+        .collect();
+    if orphans.is_empty() {
+        return Ok(());
+    }
+    orphans.sort();
+    let shown: Vec<&str> = orphans.iter().take(5).map(String::as_str).collect();
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{} is missing, but {} holds the sources of {} function(s) it does not know ({}{}): \
+             the server will not start and forget them. Restore registry.json from a backup, \
+             or, to start without them, move user_functions/ and plugins/ aside",
+            data.registry_file().display(),
+            data.sources().display(),
+            orphans.len(),
+            shown.join(", "),
+            if orphans.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        ),
+    ))
+}
+
 /// Applies one journal record to a map of functions.
 fn apply(functions: &mut BTreeMap<String, Arc<Function>>, record: Record) {
     match record {
         Record::Put(function) => {
             functions.insert(function.name.clone(), Arc::new(function));
+        }
+        Record::Patch(patch) => {
+            let old = functions.get(&patch.name).cloned();
+            let made = patch.apply(old.as_deref());
+            functions.insert(made.name.clone(), Arc::new(made));
         }
         Record::Remove(name) => {
             functions.remove(&name);

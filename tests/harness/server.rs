@@ -457,7 +457,7 @@ impl Server {
 
     /// Names the registry on disk holds, sorted: those of `registry.json` (which must parse)
     /// with the journal beside it, `registry/registry.journal`, replayed on top (one record
-    /// per line, `{"put": function}` or `{"remove": name}`; an incomplete last line is a
+    /// per line, after its checksum, `{"patch": function}` or `{"remove": name}`; an incomplete last line is a
     /// crash mid-append and does not count).
     #[track_caller]
     pub fn registry_names(&self) -> Vec<String> {
@@ -476,9 +476,11 @@ impl Server {
             None => "",
         };
         for line in whole.lines().filter(|l| !l.trim().is_empty()) {
-            let record: Value = serde_json::from_str(line)
+            // A checksum, a space, the JSON.
+            let json = line.split_once(' ').map_or(line, |(_, json)| json);
+            let record: Value = serde_json::from_str(json)
                 .unwrap_or_else(|e| panic!("journal line is not JSON ({e}): {line}"));
-            if let Some(name) = record["put"]["name"].as_str() {
+            if let Some(name) = record["patch"]["name"].as_str() {
                 names.insert(name.to_string());
             } else if let Some(name) = record["remove"].as_str() {
                 names.remove(name);

@@ -247,3 +247,101 @@ fn kill_9_during_registrations_loses_nothing_acknowledged() {
         );
     }
 }
+
+/// Starts the server binary on `server`'s data dir (stopped) and expects it to refuse:
+/// a non-zero exit within 30 s and a message holding every one of `needles`.
+fn refuses_to_start(server: &Server, needles: &[&str]) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_golambda"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(server.data_dir())
+        .args(["--run-uids", "399970-399979"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut exited = None;
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            exited = child.try_wait().ok().flatten();
+            exited.is_some()
+        }),
+        "the server started on a damaged registry"
+    );
+    let _ = child.kill();
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    assert!(!exited.expect("exited").success(), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "no {needle:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn a_damaged_whole_journal_record_stops_the_start_instead_of_losing_a_function() {
+    let mut server = Server::new().start();
+    server.register_ok("kept", &go::say("k"), json!({}));
+    server.register_ok("acknowledged", &go::say("a"), json!({}));
+    server.kill9();
+    let journal = server.data_dir().join("registry/registry.journal");
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    assert!(
+        bytes.ends_with(b"\n"),
+        "both registrations are journal records"
+    );
+    // One byte of the last record changed, its line break intact: not a torn write.
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x20;
+    std::fs::write(&journal, &bytes).expect("damage");
+    refuses_to_start(&server, &["registry.journal", "damaged", "line 2"]);
+    // Torn (no line break): dropped with a warning, and the start goes on.
+    bytes.truncate(at);
+    std::fs::write(&journal, &bytes).expect("tear");
+    server.restart();
+    server.get("/kept").expect(200);
+    server.get("/functions/acknowledged").expect(404);
+}
+
+#[test]
+fn a_lost_registry_json_stops_the_start_while_sources_are_on_disk() {
+    let mut server = Server::new().start();
+    server.register_ok("precious", &go::say("p"), json!({}));
+    // Folded into registry.json at the restart; then registry.json is lost.
+    server.restart();
+    server.stop();
+    std::fs::remove_file(server.data_dir().join("registry/registry.json")).expect("rm");
+    refuses_to_start(&server, &["registry.json", "precious", "backup"]);
+}
+
+#[test]
+fn a_journal_record_carries_only_its_change() {
+    let server = Server::new().start();
+    // 210 KiB of env: under the 256 KiB bound, so each version is large.
+    let value = "v".repeat(30 * 1024);
+    let big: serde_json::Map<String, Value> =
+        (0..7).map(|i| (format!("BIG{i}"), json!(value))).collect();
+    for i in 0..12 {
+        server.register_ok(
+            "big",
+            &go::say(&format!("v{i}")),
+            json!({"env": big.clone()}),
+        );
+    }
+    let journal = server.data_dir().join("registry/registry.journal");
+    let size = std::fs::metadata(&journal).expect("journal").len();
+    // Twelve records of one version each; repeating the kept versions would be 6x more.
+    assert!(size < 12 * 230 * 1024, "the journal holds {size} bytes");
+    assert_eq!(server.get("/big").message(), "v11\n");
+    // What no process environment could carry is refused at registration.
+    let huge = "h".repeat(30 * 1024);
+    let env: serde_json::Map<String, Value> =
+        (0..12).map(|i| (format!("K{i}"), json!(huge))).collect();
+    let refused = server.register("big", &go::say("x"), json!({"env": env}));
+    assert_error(&refused, 400, &["env", "256 KiB"]);
+    assert_eq!(server.metadata("big")["version"], 12);
+}
