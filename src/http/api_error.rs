@@ -21,6 +21,14 @@ pub enum ApiError {
         field: &'static str,
         reason: String,
     },
+    /// A path the server will not pass on to a function.
+    PathMalformed {
+        reason: &'static str,
+    },
+    /// The request's framing could be read two ways (see `http::framing`).
+    RequestAmbiguous {
+        reason: String,
+    },
     /// A path names no function.
     FunctionUnknown {
         name: String,
@@ -124,7 +132,9 @@ impl ApiError {
         match self {
             ApiError::BodyMalformed { .. }
             | ApiError::FieldMissing { .. }
-            | ApiError::FieldInvalid { .. } => 400,
+            | ApiError::FieldInvalid { .. }
+            | ApiError::RequestAmbiguous { .. }
+            | ApiError::PathMalformed { .. } => 400,
             ApiError::Unauthorized { .. } => 401,
             ApiError::TooManyRequests { .. } => 429,
             ApiError::TooManyHeaders { .. } => 431,
@@ -288,6 +298,11 @@ impl fmt::Display for ApiError {
             ApiError::QueueFull => write!(
                 f,
                 "the server is at its request limit (--workers plus --max-queue); retry shortly"
+            ),
+            ApiError::PathMalformed { reason } => write!(f, "the path is refused: {reason}"),
+            ApiError::RequestAmbiguous { reason } => write!(
+                f,
+                "the request's length is ambiguous: {reason}; its connection is closed"
             ),
             ApiError::QueueBytesFull { limit } => write!(
                 f,

@@ -1,7 +1,10 @@
 //! Bounded request body reads: a declared length over the limit is refused before reading,
 //! and any body (chunked ones too) is read to at most `limit + 1` bytes. While it reads,
 //! the server is waiting on the client, so the silent-client watchdog may cut it off; a body
-//! shorter than its declared length is refused, never passed on truncated.
+//! shorter than its declared length is refused, never passed on truncated. A chunked body
+//! cut inside a chunk reads as ended (tiny_http's decoder then returns an end of stream),
+//! so one whose client has closed its side when it ends is refused too: a client must not
+//! close before it has sent the last chunk.
 
 use super::ApiError;
 use crate::app::App;
@@ -48,6 +51,18 @@ pub fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, ApiError> 
                 "the body ended after {} of its {declared} declared bytes",
                 body.len()
             ),
+        });
+    }
+    let chunked = declared.is_none() && super::server::has_body(request);
+    let peer = request.remote_addr().copied();
+    if chunked
+        && crate::platform::tcp_connections()
+            .iter()
+            .any(|c| Some(c.peer) == peer && c.closed_by_peer)
+    {
+        return Err(ApiError::BodyMalformed {
+            reason: "the chunked body ended before its last chunk (the client closed its side)"
+                .into(),
         });
     }
     // Read to its end: nothing is left for tiny_http to drain.

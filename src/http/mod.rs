@@ -7,6 +7,7 @@ pub mod auth;
 mod body;
 pub mod clients;
 pub mod dispatcher;
+mod framing;
 mod rate_limit;
 mod reply;
 mod responder;

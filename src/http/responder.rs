@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use threadpool::ThreadPool;
 use tiny_http::Request;
 
@@ -60,7 +61,14 @@ pub struct Responder {
     waiting: Arc<AtomicUsize>,
     outstanding: Outstanding,
     let_go: Sender<Request>,
+    /// Connections refused for ambiguous framing, and when: whatever else tiny_http reads
+    /// from them is let go, never handled.
+    poisoned: Mutex<HashMap<SocketAddr, Instant>>,
 }
+
+/// How long a connection stays marked after an ambiguous request (its address may be
+/// reused by a new connection after that).
+const POISONED_FOR: Duration = Duration::from_secs(60);
 
 impl Responder {
     pub fn start() -> std::io::Result<Responder> {
@@ -77,6 +85,7 @@ impl Responder {
             waiting: Arc::new(AtomicUsize::new(0)),
             outstanding: Outstanding::default(),
             let_go,
+            poisoned: Mutex::new(HashMap::new()),
         })
     }
 
@@ -84,6 +93,10 @@ impl Responder {
     /// the request let go (and is cut) and gets `None`.
     pub fn admit(&self, request: Request) -> Option<(Request, InFlight)> {
         let peer = request.remote_addr().copied();
+        if peer.is_some_and(|peer| self.is_poisoned(peer)) {
+            self.let_go(request);
+            return None;
+        }
         if let Some(peer) = peer {
             let mut map = self
                 .outstanding
@@ -137,6 +150,35 @@ impl Responder {
             }
             super::server::answer_without_handler(request, &error);
         });
+    }
+
+    /// Answers an ambiguous request with 400 and closes its connection; anything read from
+    /// it later is let go.
+    pub fn refuse_ambiguous(&self, request: Request, in_flight: InFlight, reason: String) {
+        if let Some(peer) = request.remote_addr().copied() {
+            let mut poisoned = self.poisoned.lock().unwrap_or_else(PoisonError::into_inner);
+            poisoned.retain(|_, at| at.elapsed() < POISONED_FOR);
+            poisoned.insert(peer, Instant::now());
+        }
+        self.answer(request, in_flight, move |request| {
+            let peer = request.remote_addr().copied();
+            stop_reading(&request);
+            super::server::answer_without_handler(request, &ApiError::RequestAmbiguous { reason });
+            platform::tcp_connections()
+                .iter()
+                .filter(|c| Some(c.peer) == peer)
+                .for_each(|c| {
+                    platform::shut_down(c);
+                });
+        });
+    }
+
+    fn is_poisoned(&self, peer: SocketAddr) -> bool {
+        self.poisoned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .is_some_and(|at| at.elapsed() < POISONED_FOR)
     }
 
     fn let_go(&self, request: Request) {

@@ -144,6 +144,11 @@ pub fn route(
             } else {
                 percent_decode(&format!("/{}", rest.join("/")))
             };
+            if path_info.chars().any(char::is_control) {
+                return Err(ApiError::PathMalformed {
+                    reason: "a sub-path may not hold control characters (such as %00)",
+                });
+            }
             let target = Target {
                 trigger: Trigger::Http,
                 path_info,

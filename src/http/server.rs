@@ -99,6 +99,10 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         let Some((request, in_flight)) = responder.admit(request) else {
             continue;
         };
+        if let Some(reason) = super::framing::ambiguity(&request) {
+            responder.refuse_ambiguous(request, in_flight, reason);
+            continue;
+        }
         let client = request.remote_addr().map(|a| a.ip());
         if let Some(client) = client {
             if !rate_limit.allow(client, Instant::now()) {

@@ -132,6 +132,7 @@ mod no_sockets {
         pub idle: std::time::Duration,
         pub acked: u64,
         pub sending: bool,
+        pub closed_by_peer: bool,
     }
 
     impl TcpConnection {
@@ -142,6 +143,7 @@ mod no_sockets {
                 idle,
                 acked: 0,
                 sending: false,
+                closed_by_peer: false,
             }
         }
     }

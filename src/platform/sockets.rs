@@ -20,6 +20,8 @@ pub struct TcpConnection {
     pub acked: u64,
     /// Whether some of our bytes wait to be sent or acknowledged.
     pub sending: bool,
+    /// The client has closed its side: nothing more will come from it.
+    pub closed_by_peer: bool,
 }
 
 impl TcpConnection {
@@ -32,9 +34,13 @@ impl TcpConnection {
             idle,
             acked: 0,
             sending: false,
+            closed_by_peer: false,
         }
     }
 }
+
+/// The kernel's state of a connection whose peer sent its end (`include/net/tcp_states.h`).
+const TCP_CLOSE_WAIT: u8 = 8;
 
 /// Every connected TCP socket of the process, once each (tiny_http holds two descriptors of
 /// every connection); listening sockets, pipes, files and Unix sockets are left out.
@@ -57,6 +63,7 @@ pub fn tcp_connections() -> Vec<TcpConnection> {
                 acked: info.tcpi_bytes_acked,
                 // Fields an older kernel does not fill stay zero.
                 sending: info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0,
+                closed_by_peer: info.tcpi_state == TCP_CLOSE_WAIT,
             })
         })
         .collect()

@@ -225,3 +225,60 @@ fn absurd_request_lines_do_not_hurt() {
     );
     server.get("/").expect(200);
 }
+
+/// Sends `request`, then closes the sending side, and reads until the server closes.
+fn raw_half_closed(server: &Server, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn requests_framed_ambiguously_are_400_and_close_their_connection() {
+    let server = Server::new().start();
+    server.register_ok("echo", go::ECHO, json!({"response": "raw"}));
+    let smuggled = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    for head in [
+        "Content-Length: 3\r\nContent-Length: 40",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked",
+        "Content-Length: -1",
+        "Content-Length: +3",
+        "Transfer-Encoding: gzip, chunked",
+    ] {
+        let request = format!("POST /echo HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\nabc{smuggled}");
+        let answer = raw(&server, request.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head}: {answer}");
+        assert_eq!(
+            answer.matches("HTTP/1.1").count(),
+            1,
+            "{head}: a second answer: {answer}"
+        );
+    }
+    // A chunked body cut inside a chunk, the client closing its side: never run.
+    let cut = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc";
+    let answer = raw_half_closed(&server, cut);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // A NUL byte in a sub-path.
+    let answer = raw(
+        &server,
+        b"GET /echo/a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let runs = server.get("/functions/echo/runs").json();
+    assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
+    // A whole chunked body still runs.
+    assert_eq!(
+        server
+            .request_chunked("POST", "/echo", b"whole body", 3)
+            .text(),
+        "whole body"
+    );
+}
