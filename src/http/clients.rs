@@ -6,7 +6,10 @@
 //! `--read-timeout`, and the idlest ones past [`MAX_IDLE_CONNECTIONS`]. It also shuts down
 //! every connection, busy or not, whose client has taken none of the bytes waiting for it
 //! for `--read-timeout`: a client that never reads its answers (while it trickles bytes
-//! to look alive) would otherwise hold the thread writing to it for ever.
+//! to look alive) would otherwise hold the thread writing to it for ever. And it shuts down
+//! a connection that has sent more than [`MAX_HEAD`] bytes since its last request was
+//! taken, while no body of it is being read: tiny_http keeps a request's head in memory
+//! however long it is, so one endless header line would grow the server without bound.
 
 use crate::platform::{self, TcpConnection};
 use crossbeam_channel::{bounded, Sender};
@@ -19,6 +22,14 @@ use std::time::{Duration, Instant};
 /// Connections kept open that the server is not busy on.
 pub const MAX_IDLE_CONNECTIONS: usize = 1024;
 
+/// Most bytes a connection may send towards a request that is not taken yet: its request
+/// line and headers.
+pub const MAX_HEAD: u64 = 64 * 1024;
+
+/// How often the watchdog looks: a request head grows by what a client sends in this time
+/// past [`MAX_HEAD`] at most.
+pub const WATCH_EVERY: Duration = Duration::from_millis(100);
+
 /// What the server knows of its clients.
 pub struct Clients {
     timeout: Duration,
@@ -26,11 +37,18 @@ pub struct Clients {
     /// Of each connection with bytes waiting for its client: how many it had acknowledged
     /// when last seen to take more, and when that was.
     progress: Mutex<HashMap<SocketAddr, (u64, Instant)>>,
+    /// Of each connection: the bytes it had sent when a request of it was last taken (or
+    /// it was first seen), and how many requests had been taken then.
+    heads: Mutex<HashMap<SocketAddr, (u64, u64)>>,
 }
 
 struct Peer {
     /// Requests of this client being worked on.
     busy: u32,
+    /// Bodies of this client being read.
+    reading: u32,
+    /// Requests of this client taken so far.
+    taken: u64,
     /// When the server last stopped being busy on it.
     since: Instant,
 }
@@ -41,12 +59,23 @@ impl Clients {
             timeout,
             peers: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
+            heads: Mutex::new(HashMap::new()),
         }
     }
 
     /// Marks a request of `peer` as being worked on until the guard drops.
     pub fn busy(self: &Arc<Self>, peer: Option<SocketAddr>) -> Busy {
         self.change(peer, true);
+        if let Some(peer) = peer {
+            if let Some(entry) = self
+                .peers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(&peer)
+            {
+                entry.taken += 1;
+            }
+        }
         Busy {
             clients: self.clone(),
             peer,
@@ -56,6 +85,7 @@ impl Clients {
     /// Marks the server as waiting on `peer` (reading its body) until the guard drops.
     pub fn waiting_on(&self, peer: Option<SocketAddr>) -> Waiting<'_> {
         self.change(peer, false);
+        self.reading(peer, true);
         Waiting {
             clients: self,
             peer,
@@ -67,6 +97,8 @@ impl Clients {
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = peers.entry(peer).or_insert(Peer {
             busy: 0,
+            reading: 0,
+            taken: 0,
             since: Instant::now(),
         });
         if busy {
@@ -104,6 +136,42 @@ impl Clients {
             .collect()
     }
 
+    fn reading(&self, peer: Option<SocketAddr>, started: bool) {
+        let Some(peer) = peer else { return };
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = peers.get_mut(&peer) {
+            if started {
+                entry.reading += 1;
+            } else {
+                entry.reading = entry.reading.saturating_sub(1);
+            }
+        }
+    }
+
+    /// The connections among `connections` that have sent more than [`MAX_HEAD`] bytes
+    /// since a request of theirs was last taken, with no body of theirs being read.
+    pub fn oversized_heads<'a>(&self, connections: &'a [TcpConnection]) -> Vec<&'a TcpConnection> {
+        let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = HashMap::with_capacity(heads.len());
+        let mut oversized = Vec::new();
+        for connection in connections {
+            let peer = peers.get(&connection.peer);
+            let taken = peer.map_or(0, |p| p.taken);
+            let reading = peer.is_some_and(|p| p.reading > 0);
+            let (from, counted) = match heads.get(&connection.peer) {
+                Some(&(from, counted)) if counted == taken && !reading => (from, counted),
+                _ => (connection.received, taken),
+            };
+            if connection.received.saturating_sub(from) > MAX_HEAD {
+                oversized.push(connection);
+            }
+            seen.insert(connection.peer, (from, counted));
+        }
+        *heads = seen;
+        oversized
+    }
+
     /// The connections among `connections` whose client has taken none of the bytes
     /// waiting for it for the timeout, as of `now`.
     pub fn stalled<'a>(
@@ -131,7 +199,7 @@ impl Clients {
     /// Starts the watchdog thread; it runs until the returned handle is stopped.
     pub fn start_watchdog(self: &Arc<Self>) -> std::io::Result<Watchdog> {
         let (stop, stopped) = bounded::<()>(1);
-        let every = (self.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let every = (self.timeout / 4).clamp(Duration::from_millis(20), WATCH_EVERY);
         let clients = self.clone();
         let thread = std::thread::Builder::new()
             .name("client-watchdog".into())
@@ -144,6 +212,14 @@ impl Clients {
                     for connection in clients.silent(&connections, now) {
                         if platform::shut_down(connection) {
                             log::info!("closed the silent connection of {}", connection.peer);
+                        }
+                    }
+                    for connection in clients.oversized_heads(&connections) {
+                        if platform::shut_down(connection) {
+                            log::info!(
+                                "closed the connection of {}: it sent more than {MAX_HEAD} bytes of request head",
+                                connection.peer
+                            );
                         }
                     }
                     for connection in clients.stalled(&connections, now) {
@@ -185,6 +261,7 @@ pub struct Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.clients.change(self.peer, true);
+        self.clients.reading(self.peer, false);
     }
 }
 
@@ -277,6 +354,34 @@ mod tests {
         assert!(clients.stalled(&[stuck.clone()], later).is_empty());
         stuck.sending = true;
         assert!(clients.stalled(&[stuck], later).is_empty());
+    }
+
+    #[test]
+    fn a_head_longer_than_the_bound_is_cut_requests_and_bodies_are_not() {
+        let clients = Arc::new(Clients::new(Duration::from_secs(30)));
+        let mut bomb = connection(11, 0);
+        let mut keep_alive = connection(12, 0);
+        let mut upload = connection(13, 0);
+        let all = |b: &TcpConnection, k: &TcpConnection, u: &TcpConnection| {
+            vec![b.clone(), k.clone(), u.clone()]
+        };
+        assert!(clients
+            .oversized_heads(&all(&bomb, &keep_alive, &upload))
+            .is_empty());
+        let _reading = clients.waiting_on(Some(upload.peer));
+        // Each sends a megabyte: one head, a thousand small requests, one body.
+        for c in [&mut bomb, &mut keep_alive, &mut upload] {
+            c.received += 1 << 20;
+        }
+        for _ in 0..1000 {
+            drop(clients.busy(Some(keep_alive.peer)));
+        }
+        let cut: Vec<u16> = clients
+            .oversized_heads(&all(&bomb, &keep_alive, &upload))
+            .iter()
+            .map(|c| c.peer.port())
+            .collect();
+        assert_eq!(cut, vec![11]);
     }
 
     #[test]

@@ -131,6 +131,7 @@ mod no_sockets {
         pub peer: std::net::SocketAddr,
         pub idle: std::time::Duration,
         pub acked: u64,
+        pub received: u64,
         pub sending: bool,
         pub closed_by_peer: bool,
     }
@@ -142,6 +143,7 @@ mod no_sockets {
                 peer,
                 idle,
                 acked: 0,
+                received: 0,
                 sending: false,
                 closed_by_peer: false,
             }

@@ -18,6 +18,8 @@ pub struct TcpConnection {
     pub idle: Duration,
     /// Bytes of ours the client has acknowledged so far.
     pub acked: u64,
+    /// Bytes the client has sent so far.
+    pub received: u64,
     /// Whether some of our bytes wait to be sent or acknowledged.
     pub sending: bool,
     /// The client has closed its side: nothing more will come from it.
@@ -33,6 +35,7 @@ impl TcpConnection {
             peer,
             idle,
             acked: 0,
+            received: 0,
             sending: false,
             closed_by_peer: false,
         }
@@ -61,6 +64,7 @@ pub fn tcp_connections() -> Vec<TcpConnection> {
                     info.tcpi_last_data_recv.min(info.tcpi_last_ack_recv),
                 )),
                 acked: info.tcpi_bytes_acked,
+                received: info.tcpi_bytes_received,
                 // Fields an older kernel does not fill stay zero.
                 sending: info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0,
                 closed_by_peer: info.tcpi_state == TCP_CLOSE_WAIT,

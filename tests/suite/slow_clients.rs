@@ -286,3 +286,32 @@ fn a_client_that_never_takes_its_answer_is_cut_after_the_read_timeout() {
     let _ = attack.join();
     server.get("/spew?n=10").expect(200);
 }
+
+#[test]
+fn an_endless_header_line_is_cut_off_before_it_grows_the_server() {
+    let server = Server::new().start();
+    server.get("/health").expect(200);
+    let before = resident_kib(server.pid());
+    let mut bomb = connect(&server);
+    bomb.set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    bomb.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Bomb: ")
+        .expect("write");
+    let chunk = vec![b'a'; 64 * 1024];
+    let started = Instant::now();
+    let mut sent = 0usize;
+    // At most 3 s or 2 GiB, as the attack did; the server cuts it off well before.
+    while started.elapsed() < Duration::from_secs(3) && sent < 2 << 30 {
+        if bomb.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let after = resident_kib(server.pid());
+    assert!(
+        after < before + 8 * 1024,
+        "the server went from {before} to {after} KiB while a client sent {sent} bytes of one header"
+    );
+    server.expect_log("bytes of request head", Duration::from_secs(5));
+    server.get("/health").expect(200);
+}
