@@ -1,7 +1,9 @@
 //! The request pools and their bounds. Invocations run on the invoke lane: `--workers`
 //! threads and at most `--workers + --max-queue` requests (synchronous or async runs)
 //! accepted and not yet done. The admin API has a small lane of its own, so a flood of
-//! invocations never keeps an operator from registering, listing or reading metrics.
+//! invocations never keeps an operator from registering, listing or reading metrics, and
+//! registrations (which may wait for a compilation slot for minutes) have another, so that
+//! reads of the admin API never wait behind builds.
 //! The bodies that accepted async runs hold until they end are bounded in bytes too
 //! (`--queue-bytes`). Whoever is refused a place answers 503.
 
@@ -9,8 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use threadpool::ThreadPool;
 
-/// Admin requests waiting for an admin thread before 503.
+/// Admin requests waiting for an admin thread before 503 (and registrations waiting for a
+/// build thread).
 const ADMIN_QUEUE: usize = 64;
+
+/// Threads answering the admin API's other requests: none of them waits for long.
+const ADMIN_THREADS: usize = 4;
 
 /// A pool with a bound on the work it has accepted.
 pub struct Lane {
@@ -54,6 +60,8 @@ impl Lane {
 pub struct Dispatcher {
     pub invoke: Lane,
     pub admin: Lane,
+    /// `PUT /register`.
+    pub build: Lane,
     /// Bytes of request bodies held by async runs accepted and not yet ended.
     pub queued_bytes: Budget,
 }
@@ -103,29 +111,31 @@ impl Drop for Held {
 }
 
 impl Dispatcher {
-    /// `admin_threads` should exceed the compilations that may run at once, so a long
-    /// build never holds every admin thread.
+    /// `build_threads` should exceed the compilations that may run at once, so that a
+    /// registration that needs no build never waits behind those that do.
     pub fn new(
         workers: usize,
         max_queue: usize,
-        admin_threads: usize,
+        build_threads: usize,
         queue_bytes: usize,
     ) -> Dispatcher {
         Dispatcher {
             invoke: Lane::new("http-worker", workers, max_queue),
-            admin: Lane::new("http-admin", admin_threads, ADMIN_QUEUE),
+            admin: Lane::new("http-admin", ADMIN_THREADS, ADMIN_QUEUE),
+            build: Lane::new("http-build", build_threads, ADMIN_QUEUE),
             queued_bytes: Budget::new(queue_bytes),
         }
     }
 
     pub fn outstanding(&self) -> usize {
-        self.invoke.outstanding() + self.admin.outstanding()
+        self.invoke.outstanding() + self.admin.outstanding() + self.build.outstanding()
     }
 
     /// Waits until every job has finished.
     pub fn join(&self) {
         self.invoke.pool.join();
         self.admin.pool.join();
+        self.build.pool.join();
     }
 }
 

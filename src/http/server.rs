@@ -116,6 +116,9 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         let access = Access::of(request.url());
         let lane = match access {
             Access::Invoke => &dispatcher.invoke,
+            Access::Admin if request.url().split('?').next() == Some("/register") => {
+                &dispatcher.build
+            }
             Access::Admin | Access::Open => &dispatcher.admin,
         };
         if access == Access::Open && !has_body(&request) {

@@ -3,6 +3,7 @@
 
 use crate::harness::{assert_error, go, Server};
 use serde_json::json;
+use std::time::Duration;
 
 const HOG: &str = r#"package main
 
@@ -249,4 +250,77 @@ fn a_cron_function_is_run_by_anyone_neither_with_get_nor_with_async() {
         .filter_map(|r| r["trigger"].as_str())
         .collect();
     assert_eq!(triggers, ["manual"], "{runs}");
+}
+
+#[test]
+fn reads_of_the_admin_api_never_wait_behind_builds() {
+    // A toolchain that takes 3 s for everything.
+    let dir = crate::harness::tempdir::TempDir::new();
+    let slow_go = dir.path().join("slow-go.sh");
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v go"])
+            .output()
+            .expect("go on PATH")
+            .stdout,
+    )
+    .expect("utf-8");
+    let calls = dir.path().join("calls");
+    std::fs::write(
+        &slow_go,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}\nsleep 3\nexec {} \"$@\"\n",
+            calls.display(),
+            real.trim()
+        ),
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&slow_go, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Builds may run as the build user: it appends to this.
+    std::fs::write(&calls, "").expect("calls");
+    std::fs::set_permissions(&calls, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let server = Server::new().go(slow_go.display().to_string()).start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    let port = server.port();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let registrations: Vec<_> = (0..6)
+        .map(|i| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let body = crate::harness::server::registration_body(
+                    &format!("slow{i}"),
+                    &go::say(&format!("{i}")),
+                    json!({}),
+                );
+                let answer = crate::harness::http::request(
+                    port,
+                    "PUT",
+                    "/register",
+                    &[],
+                    crate::harness::http::Body::Fixed(body.to_string().as_bytes()),
+                );
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                answer
+            })
+        })
+        .collect();
+    // Both compilation slots busy: the other four registrations wait for one.
+    let builds = || {
+        std::fs::read_to_string(&calls).map_or(0, |t| t.lines().filter(|l| *l == "build").count())
+    };
+    assert!(crate::harness::eventually(
+        Duration::from_secs(20),
+        || builds() >= 3
+    ));
+    server.get("/functions/hello").expect(200);
+    server.get("/functions").expect(200);
+    let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        finished < 2,
+        "the reads waited until {finished} of 6 registrations were done"
+    );
+    for registration in registrations {
+        assert!(registration.join().expect("thread").expect("answer").status == 201);
+    }
 }
