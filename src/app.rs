@@ -96,6 +96,7 @@ impl App {
             config.token.clone(),
             config.jwt_secret.clone(),
             config.invoke_auth,
+            !config.jwt_allow_no_exp,
         );
         // The last uid of the range is the build user's.
         let last_run_uid = if build_user.is_some() { last - 1 } else { last };

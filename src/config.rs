@@ -30,6 +30,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     pub jwt_secret_file: Option<PathBuf>,
     pub invoke_auth: bool,
+    /// Accept JWTs without `exp` (they never expire).
+    pub jwt_allow_no_exp: bool,
     /// Default memory limit of a run, in bytes.
     pub memory: u64,
     /// Default bound on what a run may write in total, in bytes.
@@ -95,7 +97,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
 ];
 
 /// Flags that are switches.
-const SWITCH_FLAGS: &[&str] = &["allow-unauthenticated", "invoke-auth"];
+const SWITCH_FLAGS: &[&str] = &["allow-unauthenticated", "invoke-auth", "jwt-allow-no-exp"];
 
 pub const HELP: &str = "\
 golambda: register Go programs over HTTP and run them on request or on a cron schedule
@@ -110,6 +112,7 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --token-file FILE         read the token from FILE
   --jwt-secret SECRET       also accept HS256 JWTs signed with this secret as bearer tokens
   --jwt-secret-file FILE    read the JWT secret from FILE
+  --jwt-allow-no-exp        accept JWTs without an exp claim (they never expire)
   --invoke-auth             require the credentials on invocations too
   --data-dir DIR            holds plugins/, user_functions/, registry/ [.]
   --workers N               request-handling threads [32]
@@ -261,6 +264,7 @@ impl Command {
                 .filter(|f| !f.is_empty())
                 .map(PathBuf::from),
             invoke_auth: switch("invoke-auth")?,
+            jwt_allow_no_exp: switch("jwt-allow-no-exp")?,
             memory: size("memory")?,
             disk: match size("disk")? {
                 n if n >= 1 << 20 => n,

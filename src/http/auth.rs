@@ -5,8 +5,9 @@
 use super::ApiError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: i64 = 60;
@@ -43,14 +44,23 @@ pub struct Auth {
     token: Option<String>,
     jwt_secret: Option<Vec<u8>>,
     invoke_auth: bool,
+    /// A JWT without `exp` is refused (it would never expire), unless
+    /// `--jwt-allow-no-exp`.
+    require_exp: bool,
 }
 
 impl Auth {
-    pub fn new(token: Option<String>, jwt_secret: Option<String>, invoke_auth: bool) -> Auth {
+    pub fn new(
+        token: Option<String>,
+        jwt_secret: Option<String>,
+        invoke_auth: bool,
+        require_exp: bool,
+    ) -> Auth {
         Auth {
             token: token.filter(|t| !t.is_empty()),
             jwt_secret: jwt_secret.filter(|s| !s.is_empty()).map(String::into_bytes),
             invoke_auth,
+            require_exp,
         }
     }
 
@@ -89,7 +99,7 @@ impl Auth {
         }
         if let Some(secret) = &self.jwt_secret {
             if credential.matches('.').count() == 2 {
-                return verify_jwt(credential, secret, now);
+                return verify_jwt(credential, secret, now, self.require_exp);
             }
         }
         Err(ApiError::Unauthorized {
@@ -106,28 +116,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// HMAC-SHA256 (RFC 2104).
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| -> [u8; BLOCK] { block.map(|k| k ^ byte) };
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    // HMAC takes a key of any length: a key longer than a block is hashed first.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
 }
 
-fn verify_jwt(token: &str, secret: &[u8], now: i64) -> Result<(), ApiError> {
+/// JOSE header parameters this server understands, the only ones a `crit` may name
+/// (RFC 7515 4.1.11): none.
+const UNDERSTOOD_CRITICAL: [&str; 0] = [];
+
+fn verify_jwt(token: &str, secret: &[u8], now: i64, require_exp: bool) -> Result<(), ApiError> {
     let invalid = |reason| ApiError::Unauthorized { reason };
     let mut parts = token.splitn(3, '.');
     let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next())
@@ -141,6 +143,19 @@ fn verify_jwt(token: &str, secret: &[u8], now: i64) -> Result<(), ApiError> {
         .ok_or(invalid("the JWT header is not base64url JSON"))?;
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
         return Err(invalid("only HS256 JWTs are accepted"));
+    }
+    if let Some(crit) = header.get("crit") {
+        let understood = crit.as_array().is_some_and(|names| {
+            !names.is_empty()
+                && names
+                    .iter()
+                    .all(|n| n.as_str().is_some_and(|n| UNDERSTOOD_CRITICAL.contains(&n)))
+        });
+        if !understood {
+            return Err(invalid(
+                "the JWT names critical header parameters (crit) this server does not understand",
+            ));
+        }
     }
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
@@ -163,8 +178,14 @@ fn verify_jwt(token: &str, secret: &[u8], now: i64) -> Result<(), ApiError> {
                 .ok_or(invalid("a JWT time claim is not a number")),
         }
     };
-    if time("exp")?.is_some_and(|exp| now > exp + LEEWAY_SECONDS) {
-        return Err(invalid("the JWT has expired"));
+    match time("exp")? {
+        Some(exp) if now > exp + LEEWAY_SECONDS => return Err(invalid("the JWT has expired")),
+        None if require_exp => {
+            return Err(invalid(
+                "the JWT has no exp (it would never expire); see --jwt-allow-no-exp",
+            ))
+        }
+        _ => {}
     }
     if time("nbf")?.is_some_and(|nbf| now + LEEWAY_SECONDS < nbf) {
         return Err(invalid("the JWT is not valid yet"));
@@ -189,7 +210,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn auth() -> Auth {
-        Auth::new(Some("tok".into()), Some("secret".into()), false)
+        Auth::new(Some("tok".into()), Some("secret".into()), false, true)
     }
 
     fn bearer(credential: &str) -> String {
@@ -216,7 +237,7 @@ mod tests {
         assert!(a.check(Access::Admin, Some("bearer tok"), NOW).is_ok());
         assert!(a.check(Access::Admin, Some(&bearer("tok2")), NOW).is_err());
         assert!(a.check(Access::Admin, Some("Basic dG9r"), NOW).is_err());
-        let strict = Auth::new(Some("tok".into()), None, true);
+        let strict = Auth::new(Some("tok".into()), None, true, true);
         assert!(strict.check(Access::Invoke, None, NOW).is_err());
         assert!(Auth::default().check(Access::Admin, None, NOW).is_ok());
     }
@@ -252,6 +273,34 @@ mod tests {
         assert!(a.check(Access::Admin, Some(&bearer(&other)), NOW).is_err());
         for junk in ["a.b.c", "..", "x", "....", "é.é.é"] {
             assert!(a.check(Access::Admin, Some(&bearer(junk)), NOW).is_err());
+        }
+    }
+
+    #[test]
+    fn a_jwt_must_expire_and_name_no_critical_extension() {
+        let a = auth();
+        let forever = sign_jwt(&json!({"sub": "ci"}), b"secret");
+        let err = a
+            .check(Access::Admin, Some(&bearer(&forever)), NOW)
+            .unwrap_err();
+        assert!(err.to_string().contains("exp"), "{err}");
+        let lenient = Auth::new(None, Some("secret".into()), false, false);
+        assert!(lenient
+            .check(Access::Admin, Some(&bearer(&forever)), NOW)
+            .is_ok());
+        let payload = URL_SAFE_NO_PAD.encode(json!({"exp": NOW + 60}).to_string());
+        for header in [
+            json!({"alg": "HS256", "crit": ["x"], "x": 1}),
+            json!({"alg": "HS256", "crit": []}),
+            json!({"alg": "HS256", "crit": "x"}),
+        ] {
+            let signed = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
+            let sig = URL_SAFE_NO_PAD.encode(hmac_sha256(b"secret", signed.as_bytes()));
+            let token = format!("{signed}.{sig}");
+            let err = a
+                .check(Access::Admin, Some(&bearer(&token)), NOW)
+                .unwrap_err();
+            assert!(err.to_string().contains("crit"), "{header}: {err}");
         }
     }
 }

@@ -90,7 +90,20 @@ fn tokens_and_jwts_guard_the_admin_api() {
         base64_url(br#"{"alg":"none","typ":"JWT"}"#),
         base64_url(json!({"exp": now + 300}).to_string().as_bytes())
     );
-    for bad in [expired, forged, none] {
+    // Never expires; names a critical extension nobody understands (RFC 7515 4.1.11).
+    let forever = golambda::http::auth::sign_jwt(&json!({"sub": "ci"}), b"jwt-key");
+    let crit = {
+        use hmac::Mac;
+        let signed = format!(
+            "{}.{}",
+            base64_url(br#"{"alg":"HS256","crit":["x"],"x":true}"#),
+            base64_url(json!({"exp": now + 300}).to_string().as_bytes())
+        );
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(b"jwt-key").expect("key");
+        mac.update(signed.as_bytes());
+        format!("{signed}.{}", base64_url(&mac.finalize().into_bytes()))
+    };
+    for bad in [expired, forged, none, forever, crit] {
         let answer = server.request(
             "GET",
             "/metrics",
