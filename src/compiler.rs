@@ -1,7 +1,10 @@
 //! Compiles a function's Go source into an executable with `go build`: one build directory
 //! per compilation, a shared build cache under the data dir, an environment built from
-//! scratch, a time limit, and at most `--compile-jobs` builds at once. Knows nothing of the
-//! registry or of HTTP.
+//! scratch, a time limit, and at most `--compile-jobs` builds at once. Builds are in module
+//! mode (a `go.mod` of the build directory's own): GOPATH mode compiled relative imports
+//! (`import "../../../tmp/x"`), reaching code outside the build directory. What a build
+//! writes must be a program: `package notmain` builds an archive, refused as not one.
+//! Knows nothing of the registry or of HTTP.
 
 use crate::platform;
 use crate::runner::child::{self, ChildSpec, Ending};
@@ -136,8 +139,13 @@ impl Compiler {
         source: &[u8],
         output: &Path,
     ) -> Result<(), CompileError> {
+        let go_mod = format!(
+            "module function\n\ngo {}\n",
+            language_version(&self.identity()?)
+        );
         std::fs::create_dir_all(build_dir).map_err(CompileError::Io)?;
         std::fs::write(build_dir.join("main.go"), source).map_err(CompileError::Io)?;
+        std::fs::write(build_dir.join("go.mod"), go_mod).map_err(CompileError::Io)?;
         if let Some(uid) = self.user {
             platform::give_to_user(build_dir, uid).map_err(CompileError::Io)?;
         }
@@ -160,6 +168,17 @@ impl Compiler {
                     output: output_text(&finished),
                 })
             }
+        }
+        let mut magic = vec![0u8; platform::EXECUTABLE_MAGIC.len()];
+        let is_program = std::fs::File::open(&partial)
+            .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
+            .is_ok_and(|()| magic == platform::EXECUTABLE_MAGIC);
+        if !is_program {
+            return Err(CompileError::Rejected {
+                output: "the code builds a library, not a program: a function is \
+                         `package main` with a `func main()`"
+                    .into(),
+            });
         }
         platform::sync_file(&partial).map_err(CompileError::Io)?;
         if let Some(dir) = output.parent() {
@@ -203,7 +222,7 @@ impl Compiler {
             });
         }
         let identity = format!(
-            "go={}\nversion={}\nGOOS={}\nGOARCH={}\nflags=-trimpath CGO_ENABLED=0",
+            "go={}\nversion={}\nGOOS={}\nGOARCH={}\nflags=-trimpath CGO_ENABLED=0 GO111MODULE=on",
             self.go.display(),
             values[0],
             values[1],
@@ -231,7 +250,9 @@ impl Compiler {
             .env("TEMP", &tmp)
             .env("GOENV", "off")
             .env("GOFLAGS", "")
-            .env("GO111MODULE", "off")
+            .env("GO111MODULE", "on")
+            .env("GOWORK", "off")
+            .env("GOSUMDB", "off")
             .env("CGO_ENABLED", "0")
             .env("GOTOOLCHAIN", "local")
             .env("GOPROXY", "off")
@@ -277,9 +298,46 @@ impl Compiler {
     }
 }
 
+/// The language version of a `go.mod` for the toolchain of `identity`: `1.24` of
+/// `go1.24.4` (a development toolchain, `devel go1.25-…`, too).
+fn language_version(identity: &str) -> String {
+    identity
+        .lines()
+        .find_map(|l| l.strip_prefix("version="))
+        .and_then(|v| v.split("go").nth(1))
+        .map(|v| {
+            v.split(['.', '-', ' '])
+                .take(2)
+                .filter(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .filter(|v| v.contains('.'))
+        .unwrap_or_else(|| "1.21".into())
+}
+
 /// A failed command's stderr then stdout, trimmed.
 fn output_text(finished: &child::Finished) -> String {
     let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&finished.stdout));
     text.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::language_version;
+
+    #[test]
+    fn the_language_version_is_the_toolchain_s() {
+        for (version, expected) in [
+            ("go1.24.4", "1.24"),
+            ("go1.19.8", "1.19"),
+            ("go1.22", "1.22"),
+            ("devel go1.25-abc123 Tue", "1.25"),
+            ("weird", "1.21"),
+        ] {
+            let identity = format!("go=go\nversion={version}\nGOOS=linux");
+            assert_eq!(language_version(&identity), expected, "{version}");
+        }
+    }
 }

@@ -16,6 +16,9 @@ pub const COMPILER_MEMORY_LIMIT: bool = true;
 /// Suffix of executables the Go toolchain writes.
 pub const EXE_SUFFIX: &str = "";
 
+/// How an executable file begins here (ELF).
+pub const EXECUTABLE_MAGIC: &[u8] = b"\x7fELF";
+
 /// `PATH` given to functions.
 pub fn function_path() -> String {
     "/usr/local/bin:/usr/bin:/bin".into()

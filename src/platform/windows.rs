@@ -98,6 +98,9 @@ pub const COMPILER_MEMORY_LIMIT: bool = false;
 /// Suffix of executables the Go toolchain writes.
 pub const EXE_SUFFIX: &str = ".exe";
 
+/// How an executable file begins here (PE).
+pub const EXECUTABLE_MAGIC: &[u8] = b"MZ";
+
 /// The variables that name a child's temporary directory (Windows programs read TMP/TEMP).
 pub const TEMP_VARS: &[&str] = &["TMPDIR", "TMP", "TEMP"];
 

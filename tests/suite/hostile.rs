@@ -282,3 +282,40 @@ fn requests_framed_ambiguously_are_400_and_close_their_connection() {
         "whole body"
     );
 }
+
+#[test]
+fn code_that_is_no_program_or_reaches_outside_its_folder_is_refused_and_changes_nothing() {
+    let server = Server::new().start();
+    server.register_ok("fn", go::HELLO, json!({}));
+    // A library: go build writes an archive, not a program.
+    let details = |answer: crate::harness::http::Response| -> String {
+        answer.expect(422);
+        answer.json()["details"].as_str().unwrap_or("").to_string()
+    };
+    let library = "package notmain\n\nfunc F() {}\n";
+    let refused = details(server.register("fn", library, json!({})));
+    assert!(refused.contains("package main"), "{refused}");
+    // A relative import of a package outside the build folder (GOPATH mode compiled it).
+    let outside = server.io_path("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::write(
+        outside.join("x.go"),
+        "package x\n\nimport \"fmt\"\n\nfunc init() { fmt.Println(\"OUTSIDE\") }\n",
+    )
+    .expect("package");
+    let reaching = "package main\n\nimport _ \"../../../io/outside\"\n\nfunc main() {}\n";
+    let refused = details(server.register("fn", reaching, json!({})));
+    assert!(refused.contains("relative"), "{refused}");
+    // An environment no process could be started with.
+    let huge: serde_json::Map<String, serde_json::Value> = (0..200)
+        .map(|i| (format!("V{i}"), json!("x".repeat(28 * 1024))))
+        .collect();
+    assert_error(
+        &server.register("fn", go::HELLO, json!({"env": huge})),
+        400,
+        &["env"],
+    );
+    // None of it changed the function.
+    assert_eq!(server.metadata("fn")["version"], 1);
+    assert_eq!(server.get("/fn").message(), "Hello, World!\n");
+}
