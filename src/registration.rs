@@ -457,7 +457,7 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
         app.trash.discard(&app.secrets.version_file(&name, number));
         let _ = remove_file_if_present(&source_path);
         let _ = remove_file_if_present(&exe_path);
-        return Err(internal(&format!("cannot write the registry: {err}")));
+        return Err(io_failure("cannot write the registry", &err));
     }
     for old in dropped {
         app.trash.discard(&data.resolve(&old.source));
@@ -484,7 +484,7 @@ fn write_and_build(
         .flatten()
     {
         crate::platform::create_dir_durably(dir)
-            .map_err(|e| internal(&format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| io_failure(&format!("cannot create {}", dir.display()), &e))?;
     }
     // The source is stored (and synced) while the build runs: both must be done before
     // the registration is answered, neither needs the other.
@@ -499,7 +499,7 @@ fn write_and_build(
         (stored, installed)
     });
     let installed = installed.map_err(|err| compile_error(app, err))?;
-    stored.map_err(|e| internal(&format!("cannot store the source: {e}")))?;
+    stored.map_err(|e| io_failure("cannot store the source", &e))?;
     Ok(installed)
 }
 
@@ -510,10 +510,35 @@ pub fn compile_error(app: &App, err: CompileError) -> ApiError {
             go: app.compiler.go().display().to_string(),
             reason: source.to_string(),
         },
+        // The toolchain's own words when the disk filled under it: not the code's fault.
+        CompileError::Rejected { output }
+            if output
+                .to_ascii_lowercase()
+                .contains("no space left on device") =>
+        {
+            ApiError::StorageFull {
+                context: format!("go build: {}", one_line(&output)),
+            }
+        }
         CompileError::Rejected { output } => ApiError::CompileRejected { details: output },
         CompileError::TimedOut { limit } => ApiError::CompileTimedOut { limit },
-        CompileError::Io(err) => internal(&format!("build files: {err}")),
+        CompileError::Io(err) => io_failure("build files", &err),
     }
+}
+
+/// An I/O failure on the server's side: 507 when the disk (or the server's quota) is full,
+/// else 500.
+fn io_failure(context: &str, err: &std::io::Error) -> ApiError {
+    use std::io::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+    ) {
+        return ApiError::StorageFull {
+            context: format!("{context}: {err}"),
+        };
+    }
+    internal(&format!("{context}: {err}"))
 }
 
 fn internal(context: &str) -> ApiError {

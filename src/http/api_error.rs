@@ -121,6 +121,10 @@ pub enum ApiError {
     FunctionTimedOut {
         limit: Duration,
     },
+    /// The server's disk (or its quota) is full.
+    StorageFull {
+        context: String,
+    },
     /// Something on the server's side failed (files, spawning).
     Internal {
         context: String,
@@ -156,6 +160,7 @@ impl ApiError {
             | ApiError::RunUsersExhausted { .. }
             | ApiError::ShuttingDown => 503,
             ApiError::FunctionTimedOut { .. } => 504,
+            ApiError::StorageFull { .. } => 507,
         }
     }
 
@@ -326,6 +331,11 @@ impl fmt::Display for ApiError {
                 format_duration(*limit)
             ),
             ApiError::Internal { context } => write!(f, "internal error: {context}"),
+            ApiError::StorageFull { context } => write!(
+                f,
+                "the server's disk is full ({context}); nothing was changed: free space on the \
+                 server and retry"
+            ),
         }
     }
 }
@@ -371,6 +381,12 @@ mod tests {
             (ApiError::FastCgiBroken { reason: "x".into() }, 502),
             (ApiError::QueueFull, 503),
             (ApiError::QueueBytesFull { limit: 1 }, 503),
+            (
+                ApiError::StorageFull {
+                    context: "x".into(),
+                },
+                507,
+            ),
             (ApiError::RunUsersExhausted { total: 6, stuck: 5 }, 503),
             (
                 ApiError::GoMissing {

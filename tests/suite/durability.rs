@@ -345,3 +345,71 @@ fn a_journal_record_carries_only_its_change() {
     assert_error(&refused, 400, &["env", "256 KiB"]);
     assert_eq!(server.metadata("big")["version"], 12);
 }
+
+#[test]
+fn a_full_disk_is_507_with_its_cause_not_a_compilation_failure() {
+    if !crate::harness::is_root() {
+        return;
+    }
+    let mut server = Server::new().start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    server.stop();
+    // The data dir moves onto a 32 MiB file system of its own.
+    let data = server.data_dir().to_path_buf();
+    let saved = data.with_file_name("data-saved");
+    std::fs::rename(&data, &saved).expect("set aside");
+    std::fs::create_dir(&data).expect("mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        return;
+    }
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", saved.display()))
+        .arg(&data)
+        .status()
+        .is_ok_and(|s| s.success());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(copied, "copying the data dir");
+        server.restart();
+        // Fill it but for 64 KiB: a build's executable no longer fits.
+        let free = {
+            let out = std::process::Command::new("df")
+                .args(["--output=avail", "-B1"])
+                .arg(&data)
+                .output()
+                .expect("df");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                .expect("free bytes")
+        };
+        let filler = std::fs::File::create(data.join("filler")).expect("filler");
+        filler.set_len(0).expect("len");
+        use std::io::Write;
+        let mut filler = std::io::BufWriter::new(filler);
+        let block = vec![0u8; 64 * 1024];
+        for _ in 0..(free.saturating_sub(64 * 1024) / block.len() as u64) {
+            if filler.write_all(&block).is_err() {
+                break;
+            }
+        }
+        let _ = filler.flush();
+        let answer = server.register("other", &go::say("other"), json!({}));
+        assert_error(&answer, 507, &["disk is full"]);
+        server.get("/functions/other").expect(404);
+        assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+        server.stop();
+    }));
+    // Nothing may hold the file system open when it is unmounted.
+    server.kill9();
+    let _ = std::process::Command::new("umount").arg(&data).status();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
