@@ -141,11 +141,14 @@ impl History {
     pub fn open(dir: PathBuf, max_bytes: u64) -> io::Result<History> {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let shared = pending.clone();
+        // A few hundred at a time: an invocation recording a run never waits long behind.
         let committed = Box::new(move |batch: &[Write]| {
-            shared
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .committed(batch)
+            for part in batch.chunks(256) {
+                shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .committed(part)
+            }
         });
         let (store, seq, ended) = Store::open(&dir, max_bytes, committed)?;
         Ok(History {
