@@ -13,7 +13,7 @@ use crate::platform;
 use crossbeam_channel::{unbounded, Sender};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use threadpool::ThreadPool;
@@ -60,11 +60,15 @@ pub struct Responder {
     pool: ThreadPool,
     waiting: Arc<AtomicUsize>,
     outstanding: Outstanding,
-    let_go: Sender<Request>,
-    /// Connections refused for ambiguous framing, and when: whatever else tiny_http reads
-    /// from them is let go, never handled.
-    poisoned: Mutex<HashMap<SocketAddr, Instant>>,
+    let_go: Sender<(Request, Option<Arc<AtomicBool>>)>,
+    /// Connections refused for ambiguous framing, when, and whether their refusal has been
+    /// sent: whatever else tiny_http reads from them is let go once it has, never handled.
+    poisoned: Mutex<HashMap<SocketAddr, (Instant, Arc<AtomicBool>)>>,
 }
+
+/// Longest a request of a refused connection waits for the refusal to be sent before it is
+/// let go (cutting the connection) anyway.
+const REFUSAL_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a connection stays marked after an ambiguous request (its address may be
 /// reused by a new connection after that).
@@ -72,11 +76,18 @@ const POISONED_FOR: Duration = Duration::from_secs(60);
 
 impl Responder {
     pub fn start() -> std::io::Result<Responder> {
-        let (let_go, requests) = unbounded::<Request>();
+        let (let_go, requests) = unbounded::<(Request, Option<Arc<AtomicBool>>)>();
         std::thread::Builder::new()
             .name("http-let-go".into())
             .spawn(move || {
-                for request in requests {
+                for (request, after) in requests {
+                    // Letting go cuts the connection: not before its refusal is out.
+                    if let Some(sent) = after {
+                        let started = Instant::now();
+                        while !sent.load(Ordering::SeqCst) && started.elapsed() < REFUSAL_WAIT {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
                     super::server::discard(request);
                 }
             })?;
@@ -93,8 +104,8 @@ impl Responder {
     /// the request let go (and is cut) and gets `None`.
     pub fn admit(&self, request: Request) -> Option<(Request, InFlight)> {
         let peer = request.remote_addr().copied();
-        if peer.is_some_and(|peer| self.is_poisoned(peer)) {
-            self.let_go(request);
+        if let Some(sent) = peer.and_then(|peer| self.refused(peer)) {
+            self.send_to_let_go(request, Some(sent));
             return None;
         }
         if let Some(peer) = peer {
@@ -155,10 +166,11 @@ impl Responder {
     /// Answers an ambiguous request with 400 and closes its connection; anything read from
     /// it later is let go.
     pub fn refuse_ambiguous(&self, request: Request, in_flight: InFlight, reason: String) {
+        let sent = Arc::new(AtomicBool::new(false));
         if let Some(peer) = request.remote_addr().copied() {
             let mut poisoned = self.poisoned.lock().unwrap_or_else(PoisonError::into_inner);
-            poisoned.retain(|_, at| at.elapsed() < POISONED_FOR);
-            poisoned.insert(peer, Instant::now());
+            poisoned.retain(|_, (at, _)| at.elapsed() < POISONED_FOR);
+            poisoned.insert(peer, (Instant::now(), sent.clone()));
         }
         self.answer(request, in_flight, move |request| {
             let peer = request.remote_addr().copied();
@@ -170,21 +182,29 @@ impl Responder {
                 .for_each(|c| {
                     platform::shut_down(c);
                 });
+            sent.store(true, Ordering::SeqCst);
         });
     }
 
-    fn is_poisoned(&self, peer: SocketAddr) -> bool {
+    /// Whether `peer`'s connection was refused for ambiguous framing: the flag of its
+    /// refusal having been sent.
+    fn refused(&self, peer: SocketAddr) -> Option<Arc<AtomicBool>> {
         self.poisoned
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&peer)
-            .is_some_and(|at| at.elapsed() < POISONED_FOR)
+            .filter(|(at, _)| at.elapsed() < POISONED_FOR)
+            .map(|(_, sent)| sent.clone())
     }
 
     fn let_go(&self, request: Request) {
-        if let Err(err) = self.let_go.send(request) {
+        self.send_to_let_go(request, None);
+    }
+
+    fn send_to_let_go(&self, request: Request, after: Option<Arc<AtomicBool>>) {
+        if let Err(err) = self.let_go.send((request, after)) {
             // Only while stopping: the thread is gone; let go here.
-            super::server::discard(err.into_inner());
+            super::server::discard(err.into_inner().0);
         }
     }
 
