@@ -249,12 +249,28 @@ impl History {
 
     /// The most recent runs first, by when they were begun.
     pub fn list(&self, function: &str, limit: usize) -> Vec<Run> {
-        let mut runs = self.store.list(function, limit);
-        if let Some(pending) = self.lock().runs.get(function) {
-            runs.retain(|(_, run)| !pending.contains_key(&run.id));
-            runs.extend(pending.values().map(|e| (e.seq, e.run.clone())));
-            runs.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
-        }
+        // What is pending before and after reading the database: a change committed (and
+        // dropped from memory) in between is in one or the other.
+        let pending = || -> HashMap<String, (u64, Run)> {
+            self.lock()
+                .runs
+                .get(function)
+                .map(|runs| {
+                    runs.iter()
+                        .map(|(id, e)| (id.clone(), (e.seq, e.run.clone())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut shown = pending();
+        let written = self.store.list(function, limit);
+        shown.extend(pending());
+        let mut runs: Vec<(u64, Run)> = written
+            .into_iter()
+            .filter(|(_, run)| !shown.contains_key(&run.id))
+            .collect();
+        runs.extend(shown.into_values());
+        runs.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         runs.into_iter().take(limit).map(|(_, run)| run).collect()
     }
 

@@ -238,33 +238,79 @@ fn write_loop(
     committed: Committed,
 ) {
     let log = path.with_extension("sqlite3-wal");
-    loop {
-        let first = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(write) => write,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
+    // Changes a failed commit could not write: tried again first, and shown from memory
+    // meanwhile (they stay pending there).
+    let mut unwritten: Vec<Write> = Vec::new();
+    let mut open = true;
+    while open || !unwritten.is_empty() {
+        let wait = if unwritten.is_empty() {
+            Duration::from_secs(60)
+        } else {
+            RETRY_AFTER
         };
+        let first = match rx.recv_timeout(wait) {
+            Ok(write) => Some(write),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                open = false;
+                None
+            }
+        };
+        if first.is_none() && unwritten.is_empty() {
+            continue;
+        }
         // Gather a window's worth, so that a busy server commits ten times a second, not
         // once per run. The writer sleeps through the window rather than waking per record.
-        std::thread::sleep(GATHER);
-        let batch: Vec<Write> = std::iter::once(first).chain(rx.try_iter()).collect();
+        if first.is_some() {
+            std::thread::sleep(GATHER);
+        }
+        let mut batch = std::mem::take(&mut unwritten);
+        batch.extend(first.into_iter().chain(rx.try_iter()));
         match commit(&mut db, &batch) {
             Ok(touched) => {
                 if let Err(err) = bound(&db, &touched, max_bytes) {
                     log::warn!("cannot trim the run history: {err}");
                 }
+                committed(&batch);
             }
-            Err(err) => log::warn!("cannot record {} run changes: {err}", batch.len()),
+            Err(err) => {
+                log::warn!(
+                    "cannot record {} run changes: {err}; will try again",
+                    batch.len()
+                );
+                if batch.len() > MOST_UNWRITTEN {
+                    // The disk keeps failing: the oldest changes go, from memory too.
+                    let dropped: Vec<Write> = batch.drain(..batch.len() - MOST_UNWRITTEN).collect();
+                    log::error!(
+                        "dropped {} run changes the history could not write",
+                        dropped.len()
+                    );
+                    committed(&dropped);
+                }
+                unwritten = batch;
+                if !open {
+                    // Stopping, and it still fails: what is left is lost with the process.
+                    log::error!(
+                        "the run history could not write {} changes before stopping",
+                        unwritten.len()
+                    );
+                    return;
+                }
+            }
         }
         if std::fs::metadata(&log).is_ok_and(|m| m.len() > LARGEST_LOG) {
             if let Err(err) = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
                 log::debug!("cannot fold the run history's log in: {err}");
             }
         }
-        // Written or not, the database is what reads see from now on.
-        committed(&batch);
     }
 }
+
+/// How soon a failed commit is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Changes kept for another try while commits fail.
+const MOST_UNWRITTEN: usize = 100_000;
 
 /// Writes one batch in one transaction; returns the functions it touched.
 fn commit(db: &mut Connection, batch: &[Write]) -> rusqlite::Result<HashSet<String>> {

@@ -37,9 +37,10 @@ pub struct Clients {
     /// Of each connection with bytes waiting for its client: how many it had acknowledged
     /// when last seen to take more, and when that was.
     progress: Mutex<HashMap<SocketAddr, (u64, Instant)>>,
-    /// Of each connection: the bytes it had sent when a request of it was last taken (or
-    /// it was first seen), and how many requests had been taken then.
-    heads: Mutex<HashMap<SocketAddr, (u64, u64)>>,
+    /// Of each connection: where its present request head starts (bytes it had sent by
+    /// then), how many of its requests had been taken then, and the bytes it had sent at
+    /// the last look.
+    heads: Mutex<HashMap<SocketAddr, (u64, u64, u64)>>,
 }
 
 struct Peer {
@@ -49,6 +50,8 @@ struct Peer {
     reading: u32,
     /// Requests of this client taken so far.
     taken: u64,
+    /// Requests of this client being worked on that have a body (read or waiting to be).
+    bodies: u32,
     /// When the server last stopped being busy on it.
     since: Instant,
 }
@@ -63,22 +66,21 @@ impl Clients {
         }
     }
 
-    /// Marks a request of `peer` as being worked on until the guard drops.
-    pub fn busy(self: &Arc<Self>, peer: Option<SocketAddr>) -> Busy {
+    /// Marks a request of `peer` (with a body or not) as being worked on until the guard
+    /// drops.
+    pub fn busy(self: &Arc<Self>, peer: Option<SocketAddr>, with_body: bool) -> Busy {
         self.change(peer, true);
         if let Some(peer) = peer {
-            if let Some(entry) = self
-                .peers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_mut(&peer)
-            {
+            let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = peers.get_mut(&peer) {
                 entry.taken += 1;
+                entry.bodies += u32::from(with_body);
             }
         }
         Busy {
             clients: self.clone(),
             peer,
+            with_body,
         }
     }
 
@@ -99,6 +101,7 @@ impl Clients {
             busy: 0,
             reading: 0,
             taken: 0,
+            bodies: 0,
             since: Instant::now(),
         });
         if busy {
@@ -158,15 +161,26 @@ impl Clients {
         for connection in connections {
             let peer = peers.get(&connection.peer);
             let taken = peer.map_or(0, |p| p.taken);
-            let reading = peer.is_some_and(|p| p.reading > 0);
-            let (from, counted) = match heads.get(&connection.peer) {
-                Some(&(from, counted)) if counted == taken && !reading => (from, counted),
-                _ => (connection.received, taken),
+            // A body arriving (or queued to be read) is not a head.
+            let body = peer.is_some_and(|p| p.reading > 0 || p.bodies > 0);
+            let now = connection.received;
+            let from = match heads.get(&connection.peer) {
+                _ if body => now,
+                Some(&(from, counted, _)) if counted == taken => from,
+                // Requests were taken since the last look: each accounts for a head's worth
+                // of what came since; the rest may be the next head. (Fewer taken than
+                // counted: the peer was forgotten and seen anew.)
+                Some(&(_, counted, last)) if taken > counted => {
+                    now.min(last.saturating_add((taken - counted).saturating_mul(MAX_HEAD)))
+                }
+                Some(_) => now,
+                // Seen first: from its first byte, but for the heads of requests taken.
+                None => now.min(taken.saturating_mul(MAX_HEAD)),
             };
-            if connection.received.saturating_sub(from) > MAX_HEAD {
+            if now.saturating_sub(from) > MAX_HEAD {
                 oversized.push(connection);
             }
-            seen.insert(connection.peer, (from, counted));
+            seen.insert(connection.peer, (from, taken, now));
         }
         *heads = seen;
         oversized
@@ -196,6 +210,35 @@ impl Clients {
         stalled
     }
 
+    /// One look of the watchdog: shuts down the connections that are silent, send an
+    /// oversized head, or take none of their answer.
+    fn look(&self) {
+        let connections = platform::tcp_connections();
+        let now = Instant::now();
+        for connection in self.silent(&connections, now) {
+            if platform::shut_down(connection) {
+                log::info!("closed the silent connection of {}", connection.peer);
+            }
+        }
+        for connection in self.oversized_heads(&connections) {
+            if platform::shut_down(connection) {
+                log::info!(
+                    "closed the connection of {}: it sent more than {MAX_HEAD} bytes of request head",
+                    connection.peer
+                );
+            }
+        }
+        for connection in self.stalled(&connections, now) {
+            if platform::shut_down(connection) {
+                log::info!(
+                    "closed the connection of {}: it took none of its answer for {:?}",
+                    connection.peer,
+                    self.timeout
+                );
+            }
+        }
+    }
+
     /// Starts the watchdog thread; it runs until the returned handle is stopped.
     pub fn start_watchdog(self: &Arc<Self>) -> std::io::Result<Watchdog> {
         let (stop, stopped) = bounded::<()>(1);
@@ -207,29 +250,12 @@ impl Clients {
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(every)
                 {
-                    let connections = platform::tcp_connections();
-                    let now = Instant::now();
-                    for connection in clients.silent(&connections, now) {
-                        if platform::shut_down(connection) {
-                            log::info!("closed the silent connection of {}", connection.peer);
-                        }
-                    }
-                    for connection in clients.oversized_heads(&connections) {
-                        if platform::shut_down(connection) {
-                            log::info!(
-                                "closed the connection of {}: it sent more than {MAX_HEAD} bytes of request head",
-                                connection.peer
-                            );
-                        }
-                    }
-                    for connection in clients.stalled(&connections, now) {
-                        if platform::shut_down(connection) {
-                            log::info!(
-                                "closed the connection of {}: it took none of its answer for {:?}",
-                                connection.peer,
-                                clients.timeout
-                            );
-                        }
+                    // A panic in one look must not end the watchdog for good.
+                    let looked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        clients.look();
+                    }));
+                    if looked.is_err() {
+                        log::error!("the client watchdog panicked; it goes on");
                     }
                 }
             })?;
@@ -244,11 +270,22 @@ impl Clients {
 pub struct Busy {
     clients: Arc<Clients>,
     peer: Option<SocketAddr>,
+    with_body: bool,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
         self.clients.change(self.peer, false);
+        if let (Some(peer), true) = (self.peer, self.with_body) {
+            let mut peers = self
+                .clients
+                .peers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = peers.get_mut(&peer) {
+                entry.bodies = entry.bodies.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -295,7 +332,7 @@ mod tests {
     fn silent_clients_are_cut_busy_ones_never() {
         let clients = Arc::new(Clients::new(Duration::from_secs(30)));
         let all = [connection(1, 31), connection(2, 5), connection(3, 600)];
-        let busy = clients.busy(Some(all[2].peer));
+        let busy = clients.busy(Some(all[2].peer), false);
         let cut: Vec<u16> = clients
             .silent(&all, Instant::now())
             .iter()
@@ -315,7 +352,7 @@ mod tests {
     fn a_body_being_read_is_waiting_on_the_client() {
         let clients = Arc::new(Clients::new(Duration::from_secs(30)));
         let slow = [connection(7, 45)];
-        let _busy = clients.busy(Some(slow[0].peer));
+        let _busy = clients.busy(Some(slow[0].peer), true);
         assert!(clients.silent(&slow, Instant::now()).is_empty());
         let reading = clients.waiting_on(Some(slow[0].peer));
         let later = Instant::now() + Duration::from_secs(31);
@@ -334,7 +371,7 @@ mod tests {
             c.sending = true;
             c.acked = 100;
         }
-        let _busy = clients.busy(Some(stuck.peer));
+        let _busy = clients.busy(Some(stuck.peer), false);
         let start = Instant::now();
         assert!(clients
             .stalled(&[reader.clone(), stuck.clone(), idle.clone()], start)
@@ -374,7 +411,7 @@ mod tests {
             c.received += 1 << 20;
         }
         for _ in 0..1000 {
-            drop(clients.busy(Some(keep_alive.peer)));
+            drop(clients.busy(Some(keep_alive.peer), false));
         }
         let cut: Vec<u16> = clients
             .oversized_heads(&all(&bomb, &keep_alive, &upload))
@@ -382,6 +419,49 @@ mod tests {
             .map(|c| c.peer.port())
             .collect();
         assert_eq!(cut, vec![11]);
+    }
+
+    #[test]
+    fn what_came_before_the_first_look_or_after_a_request_counts_too() {
+        let clients = Arc::new(Clients::new(Duration::from_secs(30)));
+        // Streaming a header line since it connected, before the watchdog first looked.
+        let mut early = connection(14, 0);
+        early.received = 1 << 20;
+        assert_eq!(
+            clients.oversized_heads(std::slice::from_ref(&early)).len(),
+            1
+        );
+        // One request taken, then a megabyte more within the same look.
+        let mut after = connection(15, 0);
+        assert!(clients
+            .oversized_heads(std::slice::from_ref(&after))
+            .is_empty());
+        drop(clients.busy(Some(after.peer), false));
+        after.received = 1 << 20;
+        assert_eq!(
+            clients.oversized_heads(std::slice::from_ref(&after)).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_peer_forgotten_and_seen_anew_starts_afresh() {
+        let clients = Arc::new(Clients::new(Duration::from_secs(30)));
+        let mut again = connection(16, 0);
+        for _ in 0..3 {
+            drop(clients.busy(Some(again.peer), false));
+        }
+        assert!(clients
+            .oversized_heads(std::slice::from_ref(&again))
+            .is_empty());
+        // Silent long enough to be forgotten: its count of requests starts at 0 again.
+        let later = Instant::now() + Duration::from_secs(60);
+        let _ = clients.silent(std::slice::from_ref(&again), later);
+        drop(clients.busy(Some(again.peer), false));
+        again.received = 1000;
+        assert!(clients
+            .oversized_heads(std::slice::from_ref(&again))
+            .is_empty());
     }
 
     #[test]

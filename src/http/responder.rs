@@ -1,19 +1,21 @@
 //! Everything the accept loop would otherwise write to a client itself: health answers,
-//! refusals (rate limit, full queue, stopping) and requests that must be let go. The accept
-//! loop never writes: writing to a client that does not read blocks, and tiny_http makes
-//! an answer wait for every earlier answer of its connection, so one client could stall
-//! every endpoint. Here answers go to a few threads of their own, each connection may have
-//! at most [`MAX_PIPELINED`] requests outstanding, and a request that cannot be answered
-//! (its connection over that bound, or the answering threads all taken) is let go on a
-//! thread that first shuts its connection down, so that nothing waits on its client.
-//! Never runs a handler other than health, and never blocks its caller.
+//! refusals (rate limit, full queue, stopping, ambiguous framing) and requests that must be
+//! let go. The accept loop never writes: writing to a client that does not read blocks.
+//!
+//! tiny_http makes each answer (and the answer dropping a request writes) wait until every
+//! earlier answer of its connection is out. So a job of this module for a connection that
+//! still has an earlier request outstanding (a slow run, say) is not handed to a thread: it
+//! waits on its connection and is started once all that came before it is done. No
+//! answering thread ever waits on another request. Each connection may have at most
+//! [`MAX_PIPELINED`] requests outstanding: past that it is cut. Never runs a handler other
+//! than health, and never blocks its caller.
 
 use super::ApiError;
 use crate::platform;
 use crossbeam_channel::{unbounded, Sender};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use threadpool::ThreadPool;
@@ -29,109 +31,147 @@ const RESPONDERS: usize = 4;
 /// Answers waiting for a responder thread before requests are let go instead.
 const MAX_WAITING: usize = 1024;
 
-/// Counts, per connection, the requests taken and not yet answered.
-#[derive(Clone, Default)]
-struct Outstanding(Arc<Mutex<HashMap<SocketAddr, usize>>>);
+/// How long a connection stays marked after an ambiguous request (its address may be
+/// reused by a new connection after that).
+const POISONED_FOR: Duration = Duration::from_secs(60);
 
-/// One request counted against its connection until it drops (with its answer).
+type Job = Box<dyn FnOnce() + Send>;
+
+/// One connection's requests taken and not done, and the jobs waiting for their turn.
+#[derive(Default)]
+struct Connection {
+    outstanding: usize,
+    deferred: VecDeque<Job>,
+}
+
+/// Every connection with requests outstanding, and the threads that run their jobs.
+#[derive(Clone)]
+struct Connections {
+    map: Arc<Mutex<HashMap<SocketAddr, Connection>>>,
+    pool: ThreadPool,
+}
+
+impl Connections {
+    /// Counts one more request of `peer`, unless it has `cap` outstanding already.
+    fn enter(&self, peer: Option<SocketAddr>, cap: Option<usize>) -> Option<InFlight> {
+        if let Some(peer) = peer {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            let connection = map.entry(peer).or_default();
+            if cap.is_some_and(|cap| connection.outstanding >= cap) {
+                return None;
+            }
+            connection.outstanding += 1;
+        }
+        Some(InFlight {
+            connections: self.clone(),
+            peer,
+        })
+    }
+
+    /// Runs `job` (which holds the [`InFlight`] of a request of `peer`) now if nothing else
+    /// of its connection is outstanding, else once everything before it is done.
+    fn run_in_turn(&self, peer: Option<SocketAddr>, job: Job) {
+        if let Some(peer) = peer {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(connection) = map.get_mut(&peer).filter(|c| c.outstanding > 1) {
+                connection.deferred.push_back(job);
+                return;
+            }
+        }
+        self.pool.execute(job);
+    }
+}
+
+/// One request counted against its connection until it drops (with its answer); then the
+/// next job of the connection, if only jobs are left, gets its turn.
 pub struct InFlight {
-    outstanding: Outstanding,
+    connections: Connections,
     peer: Option<SocketAddr>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let Some(peer) = self.peer else { return };
-        let mut map = self
-            .outstanding
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = map.get_mut(&peer) {
-            *count -= 1;
-            if *count == 0 {
+        let next = {
+            let mut map = self
+                .connections
+                .map
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let Some(connection) = map.get_mut(&peer) else {
+                return;
+            };
+            connection.outstanding -= 1;
+            if connection.outstanding == 0 {
                 map.remove(&peer);
+                None
+            } else if connection.outstanding == connection.deferred.len() {
+                connection.deferred.pop_front()
+            } else {
+                None
             }
+        };
+        if let Some(job) = next {
+            self.connections.pool.execute(job);
         }
     }
 }
 
 pub struct Responder {
-    pool: ThreadPool,
     waiting: Arc<AtomicUsize>,
-    outstanding: Outstanding,
-    let_go: Sender<(Request, Option<Arc<AtomicBool>>)>,
-    /// Connections refused for ambiguous framing, when, and whether their refusal has been
-    /// sent: whatever else tiny_http reads from them is let go once it has, never handled.
-    poisoned: Mutex<HashMap<SocketAddr, (Instant, Arc<AtomicBool>)>>,
+    connections: Connections,
+    /// Connections to cut at once, on a thread of its own (finding a socket lists them all).
+    cut: Sender<SocketAddr>,
+    /// Connections refused for ambiguous framing, and when: whatever else tiny_http reads
+    /// from them is let go after the refusal, never handled.
+    poisoned: Mutex<HashMap<SocketAddr, Instant>>,
 }
-
-/// Longest a request of a refused connection waits for the refusal to be sent before it is
-/// let go (cutting the connection) anyway.
-const REFUSAL_WAIT: Duration = Duration::from_secs(5);
-
-/// How long a connection stays marked after an ambiguous request (its address may be
-/// reused by a new connection after that).
-const POISONED_FOR: Duration = Duration::from_secs(60);
 
 impl Responder {
     pub fn start() -> std::io::Result<Responder> {
-        let (let_go, requests) = unbounded::<(Request, Option<Arc<AtomicBool>>)>();
+        let (cut, peers) = unbounded::<SocketAddr>();
         std::thread::Builder::new()
-            .name("http-let-go".into())
+            .name("http-cut".into())
             .spawn(move || {
-                for (request, after) in requests {
-                    // Letting go cuts the connection: not before its refusal is out.
-                    if let Some(sent) = after {
-                        let started = Instant::now();
-                        while !sent.load(Ordering::SeqCst) && started.elapsed() < REFUSAL_WAIT {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                    }
-                    super::server::discard(request);
+                for peer in peers {
+                    shut_down(Some(peer));
                 }
             })?;
         Ok(Responder {
-            pool: ThreadPool::with_name("http-responder".into(), RESPONDERS),
             waiting: Arc::new(AtomicUsize::new(0)),
-            outstanding: Outstanding::default(),
-            let_go,
+            connections: Connections {
+                map: Arc::new(Mutex::new(HashMap::new())),
+                pool: ThreadPool::with_name("http-responder".into(), RESPONDERS),
+            },
+            cut,
             poisoned: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Counts `request` against its connection; a connection past [`MAX_PIPELINED`] has
-    /// the request let go (and is cut) and gets `None`.
+    /// Counts `request` against its connection; a connection past [`MAX_PIPELINED`], or
+    /// one refused for ambiguous framing, has the request let go and gets `None`.
     pub fn admit(&self, request: Request) -> Option<(Request, InFlight)> {
         let peer = request.remote_addr().copied();
-        if let Some(sent) = peer.and_then(|peer| self.refused(peer)) {
-            self.send_to_let_go(request, Some(sent));
+        if peer.is_some_and(|peer| self.refused(peer)) {
+            // After the refusal, which closes the connection.
+            self.let_go(request, false);
             return None;
         }
-        if let Some(peer) = peer {
-            let mut map = self
-                .outstanding
-                .0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let count = map.entry(peer).or_insert(0);
-            if *count >= MAX_PIPELINED {
-                drop(map);
-                log::warn!("cutting the connection of {peer}: over {MAX_PIPELINED} requests waiting for their answers");
-                self.let_go(request);
-                return None;
+        match self.connections.enter(peer, Some(MAX_PIPELINED)) {
+            Some(in_flight) => Some((request, in_flight)),
+            None => {
+                log::warn!(
+                    "cutting the connection of {}: over {MAX_PIPELINED} requests waiting for their answers",
+                    peer.map_or_else(|| "?".to_string(), |p| p.to_string())
+                );
+                self.let_go(request, true);
+                None
             }
-            *count += 1;
         }
-        let in_flight = InFlight {
-            outstanding: self.outstanding.clone(),
-            peer,
-        };
-        Some((request, in_flight))
     }
 
-    /// Runs `answer` on a responder thread; if every one is taken and too many wait, the
-    /// request is let go instead.
+    /// Runs `answer` on a responder thread in its connection's turn; if too many answers
+    /// wait already, the request is let go instead.
     pub fn answer(
         &self,
         request: Request,
@@ -140,15 +180,17 @@ impl Responder {
     ) {
         if self.waiting.load(Ordering::SeqCst) >= MAX_WAITING {
             drop(in_flight);
-            return self.let_go(request);
+            return self.let_go(request, true);
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let waiting = self.waiting.clone();
-        self.pool.execute(move || {
+        let peer = in_flight.peer;
+        let job: Job = Box::new(move || {
             waiting.fetch_sub(1, Ordering::SeqCst);
             answer(request);
             drop(in_flight);
         });
+        self.connections.run_in_turn(peer, job);
     }
 
     /// Answers `request` with `error` on a responder thread. The client's body is not
@@ -166,54 +208,62 @@ impl Responder {
     /// Answers an ambiguous request with 400 and closes its connection; anything read from
     /// it later is let go.
     pub fn refuse_ambiguous(&self, request: Request, in_flight: InFlight, reason: String) {
-        let sent = Arc::new(AtomicBool::new(false));
         if let Some(peer) = request.remote_addr().copied() {
             let mut poisoned = self.poisoned.lock().unwrap_or_else(PoisonError::into_inner);
-            poisoned.retain(|_, (at, _)| at.elapsed() < POISONED_FOR);
-            poisoned.insert(peer, (Instant::now(), sent.clone()));
+            poisoned.retain(|_, at| at.elapsed() < POISONED_FOR);
+            poisoned.insert(peer, Instant::now());
         }
         self.answer(request, in_flight, move |request| {
             let peer = request.remote_addr().copied();
             stop_reading(&request);
             super::server::answer_without_handler(request, &ApiError::RequestAmbiguous { reason });
-            platform::tcp_connections()
-                .iter()
-                .filter(|c| Some(c.peer) == peer)
-                .for_each(|c| {
-                    platform::shut_down(c);
-                });
-            sent.store(true, Ordering::SeqCst);
+            shut_down(peer);
         });
     }
 
-    /// Whether `peer`'s connection was refused for ambiguous framing: the flag of its
-    /// refusal having been sent.
-    fn refused(&self, peer: SocketAddr) -> Option<Arc<AtomicBool>> {
+    fn refused(&self, peer: SocketAddr) -> bool {
         self.poisoned
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&peer)
-            .filter(|(at, _)| at.elapsed() < POISONED_FOR)
-            .map(|(_, sent)| sent.clone())
+            .is_some_and(|at| at.elapsed() < POISONED_FOR)
     }
 
-    fn let_go(&self, request: Request) {
-        self.send_to_let_go(request, None);
-    }
-
-    fn send_to_let_go(&self, request: Request, after: Option<Arc<AtomicBool>>) {
-        if let Err(err) = self.let_go.send((request, after)) {
-            // Only while stopping: the thread is gone; let go here.
-            super::server::discard(err.into_inner().0);
+    /// Lets go of a request in its connection's turn (its drop must not wait on an earlier
+    /// answer); with `cut_now`, its connection is cut at once, so that those earlier
+    /// answers fail at once too.
+    fn let_go(&self, request: Request, cut_now: bool) {
+        let peer = request.remote_addr().copied();
+        if let (true, Some(peer)) = (cut_now, peer) {
+            let _ = self.cut.send(peer);
         }
+        let Some(in_flight) = self.connections.enter(peer, None) else {
+            return;
+        };
+        let job: Job = Box::new(move || {
+            super::server::discard(request);
+            drop(in_flight);
+        });
+        self.connections.run_in_turn(peer, job);
     }
 
     /// Waits until every answer handed over has been sent.
     pub fn join(&self) {
-        self.pool.join();
+        self.connections.pool.join();
     }
 }
 
+/// Shuts `peer`'s connection down both ways.
+fn shut_down(peer: Option<SocketAddr>) {
+    platform::tcp_connections()
+        .iter()
+        .filter(|c| Some(c.peer) == peer)
+        .for_each(|c| {
+            platform::shut_down(c);
+        });
+}
+
+/// Stops reading `request`'s connection; answers still go out.
 fn stop_reading(request: &Request) {
     let peer = request.remote_addr().copied();
     platform::tcp_connections()

@@ -123,7 +123,7 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         };
         if access == Access::Open && !has_body(&request) {
             // Health answers at once, whatever the load.
-            let busy = app.clients.busy(request.remote_addr().copied());
+            let busy = app.clients.busy(request.remote_addr().copied(), false);
             let slot = lane.take_unbounded();
             let app = app.clone();
             responder.answer(request, in_flight, move |request| {
@@ -135,7 +135,9 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             responder.refuse(request, in_flight, ApiError::QueueFull);
             continue;
         };
-        let busy = app.clients.busy(request.remote_addr().copied());
+        let busy = app
+            .clients
+            .busy(request.remote_addr().copied(), has_body(&request));
         let app = app.clone();
         lane.execute(move || {
             handle(&app, request, slot, busy);

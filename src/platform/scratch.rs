@@ -50,10 +50,22 @@ pub fn join(disk: &Disk) -> io::Result<Scratch<'static>> {
             slots.entry(disk.uid).or_insert(made).clone()
         }
     };
-    let mut size = slot.size.lock().unwrap_or_else(PoisonError::into_inner);
-    let resize = (*size != disk.size).then_some(disk.size).flatten();
-    *size = disk.size;
+    let size = *slot.size.lock().unwrap_or_else(PoisonError::into_inner);
+    let resize = (size != disk.size).then_some(disk.size).flatten();
     Ok(Scratch::Join(slot.namespace.as_raw_fd(), resize))
+}
+
+/// Records that a run of `disk.uid` started on a disk of `disk.size`: the next run of
+/// another size resizes it (one that failed to start may have left it as it was).
+pub fn started(disk: &Disk) {
+    let slot = slots()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&disk.uid)
+        .cloned();
+    if let Some(slot) = slot {
+        *slot.size.lock().unwrap_or_else(PoisonError::into_inner) = disk.size;
+    }
 }
 
 /// Empties the scratch folders of `uid`'s namespace, if it has one. Call once no process

@@ -18,7 +18,8 @@ pub struct TcpConnection {
     pub idle: Duration,
     /// Bytes of ours the client has acknowledged so far.
     pub acked: u64,
-    /// Bytes the client has sent so far.
+    /// Bytes the client has sent that the process has read so far (what waits in the
+    /// kernel's receive queue is not counted).
     pub received: u64,
     /// Whether some of our bytes wait to be sent or acknowledged.
     pub sending: bool,
@@ -64,7 +65,7 @@ pub fn tcp_connections() -> Vec<TcpConnection> {
                     info.tcpi_last_data_recv.min(info.tcpi_last_ack_recv),
                 )),
                 acked: info.tcpi_bytes_acked,
-                received: info.tcpi_bytes_received,
+                received: info.tcpi_bytes_received.saturating_sub(unread(fd)),
                 // Fields an older kernel does not fill stay zero.
                 sending: info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0,
                 closed_by_peer: info.tcpi_state == TCP_CLOSE_WAIT,
@@ -97,8 +98,10 @@ pub fn shut_down_reading(connection: &TcpConnection) -> bool {
 /// `/dev/null`: the connection closes, and whoever reads or writes those descriptors as a
 /// socket fails at once ("not a socket"), without a byte written into its buffer. The descriptors stay open for
 /// their owners to close. Call only while holding something that keeps them open (the
-/// request of that connection), so that no number is reused meanwhile. Returns whether a
-/// descriptor was found.
+/// request of that connection), so that no number is reused meanwhile. A connection is
+/// held by two descriptors (tiny_http's reading and writing halves): finding more means
+/// another connection from the same address (to another local address), whose descriptors
+/// nothing here keeps open, so nothing is detached. Returns whether it was.
 pub fn detach(peer: SocketAddr) -> bool {
     let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -114,15 +117,34 @@ pub fn detach(peer: SocketAddr) -> bool {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
         .filter(|fd| peer_of(*fd) == Some(peer))
         .collect();
+    if fds.len() > 2 {
+        return false;
+    }
     use std::os::unix::io::AsRawFd;
     fds.iter().fold(false, |any, fd| {
-        // SAFETY: shutdown(2) first, so that what was written goes out ahead of the end.
+        if peer_of(*fd) != Some(peer) {
+            return any;
+        }
+        // SAFETY: shutdown(2) on a descriptor holding the connection closes nothing. First,
+        // so that what was written goes out ahead of the end.
         unsafe { libc::shutdown(*fd, libc::SHUT_WR) };
         // SAFETY: dup3(2) onto a descriptor that holds the connection, which the caller
         // keeps open; it atomically makes that number refer to /dev/null instead.
         let done = unsafe { libc::dup3(null.as_raw_fd(), *fd, libc::O_CLOEXEC) } == *fd;
         any || done
     })
+}
+
+/// Bytes waiting in a socket's receive queue, not read yet.
+fn unread(fd: RawFd) -> u64 {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, for a descriptor we hold.
+    let ok = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut waiting) } == 0;
+    if ok {
+        u64::try_from(waiting).unwrap_or(0)
+    } else {
+        0
+    }
 }
 
 fn peer_of(fd: RawFd) -> Option<SocketAddr> {

@@ -33,6 +33,10 @@ fn moved_name(n: u64) -> String {
     format!(".golambda-flat-{n}")
 }
 
+/// Names tried for one move before giving up: more than a run can have made (its inodes
+/// are bounded), so only a broken file system exhausts them.
+const MOST_TAKEN_NAMES: usize = 10_000_000;
+
 #[cfg(unix)]
 pub use imp::empty_open_dir;
 
@@ -152,16 +156,18 @@ mod imp {
 
     /// Moves folder `name` of `from` into `top` under a fresh name.
     fn move_up(from: &OwnedFd, name: &CStr, top: &OwnedFd, moved: &mut u64) -> io::Result<()> {
-        loop {
+        for _ in 0..super::MOST_TAKEN_NAMES {
             *moved += 1;
             let target = super::moved_name(*moved);
             match renameat(from, name, top, target.as_str()) {
                 Ok(()) => return Ok(()),
-                // That name is taken by a folder with entries: take the next one.
-                Err(Errno::ENOTEMPTY | Errno::EEXIST) => continue,
+                // That name is taken (a run may have made it, as a folder with entries, a
+                // file or a link): take the next one.
+                Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR | Errno::EISDIR) => {}
                 Err(err) => return Err(err.into()),
             }
         }
+        Err(io::Error::other("no free name to move a folder up to"))
     }
 }
 
@@ -222,14 +228,16 @@ mod imp {
     }
 
     fn move_up(path: &Path, top: &Path, moved: &mut u64) -> io::Result<()> {
-        loop {
+        for _ in 0..super::MOST_TAKEN_NAMES {
             *moved += 1;
             let target = top.join(super::moved_name(*moved));
-            if target.exists() {
+            // Taken by anything, a dangling link included: the next one.
+            if std::fs::symlink_metadata(&target).is_ok() {
                 continue;
             }
             return std::fs::rename(path, target);
         }
+        Err(io::Error::other("no free name to move a folder up to"))
     }
 }
 
@@ -284,6 +292,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn names_a_run_took_beforehand_do_not_stop_the_flattening() {
+        let root = scratch("taken");
+        for n in 1..=50 {
+            std::fs::write(root.join(moved_name(n)), b"file").unwrap();
+        }
+        #[cfg(unix)]
+        for n in 51..=60 {
+            std::os::unix::fs::symlink("/nowhere", root.join(moved_name(n))).unwrap();
+        }
+        std::fs::create_dir_all(root.join("a1/b/c")).unwrap();
+        std::fs::create_dir_all(root.join("a2/b/c")).unwrap();
+        empty_dir(&root).unwrap();
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        remove_tree(&root).unwrap();
     }
 
     #[test]

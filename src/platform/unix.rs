@@ -91,16 +91,18 @@ pub(super) fn start_confined(
     sandbox: &Sandbox,
     stdio: [&std::os::fd::OwnedFd; 3],
 ) -> io::Result<(super::Process, ProcessTree)> {
+    let disk = match (sandbox.user, command.get_current_dir()) {
+        (Some(uid), Some(work_dir)) if sandbox.exclusive_user => Some(super::spawn::Disk {
+            work_dir: work_dir.to_path_buf(),
+            uid,
+            size: sandbox.limits.disk,
+        }),
+        _ => None,
+    };
     let scratch = || -> io::Result<super::spawn::Scratch<'static>> {
-        match (sandbox.user, command.get_current_dir()) {
-            (Some(uid), Some(work_dir)) if sandbox.exclusive_user => {
-                super::scratch::join(&super::spawn::Disk {
-                    work_dir: work_dir.to_path_buf(),
-                    uid,
-                    size: sandbox.limits.disk,
-                })
-            }
-            _ => Ok(super::spawn::Scratch::Shared),
+        match &disk {
+            Some(disk) => super::scratch::join(disk),
+            None => Ok(super::spawn::Scratch::Shared),
         }
     };
     let confinement = Confinement::prepare(sandbox)?;
@@ -115,6 +117,9 @@ pub(super) fn start_confined(
         }
         other => other?,
     };
+    if let Some(disk) = &disk {
+        super::scratch::started(disk);
+    }
     let group = libc::pid_t::try_from(process.id())
         .map_err(|_| io::Error::other("child pid out of range"))?;
     Ok((process, ProcessTree { group }))
@@ -361,9 +366,15 @@ pub fn kill_user(uid: u32) -> super::Leftovers {
         let pids = members();
         if pids.is_empty() {
             // Nobody of the uid is left to write there: its scratch folders can be emptied.
+            // One that cannot be emptied must not go to the next run of the uid: it counts
+            // as left over, so the uid is set aside and tried again.
             #[cfg(target_os = "linux")]
             if let Err(err) = super::scratch::empty(uid) {
                 log::warn!("could not empty the scratch folders of uid {uid}: {err}");
+                return super::Leftovers {
+                    killed,
+                    remaining: 1,
+                };
             }
             return super::Leftovers {
                 killed,

@@ -333,8 +333,10 @@ impl ProcessTree {
 
 impl Drop for ProcessTree {
     fn drop(&mut self) {
-        // SAFETY: closing our own handle once; kill-on-close ends anything left.
+        // SAFETY: our own handle, closed once. Ended first: kill-on-close fires only with
+        // the last handle, and the disk watcher may hold another for a moment.
         unsafe {
+            TerminateJobObject(self.job, 1);
             CloseHandle(self.job);
         }
     }

@@ -315,3 +315,45 @@ fn an_endless_header_line_is_cut_off_before_it_grows_the_server() {
     server.expect_log("bytes of request head", Duration::from_secs(5));
     server.get("/health").expect(200);
 }
+
+#[test]
+fn health_pipelined_behind_a_slow_run_holds_no_thread_anyone_else_needs() {
+    let server = Server::new().start();
+    let marker = server.io_path("started");
+    server.register_ok(
+        "slow",
+        &go::sleeper(4_000),
+        json!({"env": {"MARKER": marker.display().to_string()}}),
+    );
+    // One connection: a slow run, then more health checks than there are answering
+    // threads, all waiting behind the run's answer.
+    let mut pipelined = connect(&server);
+    let mut head = String::from("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    for _ in 0..6 {
+        head.push_str("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    pipelined.write_all(head.as_bytes()).expect("write");
+    assert!(eventually(Duration::from_secs(20), || marker.exists()));
+    // Another client is answered while that run still goes.
+    server.get("/").expect(200);
+    server.get("/functions").expect(200);
+    let runs = server.get("/functions/slow/runs").json();
+    assert_eq!(
+        runs[0]["status"], "running",
+        "health waited for the slow run: {runs}"
+    );
+    // And the pipelined connection gets all its answers, in order.
+    let mut answers = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buffer = [0u8; 4096];
+    while answers.matches("HTTP/1.1 200").count() < 7 && Instant::now() < deadline {
+        match pipelined.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answers.push_str(&String::from_utf8_lossy(&buffer[..n])),
+        }
+    }
+    assert_eq!(answers.matches("HTTP/1.1 200").count(), 7, "{answers}");
+    assert!(answers
+        .find("woke")
+        .is_some_and(|at| at < answers.find("\"status\"").unwrap_or(0)));
+}
