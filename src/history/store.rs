@@ -325,25 +325,7 @@ fn commit(db: &mut Connection, batch: &[Write]) -> rusqlite::Result<HashSet<Stri
                 ended,
                 ..
             } => {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO runs (seq, function, id, trigger, version, started_at, \
-                     duration_ms, status, exit_code, stdout, stderr, ended) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?
-                .execute(params![
-                    *seq as i64,
-                    function,
-                    run.id,
-                    run.trigger,
-                    run.version,
-                    super::rfc3339_precise(run.started_at),
-                    run.duration_ms,
-                    run.status.as_str(),
-                    run.exit_code,
-                    run.stdout,
-                    run.stderr,
-                    ended.map(|e| e as i64),
-                ])?;
+                insert(&tx, "REPLACE", function, run, *seq, *ended)?;
                 touched.insert(function.clone());
             }
             Write::End {
@@ -377,6 +359,37 @@ fn commit(db: &mut Connection, batch: &[Write]) -> rusqlite::Result<HashSet<Stri
     }
     tx.commit()?;
     Ok(touched)
+}
+
+/// Writes one run's row; `conflict` says what a row of the same run already there
+/// becomes (`REPLACE`d, or kept and this one `IGNORE`d).
+fn insert(
+    db: &Connection,
+    conflict: &str,
+    function: &str,
+    run: &Run,
+    seq: u64,
+    ended: Option<u64>,
+) -> rusqlite::Result<usize> {
+    let sql = format!(
+        "INSERT OR {conflict} INTO runs (seq, function, id, trigger, version, started_at, \
+         duration_ms, status, exit_code, stdout, stderr, ended) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    );
+    db.prepare_cached(&sql)?.execute(params![
+        seq as i64,
+        function,
+        run.id,
+        run.trigger,
+        run.version,
+        super::rfc3339_precise(run.started_at),
+        run.duration_ms,
+        run.status.as_str(),
+        run.exit_code,
+        run.stdout,
+        run.stderr,
+        ended.map(|e| e as i64),
+    ])
 }
 
 /// Keeps the last [`KEPT_RUNS`] ended runs of each touched function, then the whole
@@ -442,25 +455,7 @@ fn import_journals(db: &Connection, dir: &Path, seq: &mut u64, ended: &mut u64) 
             .collect();
         let keep = runs.len().saturating_sub(KEPT_RUNS);
         for run in runs.into_iter().skip(keep) {
-            let inserted = db.execute(
-                "INSERT OR IGNORE INTO runs (seq, function, id, trigger, version, started_at, \
-                 duration_ms, status, exit_code, stdout, stderr, ended) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    *seq as i64,
-                    function,
-                    run.id,
-                    run.trigger,
-                    run.version,
-                    super::rfc3339_precise(run.started_at),
-                    run.duration_ms,
-                    run.status.as_str(),
-                    run.exit_code,
-                    run.stdout,
-                    run.stderr,
-                    *ended as i64,
-                ],
-            );
+            let inserted = insert(db, "IGNORE", &function, &run, *seq, Some(*ended));
             if let Err(err) = inserted {
                 log::warn!(
                     "cannot take in a run of {function} from {}: {err}",

@@ -134,7 +134,7 @@ impl Responder {
             .name("http-cut".into())
             .spawn(move || {
                 for peer in peers {
-                    shut_down(Some(peer));
+                    platform::shut_down_peer(Some(peer));
                 }
             })?;
         Ok(Responder {
@@ -199,7 +199,7 @@ impl Responder {
     pub fn refuse(&self, request: Request, in_flight: InFlight, error: ApiError) {
         self.answer(request, in_flight, move |request| {
             if super::server::has_body(&request) {
-                stop_reading(&request);
+                platform::stop_reading_peer(request.remote_addr().copied());
             }
             super::server::answer_without_handler(request, &error);
         });
@@ -215,9 +215,9 @@ impl Responder {
         }
         self.answer(request, in_flight, move |request| {
             let peer = request.remote_addr().copied();
-            stop_reading(&request);
+            platform::stop_reading_peer(peer);
             super::server::answer_without_handler(request, &ApiError::RequestAmbiguous { reason });
-            shut_down(peer);
+            platform::shut_down_peer(peer);
         });
     }
 
@@ -251,25 +251,4 @@ impl Responder {
     pub fn join(&self) {
         self.connections.pool.join();
     }
-}
-
-/// Shuts `peer`'s connection down both ways.
-fn shut_down(peer: Option<SocketAddr>) {
-    platform::tcp_connections()
-        .iter()
-        .filter(|c| Some(c.peer) == peer)
-        .for_each(|c| {
-            platform::shut_down(c);
-        });
-}
-
-/// Stops reading `request`'s connection; answers still go out.
-fn stop_reading(request: &Request) {
-    let peer = request.remote_addr().copied();
-    platform::tcp_connections()
-        .iter()
-        .filter(|c| Some(c.peer) == peer)
-        .for_each(|c| {
-            platform::shut_down_reading(c);
-        });
 }

@@ -242,13 +242,7 @@ fn respond(request: Request, reply: Reply, request_id: &str) {
         .is_some_and(|n| n > LARGEST_DRAINED_BODY)
         && !super::body::body_was_read()
     {
-        let peer = request.remote_addr().copied();
-        platform::tcp_connections()
-            .iter()
-            .filter(|c| Some(c.peer) == peer)
-            .for_each(|c| {
-                platform::shut_down_reading(c);
-            });
+        platform::stop_reading_peer(request.remote_addr().copied());
     }
     // Answering drops the request, and tiny_http then discards the unread rest of its
     // body. For a declared length beyond what a Vec can hold, that discarding panics; the
@@ -284,12 +278,7 @@ pub(super) fn discard(request: Request) {
     if declares_absurd_body(&request) {
         return let_go_detached(peer, request);
     }
-    platform::tcp_connections()
-        .iter()
-        .filter(|c| Some(c.peer) == peer)
-        .for_each(|c| {
-            platform::shut_down(c);
-        });
+    platform::shut_down_peer(peer);
     if catch_unwind(AssertUnwindSafe(|| drop(request))).is_err() {
         log::warn!("tiny_http panicked letting go of a request");
     }

@@ -86,6 +86,27 @@ pub struct Readiness {
     pub exited: bool,
 }
 
+/// Shuts down both ways every connection of the process to `peer` (see [`shut_down`]).
+pub fn shut_down_peer(peer: Option<std::net::SocketAddr>) {
+    tcp_connections()
+        .iter()
+        .filter(|c| Some(c.peer) == peer)
+        .for_each(|c| {
+            shut_down(c);
+        });
+}
+
+/// Stops reading every connection of the process to `peer`; answers still go out (see
+/// [`shut_down_reading`]).
+pub fn stop_reading_peer(peer: Option<std::net::SocketAddr>) {
+    tcp_connections()
+        .iter()
+        .filter(|c| Some(c.peer) == peer)
+        .for_each(|c| {
+            shut_down_reading(c);
+        });
+}
+
 /// Resource limits of one child process tree; `None` leaves a limit as the server has it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
