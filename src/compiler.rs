@@ -146,8 +146,11 @@ impl Compiler {
         std::fs::create_dir_all(build_dir).map_err(CompileError::Io)?;
         std::fs::write(build_dir.join("main.go"), source).map_err(CompileError::Io)?;
         std::fs::write(build_dir.join("go.mod"), go_mod).map_err(CompileError::Io)?;
+        let scratch = temp_dir_of(build_dir);
+        std::fs::create_dir(&scratch).map_err(CompileError::Io)?;
         if let Some(uid) = self.user {
             platform::give_to_user(build_dir, uid).map_err(CompileError::Io)?;
+            platform::give_to_user(&scratch, uid).map_err(CompileError::Io)?;
         }
         let partial = build_dir.join(format!("function{}", platform::EXE_SUFFIX));
         let mut command = self.go_command(build_dir);
@@ -235,7 +238,8 @@ impl Compiler {
     fn go_command(&self, dir: &Path) -> Command {
         let mut command = Command::new(&self.go);
         let cache = self.cache_dir.to_string_lossy().into_owned();
-        let tmp = dir.to_string_lossy().into_owned();
+        // Not `dir` itself: go ignores a go.mod in the system's temporary folder.
+        let tmp = temp_dir_of(dir).to_string_lossy().into_owned();
         command
             .current_dir(dir)
             .env_clear()
@@ -296,6 +300,11 @@ impl Compiler {
             _ => CompileError::Io(source),
         })
     }
+}
+
+/// The temporary folder of a build in `dir`.
+fn temp_dir_of(dir: &Path) -> PathBuf {
+    dir.join(".tmp")
 }
 
 /// The language version of a `go.mod` for the toolchain of `identity`: `1.24` of
