@@ -21,6 +21,10 @@ pub enum ApiError {
         field: &'static str,
         reason: String,
     },
+    /// A request refused before anything handles it.
+    RequestMalformed {
+        reason: &'static str,
+    },
     /// A path the server will not pass on to a function.
     PathMalformed {
         reason: &'static str,
@@ -138,7 +142,8 @@ impl ApiError {
             | ApiError::FieldMissing { .. }
             | ApiError::FieldInvalid { .. }
             | ApiError::RequestAmbiguous { .. }
-            | ApiError::PathMalformed { .. } => 400,
+            | ApiError::PathMalformed { .. }
+            | ApiError::RequestMalformed { .. } => 400,
             ApiError::Unauthorized { .. } => 401,
             ApiError::TooManyRequests { .. } => 429,
             ApiError::TooManyHeaders { .. } => 431,
@@ -305,6 +310,7 @@ impl fmt::Display for ApiError {
                 "the server is at its request limit (--workers plus --max-queue); retry shortly"
             ),
             ApiError::PathMalformed { reason } => write!(f, "the path is refused: {reason}"),
+            ApiError::RequestMalformed { reason } => write!(f, "the request is refused: {reason}"),
             ApiError::RequestAmbiguous { reason } => write!(
                 f,
                 "the request's length is ambiguous: {reason}; its connection is closed"

@@ -32,6 +32,24 @@ pub fn ambiguity(request: &Request) -> Option<String> {
     None
 }
 
+/// Why `request` is refused before anything handles it: a control character in its request
+/// line or in a header (tiny_http keeps a bare CR or LF inside a line), which could forge
+/// log lines or reach a function's environment.
+pub fn control_characters(request: &Request) -> Option<&'static str> {
+    let control = |text: &str| text.chars().any(|c| c.is_control() && c != '\t');
+    if control(request.url()) || control(request.method().as_str()) {
+        return Some("the request line holds a control character");
+    }
+    if request
+        .headers()
+        .iter()
+        .any(|h| control(h.field.as_str().as_str()) || control(h.value.as_str()))
+    {
+        return Some("a header holds a control character");
+    }
+    None
+}
+
 /// The trimmed values of every header called `name`.
 fn values<'a>(request: &'a Request, name: &'static str) -> Vec<&'a str> {
     request

@@ -122,7 +122,7 @@ pub struct Responder {
     connections: Connections,
     /// Connections to cut at once, on a thread of its own (finding a socket lists them all).
     cut: Sender<SocketAddr>,
-    /// Connections refused for ambiguous framing, and when: whatever else tiny_http reads
+    /// Connections refused and closed (see [`Responder::refuse_and_close`]), and when: whatever else tiny_http reads
     /// from them is let go after the refusal, never handled.
     poisoned: Mutex<HashMap<SocketAddr, Instant>>,
 }
@@ -149,7 +149,7 @@ impl Responder {
     }
 
     /// Counts `request` against its connection; a connection past [`MAX_PIPELINED`], or
-    /// one refused for ambiguous framing, has the request let go and gets `None`.
+    /// one refused and closed, has the request let go and gets `None`.
     pub fn admit(&self, request: Request) -> Option<(Request, InFlight)> {
         let peer = request.remote_addr().copied();
         if peer.is_some_and(|peer| self.refused(peer)) {
@@ -205,9 +205,9 @@ impl Responder {
         });
     }
 
-    /// Answers an ambiguous request with 400 and closes its connection; anything read from
-    /// it later is let go.
-    pub fn refuse_ambiguous(&self, request: Request, in_flight: InFlight, reason: String) {
+    /// Answers a request that cannot be trusted (ambiguous framing, control characters)
+    /// with `error` and closes its connection; anything read from it later is let go.
+    pub fn refuse_and_close(&self, request: Request, in_flight: InFlight, error: ApiError) {
         if let Some(peer) = request.remote_addr().copied() {
             let mut poisoned = self.poisoned.lock().unwrap_or_else(PoisonError::into_inner);
             poisoned.retain(|_, at| at.elapsed() < POISONED_FOR);
@@ -216,7 +216,7 @@ impl Responder {
         self.answer(request, in_flight, move |request| {
             let peer = request.remote_addr().copied();
             platform::stop_reading_peer(peer);
-            super::server::answer_without_handler(request, &ApiError::RequestAmbiguous { reason });
+            super::server::answer_without_handler(request, &error);
             platform::shut_down_peer(peer);
         });
     }

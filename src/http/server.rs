@@ -100,7 +100,11 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             continue;
         };
         if let Some(reason) = super::framing::ambiguity(&request) {
-            responder.refuse_ambiguous(request, in_flight, reason);
+            responder.refuse_and_close(request, in_flight, ApiError::RequestAmbiguous { reason });
+            continue;
+        }
+        if let Some(reason) = super::framing::control_characters(&request) {
+            responder.refuse_and_close(request, in_flight, ApiError::RequestMalformed { reason });
             continue;
         }
         let client = request.remote_addr().map(|a| a.ip());
@@ -201,7 +205,9 @@ fn handle(app: &Arc<App>, mut request: Request, slot: Slot, busy: Busy) {
     })
     .unwrap_or_else(|error| Reply::from_error(&error));
     log::info!(
-        "{method} {path} {} {:.1}ms",
+        "{} {} {} {:.1}ms",
+        log_safe(&method),
+        log_safe(&path),
         reply.status,
         started.elapsed().as_secs_f64() * 1000.0
     );
@@ -217,7 +223,27 @@ pub(super) fn answer_without_handler(request: Request, error: &ApiError) {
     let method = request.method().to_string();
     let path: String = request.url().chars().take(200).collect();
     respond(request, Reply::from_error(error), &new_id());
-    log::info!("{method} {path} {} 0.0ms", error.status());
+    log::info!(
+        "{} {} {} 0.0ms",
+        log_safe(&method),
+        log_safe(&path),
+        error.status()
+    );
+}
+
+/// What a client sent, as a log line may hold it: control characters (line breaks, tabs,
+/// escape sequences) escaped, so no client can forge a line or colour a terminal.
+pub(super) fn log_safe(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 fn respond(request: Request, reply: Reply, request_id: &str) {

@@ -296,15 +296,17 @@ pub(crate) fn cgi_variables(
     set("REMOTE_ADDR", &request.remote_addr);
     set("REMOTE_PORT", &request.remote_port);
     set("CONTENT_LENGTH", &body_len.to_string());
-    // Repeated headers are joined with ", " (RFC 3875 4.1.18); names that cannot be an
-    // environment variable, and values too long for one, are left out.
+    // Repeated headers are joined with ", " (RFC 3875 4.1.18), cookies with "; " (RFC 6265
+    // 5.4); names that cannot be an environment variable, and values too long for one, are
+    // left out. So are names with `_`, as Apache and nginx do: `X_User` and `X-User` would
+    // both be HTTP_X_USER, and a client could speak for a proxy in front.
     let mut headers: Vec<(String, String)> = Vec::new();
     for (header, value) in &request.headers {
         let lower = header.to_ascii_lowercase();
         let usable = !lower.is_empty()
             && lower
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !value.contains('\0')
             && value.len() <= MAX_HEADER_VALUE;
         match lower.as_str() {
@@ -317,7 +319,7 @@ pub(crate) fn cgi_variables(
                 let key = format!("HTTP_{}", lower.to_ascii_uppercase().replace('-', "_"));
                 match headers.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, joined)) => {
-                        joined.push_str(", ");
+                        joined.push_str(if lower == "cookie" { "; " } else { ", " });
                         joined.push_str(value);
                     }
                     None => headers.push((key, value.clone())),

@@ -319,3 +319,41 @@ fn code_that_is_no_program_or_reaches_outside_its_folder_is_refused_and_changes_
     assert_eq!(server.metadata("fn")["version"], 1);
     assert_eq!(server.get("/fn").message(), "Hello, World!\n");
 }
+
+#[test]
+fn control_characters_never_reach_a_log_line_or_a_function_and_underscores_spoof_nobody() {
+    let server = Server::new().start();
+    server.register_ok("env", go::ENV_DUMP, json!({}));
+    // A bare line feed in the request line, with a forged log line after it; an escape
+    // sequence; a carriage return in a header value.
+    for request in [
+        &b"GET /x\nFORGED-2026-12-01T00:00:00Z\t[INFO]\tregistered\tbackdoor HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &b"GET /env/\x1b[31mred HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &b"GET /env HTTP/1.1\r\nHost: x\r\nX-A: one\rtwo\r\n\r\n"[..],
+    ] {
+        let answer = raw(&server, request);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    server.get("/").expect(200);
+    let log = server.log();
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")) && !log.contains('\u{1b}'),
+        "a client wrote into the log: {log}"
+    );
+    // Behind a proxy that sets X-Forwarded-User, a client's X_Forwarded_User is dropped;
+    // repeated cookies are joined as one Cookie header is.
+    let answer = server.request(
+        "GET",
+        "/env",
+        &[
+            ("X_Forwarded_User", "admin"),
+            ("X-Forwarded-User", "alice"),
+            ("Cookie", "a=1"),
+            ("Cookie", "b=2"),
+        ],
+        b"",
+    );
+    let seen: serde_json::Value = serde_json::from_str(&answer.message()).expect("json");
+    assert_eq!(seen["env"]["HTTP_X_FORWARDED_USER"], "alice", "{seen}");
+    assert_eq!(seen["env"]["HTTP_COOKIE"], "a=1; b=2", "{seen}");
+}
