@@ -144,6 +144,15 @@ pub fn route(
             } else {
                 percent_decode(&format!("/{}", rest.join("/")))
             };
+            // An encoded slash would reach PATH_INFO as a real one.
+            if rest
+                .iter()
+                .any(|segment| segment.to_ascii_lowercase().contains("%2f"))
+            {
+                return Err(ApiError::PathMalformed {
+                    reason: "a sub-path may not hold %2F: a function could not tell it from /",
+                });
+            }
             if path_info.chars().any(char::is_control) {
                 return Err(ApiError::PathMalformed {
                     reason: "a sub-path may not hold control characters (such as %00)",

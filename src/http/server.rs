@@ -248,13 +248,20 @@ pub(super) fn log_safe(text: &str) -> String {
 
 fn respond(request: Request, reply: Reply, request_id: &str) {
     let mut response = Response::from_data(reply.body).with_status_code(StatusCode(reply.status));
+    // nosniff: a browser takes every answer for what its Content-Type says, a function's
+    // page too (see the README's origin model).
     let fixed = [
         ("Content-Type".to_string(), reply.content_type),
         ("X-Request-Id".to_string(), request_id.to_string()),
+        ("X-Content-Type-Options".to_string(), "nosniff".to_string()),
     ];
     for (name, value) in fixed.into_iter().chain(reply.headers) {
-        if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(header);
+        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            Ok(header) => response.add_header(header),
+            Err(()) => log::warn!(
+                "an answer's header {} was not valid and was left out",
+                log_safe(&name)
+            ),
         }
     }
     if declares_absurd_body(&request) {

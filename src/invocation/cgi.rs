@@ -22,6 +22,7 @@ const DROPPED: &[&str] = &[
     "server",
     "upgrade",
     "trailer",
+    "x-content-type-options",
 ];
 
 /// Turns stdout into a reply, or says why it is not a CGI response.
@@ -49,6 +50,13 @@ pub fn parse_response(stdout: &[u8]) -> Result<Reply, String> {
         if value.bytes().any(|b| b < 0x20 && b != b'\t') {
             return Err(format!("header '{name}' holds a control character"));
         }
+        // An HTTP header value is ASCII: one that is not could only be dropped, and a
+        // dropped Content-Type leaves browsers to guess.
+        if !value.is_ascii() {
+            return Err(format!(
+                "header '{name}' holds a character that is not ASCII"
+            ));
+        }
         match name.to_ascii_lowercase().as_str() {
             "status" => {
                 let code = value
@@ -71,10 +79,17 @@ pub fn parse_response(stdout: &[u8]) -> Result<Reply, String> {
         }
     }
     let status = status.unwrap_or(if location { 302 } else { 200 });
+    // 204 and 304 carry no body (RFC 9110 15.3.5, 15.4.5): what the function wrote after its
+    // headers is not sent.
+    let body = if matches!(status, 204 | 304) {
+        Vec::new()
+    } else {
+        body.to_vec()
+    };
     let mut reply = Reply::bytes(
         status,
         content_type.unwrap_or_else(|| "text/plain; charset=utf-8".into()),
-        body.to_vec(),
+        body,
     );
     for (name, value) in headers {
         reply = reply.with_header(&name, value);

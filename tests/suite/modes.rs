@@ -67,3 +67,46 @@ fn raw_mode_answers_stdout_as_text() {
         Some("text/plain; charset=utf-8")
     );
 }
+
+/// A CGI answer chosen by the query: `204` (with a body after the headers), `utf8` (a
+/// Content-Type that is not ASCII), else an HTML page.
+const CGI_EDGES: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	switch os.Getenv("QUERY_STRING") {
+	case "204":
+		fmt.Print("Status: 204 No Content\r\nContent-Type: text/plain\r\n\r\nbody-not-allowed")
+	case "utf8":
+		fmt.Print("Content-Type: text/html; charset=\u00fcn\u00efcode\r\n\r\nx")
+	default:
+		fmt.Print("Content-Type: text/html\r\n\r\n<b>hi</b>")
+	}
+}
+"#;
+
+#[test]
+fn cgi_answers_follow_http_and_are_never_sniffed() {
+    let server = Server::new().start();
+    server.register_ok("edges", CGI_EDGES, json!({"response": "cgi"}));
+    let page = server.get("/edges");
+    page.expect(200);
+    assert_eq!(page.header("X-Content-Type-Options"), Some("nosniff"));
+    assert_eq!(page.header("Content-Type"), Some("text/html"));
+    let empty = server.get("/edges?204");
+    empty.expect(204);
+    assert!(empty.body.is_empty(), "{}", empty.text());
+    assert!(
+        empty.header("Content-Length").is_none_or(|l| l == "0"),
+        "Content-Length {:?}",
+        empty.header("Content-Length")
+    );
+    // Never dropped silently: a header that cannot be sent is the function's error.
+    crate::harness::assert_error(&server.get("/edges?utf8"), 502, &["not ASCII"]);
+    // An encoded slash in a sub-path could not be told from a real one.
+    crate::harness::assert_error(&server.get("/edges/a%2Fb"), 400, &["%2F"]);
+}
