@@ -125,6 +125,11 @@ pub enum ApiError {
     FunctionTimedOut {
         limit: Duration,
     },
+    /// A json-mode answer would be larger than `--max-output`.
+    AnswerTooLarge {
+        size: usize,
+        limit: u64,
+    },
     /// The server's disk (or its quota) is full.
     StorageFull {
         context: String,
@@ -157,6 +162,7 @@ impl ApiError {
             ApiError::CompileRejected { .. } | ApiError::CompileTimedOut { .. } => 422,
             ApiError::FunctionFailed { .. } | ApiError::Internal { .. } => 500,
             ApiError::OutputTooLarge { .. }
+            | ApiError::AnswerTooLarge { .. }
             | ApiError::CgiMalformed { .. }
             | ApiError::FastCgiBroken { .. } => 502,
             ApiError::GoMissing { .. }
@@ -337,6 +343,11 @@ impl fmt::Display for ApiError {
                 format_duration(*limit)
             ),
             ApiError::Internal { context } => write!(f, "internal error: {context}"),
+            ApiError::AnswerTooLarge { size, limit } => write!(
+                f,
+                "the function's output, as JSON, would be a {size}-byte answer, more than \
+                 --max-output ({limit} bytes): write less, or answer in raw mode"
+            ),
             ApiError::StorageFull { context } => write!(
                 f,
                 "the server's disk is full ({context}); nothing was changed: free space on the \

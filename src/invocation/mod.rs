@@ -97,6 +97,18 @@ pub(crate) fn function_env(
 }
 
 /// How many runs of a function may go on at once: its `max_concurrency`, else
+/// The length of `text` as a JSON string, quotes included, as serde_json writes it.
+fn json_string_len(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
 /// `--max-concurrency` (0: no limit).
 pub(crate) fn concurrency_limit(app: &App, settings: &crate::registry::Settings) -> u32 {
     match settings.max_concurrency {
@@ -208,18 +220,30 @@ pub fn invoke(
     // A run just ended: an executable it kept busy may be removable now.
     app.trash.sweep();
     let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    // A failure's answer carries what the history keeps of the output, not all of it.
+    let kept = |bytes: &[u8]| lossy(&bytes[..bytes.len().min(crate::history::KEPT_OUTPUT)]);
     let failed = |exit_code, signal| ApiError::FunctionFailed {
         exit_code,
         signal,
-        stdout: lossy(&finished.stdout),
-        stderr: lossy(&finished.stderr),
+        stdout: kept(&finished.stdout),
+        stderr: kept(&finished.stderr),
     };
     let outcome = match finished.ending {
         Ending::Exited(0) => match settings.response {
-            ResponseMode::Json => Ok(Reply::json(
-                200,
-                &json!({ "message": lossy(&finished.stdout) }),
-            )),
+            ResponseMode::Json => {
+                let message = lossy(&finished.stdout);
+                // Escaping can make the answer six times the output: the cap bounds what
+                // is sent, so the size is known before anything is encoded.
+                let size = json_string_len(&message) + r#"{"message":}"#.len();
+                if size as u64 > app.config.max_output {
+                    Err(ApiError::AnswerTooLarge {
+                        size,
+                        limit: app.config.max_output,
+                    })
+                } else {
+                    Ok(Reply::json(200, &json!({ "message": message })))
+                }
+            }
             ResponseMode::Raw => Ok(Reply::bytes(
                 200,
                 "text/plain; charset=utf-8",
@@ -375,5 +399,23 @@ mod tests {
         assert_eq!(lookup(&env, "HTTP_CONTENT_TYPE"), None);
         assert_eq!(lookup(&env, "HTTP_X_DUP"), Some("1, 2"));
         assert!(env.iter().all(|(k, _)| !k.contains('=')));
+    }
+}
+
+#[cfg(test)]
+mod json_size_tests {
+    #[test]
+    fn the_length_of_a_json_string_is_known_before_it_is_written() {
+        for text in [
+            "",
+            "plain",
+            "quote \" back \\ slash",
+            "\u{1}\u{1f}\n\t\r\u{8}\u{c}",
+            "é€😀",
+            "\u{7f}",
+        ] {
+            let written = serde_json::to_string(text).unwrap();
+            assert_eq!(super::json_string_len(text), written.len(), "{text:?}");
+        }
     }
 }

@@ -110,3 +110,14 @@ fn cgi_answers_follow_http_and_are_never_sniffed() {
     // An encoded slash in a sub-path could not be told from a real one.
     crate::harness::assert_error(&server.get("/edges/a%2Fb"), 400, &["%2F"]);
 }
+
+#[test]
+fn a_json_answer_is_bounded_by_max_output_after_escaping() {
+    let server = Server::new().arg("--max-output").arg("2MiB").start();
+    server.register_ok("echo", go::ECHO, json!({}));
+    // 1 MiB of control bytes: 6 MiB once each is \u0001.
+    let refused = server.post("/echo", vec![1u8; 1 << 20]);
+    assert_error(&refused, 502, &["as JSON", "--max-output"]);
+    let plain = server.post("/echo", vec![b'a'; 1 << 20]);
+    assert_eq!(plain.message().len(), 1 << 20);
+}
