@@ -160,7 +160,12 @@ pub fn invoke(
     let _place = concurrency_place(app, function, concurrency_limit(app, settings))?;
     let run_user = match &app.users {
         None => None,
-        Some(pool) => Some(pool.take().map_err(ApiError::from)?),
+        Some(pool) => Some(match pool.take() {
+            Ok(user) => user,
+            // An idle warm process gives its user back.
+            Err(_) if app.warm.give_way() => pool.take().map_err(ApiError::from)?,
+            Err(exhausted) => return Err(exhausted.into()),
+        }),
     };
     let trigger = call.trigger.as_str();
     app.history

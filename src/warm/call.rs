@@ -214,7 +214,11 @@ fn spec(
     let env = invocation::function_env(app, function, version)?;
     let user = match &app.users {
         None => None,
-        Some(pool) => Some(pool.take_owned().map_err(ApiError::from)?),
+        Some(pool) => Some(match pool.take_owned() {
+            Ok(user) => user,
+            Err(_) if app.warm.give_way() => pool.take_owned().map_err(ApiError::from)?,
+            Err(exhausted) => return Err(exhausted.into()),
+        }),
     };
     Ok(Spec {
         key: key.clone(),

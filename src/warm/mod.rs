@@ -174,6 +174,49 @@ impl Warm {
         }
     }
 
+    /// Stops the process with a run user of its own that has served nothing for the
+    /// longest, so that its user can go to a run that needs one (idle warm processes
+    /// hold their users for `--warm-idle`, and would otherwise leave one-shot runs none).
+    /// Returns whether one was stopped; the user is back in its pool when it returns.
+    pub fn give_way(&self) -> bool {
+        let chosen = {
+            let mut processes = self.lock();
+            let mut idlest: Option<(String, usize, Duration)> = None;
+            for (name, list) in processes.iter() {
+                for (at, process) in list.iter().enumerate() {
+                    let idle = process.idle_for();
+                    if process.in_flight() == 0
+                        && process.has_user()
+                        && idlest.as_ref().is_none_or(|(_, _, most)| idle > *most)
+                    {
+                        idlest = Some((name.clone(), at, idle));
+                    }
+                }
+            }
+            // Taken out under the lock, with nothing in flight: no request can find it.
+            idlest.and_then(|(name, at, _)| {
+                let list = processes.get_mut(&name)?;
+                let process = list.remove(at);
+                if list.is_empty() {
+                    processes.remove(&name);
+                }
+                Some(process)
+            })
+        };
+        let Some(process) = chosen else {
+            return false;
+        };
+        process.retire();
+        process.reap();
+        log::info!(
+            "warm process {} of {} version {} stopped (its run user went to a run that needed one)",
+            process.id,
+            process.key.name,
+            process.key.version
+        );
+        true
+    }
+
     /// Retires processes whose version is not current any more, and stops (on this, the
     /// reaper's thread) those that ended, and those idle and retired or idle for too long.
     fn sweep(&self, app: &App) {

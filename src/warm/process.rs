@@ -200,6 +200,11 @@ impl Process {
         self.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Whether the process holds a run user of its own.
+    pub fn has_user(&self) -> bool {
+        self.uid.is_some()
+    }
+
     /// Counts a request in; the caller must call [`Process::leave`] once.
     pub fn enter(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);

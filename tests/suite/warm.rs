@@ -311,3 +311,24 @@ fn a_warm_process_dies_with_a_killed_server() {
         "warm process {pid} outlived a SIGKILLed server"
     );
 }
+
+#[test]
+fn idle_warm_processes_give_their_run_users_to_runs_that_need_one() {
+    if !crate::harness::is_root() {
+        return;
+    }
+    // Three uids: the last is the build user's, so two run users.
+    let server = Server::new().arg("--run-uids").arg("399980-399982").start();
+    for label in ["one", "two"] {
+        server.register_ok(label, &go::fcgi_server(label), json!({"response": "fcgi"}));
+        server.get(&format!("/{label}")).expect(201);
+    }
+    // Both run users are held by warm processes sitting idle for --warm-idle (5 minutes).
+    server.register_ok("hello", go::HELLO, json!({}));
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+    server.expect_log("went to a run that needed one", Duration::ZERO);
+    // And a warm function whose process gave way starts again when asked.
+    for label in ["one", "two"] {
+        server.get(&format!("/{label}")).expect(201);
+    }
+}
