@@ -87,6 +87,7 @@ impl Warm {
         self.reaper.stop();
         // Without a running reaper (never started), stop them here.
         self.stop_all();
+        process::wait_for_cleanups();
     }
 
     /// A live process of `key`, started from `prepare`'s spec when there is none.

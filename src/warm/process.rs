@@ -74,6 +74,22 @@ pub enum Failure {
     Broken(String),
 }
 
+/// Clean-ups of stopped processes still going (see [`Process::reap`]).
+fn cleanups() -> &'static Mutex<Vec<std::thread::JoinHandle<()>>> {
+    static CLEANUPS: std::sync::OnceLock<Mutex<Vec<std::thread::JoinHandle<()>>>> =
+        std::sync::OnceLock::new();
+    CLEANUPS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Waits for every clean-up still going: when the server stops, nothing a warm process left
+/// may outlive it.
+pub fn wait_for_cleanups() {
+    let running = std::mem::take(&mut *lock(cleanups()));
+    for handle in running {
+        let _ = handle.join();
+    }
+}
+
 pub struct Process {
     pub key: Key,
     pub id: String,
@@ -259,14 +275,53 @@ impl Process {
             child.kill();
             let _ = child.wait();
         }
-        if let Some(uid) = self.uid {
-            platform::kill_user(uid);
-        }
-        drop(lock(&self.user).take());
         self.connections.close();
-        for dir in &self.folders {
-            if let Err(err) = platform::remove_tree(dir) {
-                log::warn!("could not remove {}: {err}", dir.display());
+        // What the process left (its user's processes and run disk, its folders) may take
+        // long to clean: on a thread of its own, so that no other function's start (which
+        // runs on the reaper's thread) waits for it. The user goes back to its pool only
+        // once it is clean.
+        let uid = self.uid;
+        let user = lock(&self.user).take();
+        let folders = self.folders.clone();
+        let id = self.id.clone();
+        let clean = move || {
+            let started = std::time::Instant::now();
+            if let Some(uid) = uid {
+                platform::kill_user(uid);
+            }
+            drop(user);
+            for dir in &folders {
+                if let Err(err) = platform::remove_tree(dir) {
+                    log::warn!("could not remove {}: {err}", dir.display());
+                }
+            }
+            log::info!(
+                "cleaned up after warm process {id} in {:.1}ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        };
+        let job = Arc::new(Mutex::new(Some(clean)));
+        let on_thread = job.clone();
+        let spawned = std::thread::Builder::new()
+            .name("warm-cleanup".into())
+            .spawn(move || {
+                if let Some(clean) = lock(&on_thread).take() {
+                    clean();
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                let mut running = lock(cleanups());
+                running.retain(|h| !h.is_finished());
+                running.push(handle);
+            }
+            Err(err) => {
+                log::warn!(
+                    "cannot start a thread to clean up after a warm process ({err}); cleaning here"
+                );
+                if let Some(clean) = lock(&job).take() {
+                    clean();
+                }
             }
         }
     }

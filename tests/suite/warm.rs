@@ -332,3 +332,52 @@ fn idle_warm_processes_give_their_run_users_to_runs_that_need_one() {
         server.get(&format!("/{label}")).expect(201);
     }
 }
+
+/// A warm function that leaves `FILES` files in its working directory on its first request.
+const LITTER: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/fcgi"
+	"os"
+	"strconv"
+)
+
+func main() {
+	fcgi.Serve(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(os.Getenv("FILES"))
+		if _, err := os.Stat("done"); err != nil {
+			for i := 0; i < n; i++ {
+				os.WriteFile(fmt.Sprintf("f%d", i), nil, 0o644)
+			}
+			os.WriteFile("done", nil, 0o644)
+		}
+		fmt.Fprint(w, "littered")
+	}))
+}
+"#;
+
+#[test]
+fn one_warm_function_s_clean_up_never_delays_another_s_start() {
+    let server = Server::new().start();
+    server.register_ok(
+        "litter",
+        LITTER,
+        warm(json!({"env": {"FILES": "150000"}, "disk": "8GiB", "timeout": "60s"})),
+    );
+    server.register_ok("fresh", &go::fcgi_server("fresh"), warm(json!({})));
+    assert_eq!(server.get("/litter").text(), "littered");
+    // Deleting it stops its process; cleaning up 150,000 files takes a while.
+    server.delete("/functions/litter").expect(204);
+    // Another function's cold start answers while that clean-up still goes.
+    server.get("/fresh").expect(201);
+    server.expect_log("cleaned up after warm process", Duration::from_secs(60));
+    let log = server.log();
+    let started = log.find("of fresh version 1 started");
+    let cleaned = log.find("cleaned up after warm process");
+    assert!(
+        started.is_some() && cleaned > started,
+        "the cold start waited for another function's clean-up:\n{log}"
+    );
+}
