@@ -87,11 +87,16 @@ pub fn invoke(
             signal,
             stderr,
         }) => (
+            // The process's stderr holds what it wrote while serving every caller: this one
+            // is not shown it. It goes to the log and the run record, for the admin.
             Err(ApiError::FunctionFailed {
                 exit_code,
                 signal: signal.map(platform::signal_name),
                 stdout: String::new(),
-                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                stderr: {
+                    log_tail(&function.name, &stderr);
+                    WARM_STDERR_WITHHELD.into()
+                },
             }),
             RunStatus::Error,
             exit_code,
@@ -282,4 +287,18 @@ fn params(function: &Function, version: &Version, call: &Call) -> Vec<(String, S
     params.push(("GOLAMBDA_TRIGGER".into(), call.trigger.as_str().into()));
     params.push(("GOLAMBDA_REQUEST_ID".into(), call.request_id.clone()));
     params
+}
+
+/// What a caller is told of a warm process's stderr when the process ended serving it.
+const WARM_STDERR_WITHHELD: &str = "the warm process ended while serving this request; its \
+stderr, which may hold what it wrote for other callers, is in the server log and in this \
+run's record";
+
+/// Logs the last lines of a warm process's stderr, escaped.
+fn log_tail(function: &str, stderr: &[u8]) {
+    let tail = &stderr[stderr.len().saturating_sub(4096)..];
+    log::warn!(
+        "warm process of {function} ended; the end of its stderr: {}",
+        String::from_utf8_lossy(tail).escape_debug()
+    );
 }

@@ -208,7 +208,7 @@ impl Warm {
             return false;
         };
         process.retire();
-        process.reap();
+        process.reap_now();
         log::info!(
             "warm process {} of {} version {} stopped (its run user went to a run that needed one)",
             process.id,

@@ -264,6 +264,16 @@ impl Process {
     /// Kills what is left of the process and its uid, waits for it, removes its folders
     /// and gives its uid back. Idempotent; also runs on drop.
     pub fn reap(&self) {
+        self.reap_then(false);
+    }
+
+    /// Like [`Process::reap`], cleaning up on this thread: the user is back in its pool
+    /// when this returns.
+    pub fn reap_now(&self) {
+        self.reap_then(true);
+    }
+
+    fn reap_then(&self, clean_here: bool) {
         if self.reaped.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -300,6 +310,9 @@ impl Process {
                 started.elapsed().as_secs_f64() * 1000.0
             );
         };
+        if clean_here {
+            return clean();
+        }
         let job = Arc::new(Mutex::new(Some(clean)));
         let on_thread = job.clone();
         let spawned = std::thread::Builder::new()

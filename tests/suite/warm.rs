@@ -381,3 +381,49 @@ fn one_warm_function_s_clean_up_never_delays_another_s_start() {
         "the cold start waited for another function's clean-up:\n{log}"
     );
 }
+
+/// Writes `request from <name> with token=SECRET-<name>` to stderr for `?name=…`; exits
+/// with 3 for `?exit`.
+const TELLTALE: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/fcgi"
+	"os"
+)
+
+func main() {
+	fcgi.Serve(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, exit := r.URL.Query()["exit"]; exit {
+			os.Exit(3)
+		}
+		name := r.URL.Query().Get("name")
+		fmt.Fprintf(os.Stderr, "request from %s with token=SECRET-%s\n", name, name)
+		fmt.Fprint(w, "served "+name)
+	}))
+}
+"#;
+
+#[test]
+fn a_crash_never_hands_other_callers_stderr_to_whoever_caused_it() {
+    let server = Server::new().start();
+    server.register_ok("tell", TELLTALE, warm(json!({})));
+    assert_eq!(server.get("/tell?name=alice").text(), "served alice");
+    let crashed = server.get("/tell?exit");
+    crashed.expect(500);
+    assert!(
+        !crashed.text().contains("SECRET-alice"),
+        "{}",
+        crashed.text()
+    );
+    // The admin still sees it: the server log and the run record keep it.
+    server.expect_log("SECRET-alice", Duration::from_secs(5));
+    let runs = server.get("/functions/tell/runs").json();
+    assert!(
+        runs[0]["stderr"]
+            .as_str()
+            .is_some_and(|s| s.contains("SECRET-alice")),
+        "{runs}"
+    );
+}
