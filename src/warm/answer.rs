@@ -1,6 +1,9 @@
 //! Reading a responder's answer to one request: STDOUT and STDERR records until
-//! END_REQUEST, with STDOUT capped and STDERR cut. Whatever the responder sends, the result
-//! is an answer or a reason, never a panic or an unbounded allocation.
+//! END_REQUEST, with STDOUT capped and STDERR cut. Records of the connection's earlier
+//! requests (a handler's goroutine writing after its request ended) are strays: counted,
+//! bounded and dropped unread, so one caller's bytes never reach another. A record of a
+//! request the connection never carried is a broken protocol. Whatever the responder
+//! sends, the result is an answer or a reason, never a panic or an unbounded allocation.
 
 use super::fastcgi::{read_record, END_REQUEST, STDERR, STDOUT};
 use std::io::{self, Read};
@@ -16,6 +19,8 @@ pub struct Answer {
     pub app_status: u32,
     /// END_REQUEST's protocol status (0: request complete).
     pub protocol_status: u8,
+    /// Bytes of earlier requests' records that came meanwhile and were dropped.
+    pub strays: u64,
 }
 
 /// Why no answer could be read.
@@ -30,7 +35,9 @@ pub enum ReadFailure {
 }
 
 /// Reads the answer to `request_id`: STDOUT and STDERR until END_REQUEST. STDOUT past
-/// `stdout_limit` stops the reading; STDERR past `keep_stderr` is read and dropped.
+/// `stdout_limit` stops the reading; STDERR past `keep_stderr` is read and dropped. The
+/// connection carried requests `1..request_id` before this one, in that order: their
+/// records are dropped (up to `stdout_limit` bytes of them); any other id is refused.
 pub fn read_answer(
     reader: &mut impl Read,
     request_id: u16,
@@ -44,14 +51,25 @@ pub fn read_answer(
             _ => ReadFailure::Io(err),
         })?;
         if record.request_id != request_id {
-            // Management records (id 0), such as UNKNOWN_TYPE, carry nothing for us.
-            if record.request_id == 0 {
-                continue;
+            match record.request_id {
+                // Management records (id 0), such as UNKNOWN_TYPE, carry nothing for us.
+                0 => continue,
+                earlier if earlier < request_id => {
+                    answer.strays += record.content.len() as u64;
+                    if answer.strays > stdout_limit {
+                        return Err(ReadFailure::Protocol(format!(
+                            "more than {stdout_limit} bytes came for requests that had ended"
+                        )));
+                    }
+                    continue;
+                }
+                never => {
+                    return Err(ReadFailure::Protocol(format!(
+                        "a record for request {never} came on a connection that has carried \
+                         requests up to {request_id}"
+                    )))
+                }
             }
-            return Err(ReadFailure::Protocol(format!(
-                "a record for request {} came on a connection serving request {request_id}",
-                record.request_id
-            )));
         }
         match record.kind {
             STDOUT => {
@@ -105,6 +123,40 @@ mod tests {
 
     fn read(bytes: &[u8], limit: u64) -> Result<Answer, ReadFailure> {
         read_answer(&mut &bytes[..], 1, limit, 4)
+    }
+
+    #[test]
+    fn records_of_earlier_requests_are_dropped_and_counted() {
+        let end = [0u8; 8];
+        let bytes = answer_bytes(&[
+            (STDOUT, 1, b"LATE-DATA-OF-alice"),
+            (STDOUT, 3, b"Status: 200\r\n\r\nbob"),
+            (STDERR, 2, b"alice's secret"),
+            (END_REQUEST, 3, &end),
+        ]);
+        let answer = read_answer(&mut &bytes[..], 3, 1 << 20, 1024).expect("answer");
+        assert_eq!(answer.stdout, b"Status: 200\r\n\r\nbob");
+        assert!(
+            answer.stderr.is_empty(),
+            "another request's stderr is not ours"
+        );
+        assert_eq!(answer.strays, 18 + 14);
+        // Strays are bounded like output: a flood of them breaks the connection.
+        let flood = answer_bytes(&[(STDOUT, 1, &[b'x'; 40]), (END_REQUEST, 2, &end)]);
+        assert!(matches!(
+            read_answer(&mut &flood[..], 2, 32, 4),
+            Err(ReadFailure::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn a_record_of_a_request_never_sent_is_refused() {
+        let end = [0u8; 8];
+        let bytes = answer_bytes(&[(STDOUT, 5, b"who?"), (END_REQUEST, 2, &end)]);
+        match read_answer(&mut &bytes[..], 2, 100, 4) {
+            Err(ReadFailure::Protocol(reason)) => assert!(reason.contains("request 5"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The kept-alive connections to one warm process: a bounded pool (its size is how many
 //! requests the process serves at once), and one request exchanged over one connection, the
 //! whole exchange bounded by the request's deadline. A connection that saw anything but a
-//! complete answer is dropped, never reused.
+//! complete answer is dropped, never reused. Each request on a connection has an id of its
+//! own, one above the last, so records a handler writes after its request ended are told
+//! from the next caller's answer and dropped; a connection that runs out of ids is closed.
 
 use super::answer::{self, Answer, ReadFailure};
 use super::fastcgi;
@@ -17,8 +19,26 @@ use std::time::Instant;
 /// while the answer is read, so a handler that answers before reading its body never
 /// deadlocks against us.
 const INLINE_REQUEST: usize = 64 * 1024;
-/// The FastCGI request id: each connection carries one request at a time.
-const REQUEST_ID: u16 = 1;
+
+/// One kept-alive connection and the id of the last request it carried.
+pub struct Connection {
+    reader: BufReader<LocalStream>,
+    last_id: u16,
+}
+
+impl Connection {
+    fn new(stream: LocalStream) -> Connection {
+        Connection {
+            reader: BufReader::with_capacity(16 * 1024, stream),
+            last_id: 0,
+        }
+    }
+
+    /// Whether another request may go over this connection.
+    pub fn reusable(&self) -> bool {
+        self.last_id < u16::MAX
+    }
+}
 
 pub struct Connections {
     socket: PathBuf,
@@ -29,7 +49,7 @@ pub struct Connections {
 
 #[derive(Default)]
 struct Pool {
-    idle: Vec<BufReader<LocalStream>>,
+    idle: Vec<Connection>,
     open: usize,
     /// Requests waiting for a connection: only then is a freed one signalled (a signal is
     /// a system call, and most requests find a connection at once).
@@ -56,7 +76,7 @@ impl Connections {
     }
 
     /// An idle connection, a new one, or one freed before the deadline.
-    pub fn checkout(&self, deadline: Instant) -> Result<BufReader<LocalStream>, Checkout> {
+    pub fn checkout(&self, deadline: Instant) -> Result<Connection, Checkout> {
         let mut pool = lock(&self.pool);
         loop {
             if let Some(connection) = pool.idle.pop() {
@@ -66,7 +86,7 @@ impl Connections {
                 pool.open += 1;
                 drop(pool);
                 return match platform::connect_local(&self.socket) {
-                    Ok(stream) => Ok(BufReader::with_capacity(16 * 1024, stream)),
+                    Ok(stream) => Ok(Connection::new(stream)),
                     Err(err) => {
                         self.discard();
                         Err(Checkout::Refused(err))
@@ -87,8 +107,12 @@ impl Connections {
         }
     }
 
-    /// Gives back a connection that carried a complete answer.
-    pub fn checkin(&self, connection: BufReader<LocalStream>) {
+    /// Gives back a connection that carried a complete answer (one out of ids is closed).
+    pub fn checkin(&self, connection: Connection) {
+        if !connection.reusable() {
+            drop(connection);
+            return self.discard();
+        }
         let mut pool = lock(&self.pool);
         pool.idle.push(connection);
         self.signal_freed(pool);
@@ -117,14 +141,19 @@ impl Connections {
 
 /// Sends one request over `connection` and reads its answer, all before `deadline`.
 pub fn exchange(
-    connection: &mut BufReader<LocalStream>,
+    connection: &mut Connection,
     params: &[(String, String)],
     body: &[u8],
     deadline: Instant,
     max_output: u64,
 ) -> Result<Answer, Failure> {
-    let bytes = fastcgi::encode_request(REQUEST_ID, params, body);
-    let stream = connection.get_mut();
+    let request_id = connection
+        .last_id
+        .checked_add(1)
+        .ok_or_else(|| Failure::Broken("the connection has used every request id".into()))?;
+    connection.last_id = request_id;
+    let bytes = fastcgi::encode_request(request_id, params, body);
+    let stream = connection.reader.get_mut();
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(Failure::TimedOut);
@@ -139,10 +168,10 @@ pub fn exchange(
     };
     let read = answer::read_answer(
         &mut Deadlined {
-            reader: connection,
+            reader: &mut connection.reader,
             deadline,
         },
-        REQUEST_ID,
+        request_id,
         max_output,
         STDERR_KEEP,
     );

@@ -360,6 +360,17 @@ impl Process {
             Ok(answer) if answer.protocol_status == 0 => self.connections.checkin(connection),
             _ => self.connections.discard(),
         }
+        if let Ok(answer) = &result {
+            if answer.strays > 0 {
+                // What they said is another caller's: only its size is logged.
+                log::warn!(
+                    "warm process {} wrote {} bytes for requests that had already ended; \
+                     they were dropped",
+                    self.id,
+                    answer.strays
+                );
+            }
+        }
         match result {
             Err(Failure::Broken(reason)) => Err(self.ended_or(Failure::Broken(reason))),
             other => other,

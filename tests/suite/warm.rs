@@ -427,3 +427,69 @@ fn a_crash_never_hands_other_callers_stderr_to_whoever_caused_it() {
         "{runs}"
     );
 }
+
+/// For `?name=alice` answers at once and leaves a goroutine behind that writes
+/// `LATE-DATA-OF-alice` after the handler returned, once the next request (`?name=bob`)
+/// has started; bob's answer waits until those late bytes are written and flushed.
+const LATE_WRITER: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/fcgi"
+	"sync"
+	"time"
+)
+
+var once sync.Once
+var next = make(chan struct{})
+var written = make(chan struct{})
+
+func main() {
+	fcgi.Serve(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("name")
+		if name == "alice" {
+			go func() {
+				<-next
+				fmt.Fprint(w, "LATE-DATA-OF-alice: token=SECRET-alice\n")
+				w.(http.Flusher).Flush()
+				time.Sleep(100 * time.Millisecond)
+				close(written)
+			}()
+			fmt.Fprint(w, "served alice")
+			return
+		}
+		once.Do(func() { close(next) })
+		<-written
+		fmt.Fprint(w, "served "+name)
+	}))
+}
+"#;
+
+#[test]
+fn late_output_of_one_request_never_reaches_the_next_caller() {
+    let server = Server::new().start();
+    // One connection, so bob's request goes over the one alice's used.
+    server.register_ok("late", LATE_WRITER, warm(json!({"max_concurrency": 1})));
+    assert_eq!(server.get("/late?name=alice").text(), "served alice");
+    let bob = server.get("/late?name=bob");
+    let headers = format!("{:?}", bob.headers);
+    assert!(
+        !bob.text().contains("alice") && !headers.contains("alice"),
+        "bob's answer carries alice's bytes: {} {headers} {}",
+        bob.status,
+        bob.text()
+    );
+    bob.expect(200);
+    assert_eq!(bob.text(), "served bob");
+    server.expect_log(
+        "bytes for requests that had already ended",
+        Duration::from_secs(5),
+    );
+    assert!(
+        !server.log().contains("LATE-DATA"),
+        "the late bytes are not logged"
+    );
+    // The connection stays good.
+    assert_eq!(server.get("/late?name=carol").text(), "served carol");
+}
