@@ -188,6 +188,14 @@ impl CronExpr {
         calendar(zone, fields)
     }
 
+    /// The interval of an `@every` trigger; None for a calendar schedule.
+    pub fn interval(&self) -> Option<TimeDelta> {
+        match &self.kind {
+            Kind::Every(interval) => Some(*interval),
+            Kind::Calendar { .. } => None,
+        }
+    }
+
     /// First fire time strictly after `after`, or None if the schedule never fires again.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match &self.kind {

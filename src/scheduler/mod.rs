@@ -1,12 +1,16 @@
 //! Cron scheduling: one thread that sleeps until the next fire time in the [`Timetable`],
 //! and a few worker threads of its own that run the due jobs it sends them over a channel,
 //! so long scheduled runs never take request threads and a burst of requests never delays a
-//! fire. A fire whose previous run of the same function is still going is skipped.
+//! fire. A fire whose previous run of the same function is still going is skipped. The
+//! time comes from a [`Clock`]: intervals follow its monotonic side, calendar schedules its
+//! wall side, and the timing thread wakes at least every second to notice a stepped wall.
 //! Never runs a function itself on the timing thread.
 
+pub mod clock;
 pub mod cron_expr;
 pub mod timetable;
 
+pub use clock::{Clock, Now, SystemClock};
 pub use cron_expr::CronExpr;
 use timetable::Timetable;
 
@@ -48,6 +52,7 @@ pub struct Scheduler {
     signals: Sender<Signal>,
     signal_rx: Receiver<Signal>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Default for Scheduler {
@@ -57,9 +62,15 @@ impl Default for Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler on the host's clocks.
     pub fn new() -> Scheduler {
+        Scheduler::with_clock(Arc::new(SystemClock::default()))
+    }
+
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Scheduler {
         let (signals, signal_rx) = unbounded();
         Scheduler {
+            clock,
             table: Arc::default(),
             running: Arc::default(),
             signals,
@@ -99,9 +110,18 @@ impl Scheduler {
         let table = self.table.clone();
         let running = self.running.clone();
         let signal_rx = self.signal_rx.clone();
+        let clock = self.clock.clone();
         let spawned = thread::Builder::new()
             .name("cron-timer".into())
-            .spawn(move || timer_loop(&table, &running, &signal_rx, &jobs, &*handler));
+            .spawn(move || {
+                let lanes = Lanes {
+                    table: &table,
+                    running: &running,
+                    signals: &signal_rx,
+                    jobs: &jobs,
+                };
+                timer_loop(&lanes, &*clock, &*handler)
+            });
         match spawned {
             Ok(handle) => threads.push(handle),
             Err(err) => log::error!("cannot start the cron timer: {err}"),
@@ -110,7 +130,7 @@ impl Scheduler {
 
     /// Schedules or reschedules a function; returns its next fire time.
     pub fn set(&self, name: &str, expr: CronExpr) -> Option<DateTime<Utc>> {
-        let next = lock(&self.table).set(name, expr, Utc::now());
+        let next = lock(&self.table).set(name, expr, self.clock.now());
         let _ = self.signals.send(Signal::Changed);
         next
     }
@@ -122,7 +142,7 @@ impl Scheduler {
     }
 
     pub fn next_run(&self, name: &str) -> Option<DateTime<Utc>> {
-        lock(&self.table).next_run(name)
+        lock(&self.table).next_run(name, self.clock.now())
     }
 
     /// Stops firing at once; runs in progress go on.
@@ -140,25 +160,45 @@ impl Scheduler {
     }
 }
 
-fn timer_loop(
-    table: &Mutex<Timetable>,
-    running: &Mutex<HashSet<String>>,
-    signals: &Receiver<Signal>,
-    jobs: &Sender<CronJob>,
-    handler: &dyn CronHandler,
-) {
+/// What the timing thread shares with the handle and the workers.
+struct Lanes<'a> {
+    table: &'a Mutex<Timetable>,
+    running: &'a Mutex<HashSet<String>>,
+    signals: &'a Receiver<Signal>,
+    jobs: &'a Sender<CronJob>,
+}
+
+fn timer_loop(lanes: &Lanes<'_>, clock: &dyn Clock, handler: &dyn CronHandler) {
+    let Lanes {
+        table,
+        running,
+        signals,
+        jobs,
+    } = *lanes;
     loop {
-        let now = Utc::now();
+        let now = clock.now();
         let (due, wake) = {
             let mut table = lock(table);
             let due = table.take_due(now);
-            (due, table.next_wake())
+            (due, table.wake_in(now))
         };
-        for (name, fired_at) in due {
+        if let Some(step) = due.clock_step {
+            log::warn!(
+                "the wall clock stepped {} by {:.1} s; calendar schedules now count from {}",
+                if step < chrono::TimeDelta::zero() {
+                    "back"
+                } else {
+                    "forward"
+                },
+                step.abs().as_seconds_f64(),
+                now.wall
+            );
+        }
+        for (name, fired_at) in due.fires {
             let job = CronJob {
                 name,
                 fired_at,
-                dispatched_at: Utc::now(),
+                dispatched_at: clock.now().wall,
             };
             if !lock(running).insert(job.name.clone()) {
                 handler.skipped(job);
@@ -169,9 +209,10 @@ fn timer_loop(
                 return;
             }
         }
+        // Less what handing out the jobs took.
+        let spent = clock.now().mono.saturating_sub(now.mono);
         let sleep = wake
-            .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(MAX_SLEEP)
+            .map_or(MAX_SLEEP, |w| w.saturating_sub(spent))
             .min(MAX_SLEEP);
         match signals.recv_timeout(sleep) {
             Ok(Signal::Changed) | Err(RecvTimeoutError::Timeout) => {}
@@ -182,4 +223,90 @@ fn timer_loop(
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    /// The host's monotonic clock and a wall clock the test steps.
+    struct SteppedClock {
+        origin: Instant,
+        shift: Mutex<TimeDelta>,
+    }
+
+    impl Clock for SteppedClock {
+        fn now(&self) -> Now {
+            Now {
+                wall: Utc::now() + *lock(&self.shift),
+                mono: self.origin.elapsed(),
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Counter {
+        runs: Mutex<HashMap<String, usize>>,
+    }
+
+    impl CronHandler for Counter {
+        fn run(&self, job: CronJob) {
+            *lock(&self.runs).entry(job.name).or_default() += 1;
+        }
+        fn skipped(&self, _job: CronJob) {}
+    }
+
+    impl Counter {
+        fn of(&self, name: &str) -> usize {
+            lock(&self.runs).get(name).copied().unwrap_or(0)
+        }
+
+        /// Waits until `name` ran `count` times, up to `limit`.
+        fn reaches(&self, name: &str, count: usize, limit: Duration) -> bool {
+            let deadline = Instant::now() + limit;
+            while Instant::now() < deadline {
+                if self.of(name) >= count {
+                    return true;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            false
+        }
+    }
+
+    #[test]
+    fn schedules_keep_firing_when_the_wall_clock_steps_back_an_hour() {
+        let clock = Arc::new(SteppedClock {
+            origin: Instant::now(),
+            shift: Mutex::new(TimeDelta::zero()),
+        });
+        let scheduler = Scheduler::with_clock(clock.clone());
+        let counter = Arc::new(Counter::default());
+        scheduler.start(2, counter.clone());
+        for (name, expr) in [
+            ("every", "@every 1s"),
+            ("calendar", "CRON_TZ=UTC * * * * * *"),
+        ] {
+            scheduler.set(name, CronExpr::parse(expr).expect("valid"));
+        }
+        let limit = Duration::from_secs(5);
+        assert!(counter.reaches("every", 1, limit) && counter.reaches("calendar", 1, limit));
+        *lock(&clock.shift) = TimeDelta::hours(-1);
+        let (every, calendar) = (counter.of("every"), counter.of("calendar"));
+        assert!(counter.reaches("every", every + 3, limit), "@every stopped");
+        assert!(
+            counter.reaches("calendar", calendar + 3, limit),
+            "calendar stopped"
+        );
+        let next = scheduler.next_run("calendar").expect("scheduled");
+        let behind = Utc::now() - next;
+        assert!(
+            behind > TimeDelta::minutes(59) && behind < TimeDelta::minutes(61),
+            "next_run follows the stepped clock: {next}"
+        );
+        scheduler.stop();
+    }
 }

@@ -366,3 +366,49 @@ fn a_cron_function_at_its_path_is_409_and_runs_through_invoke() {
         "by hand"
     );
 }
+
+#[test]
+fn schedules_keep_firing_when_the_server_s_wall_clock_steps_back() {
+    // The debug build's scheduler adds the seconds in this file to its wall clock.
+    let shift = std::env::temp_dir().join(format!("golambda-wall-shift-{}", std::process::id()));
+    std::fs::write(&shift, "0").expect("shift file");
+    let server = Server::new()
+        .env("GOLAMBDA_TEST_WALL_SHIFT_FILE", shift.display().to_string())
+        .start();
+    let every = server.io_path("every");
+    let calendar = server.io_path("calendar");
+    for (name, out, trigger) in [
+        ("every", &every, "@every 1s"),
+        ("calendar", &calendar, "CRON_TZ=UTC * * * * * *"),
+    ] {
+        let env = json!({"OUT": out.display().to_string()});
+        server.register_ok(
+            name,
+            &go::appender(0),
+            json!({"trigger": trigger, "env": env}),
+        );
+    }
+    assert!(eventually(Duration::from_secs(8), || {
+        !starts(&every).is_empty() && !starts(&calendar).is_empty()
+    }));
+    let (e, c) = (starts(&every).len(), starts(&calendar).len());
+    std::fs::write(&shift, "-3600").expect("step the clock back");
+    assert!(
+        eventually(Duration::from_secs(5), || starts(&every).len() >= e + 3
+            && starts(&calendar).len() >= c + 3),
+        "fires in 5 s after the step: @every {}, calendar {}",
+        starts(&every).len() - e,
+        starts(&calendar).len() - c
+    );
+    let next = utc_time(&server.metadata("calendar")["next_run"]);
+    let behind = Utc::now() - next;
+    assert!(
+        behind > chrono::Duration::minutes(59) && behind < chrono::Duration::minutes(61),
+        "next_run follows the server's clock, an hour back: {next}"
+    );
+    server.expect_log(
+        "the wall clock stepped back by 3600",
+        Duration::from_secs(5),
+    );
+    let _ = std::fs::remove_file(&shift);
+}

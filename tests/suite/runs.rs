@@ -282,3 +282,71 @@ fn every_accepted_async_run_keeps_its_record_and_queued_bodies_are_bounded() {
     server.restart();
     run(&server, "napper", &slow);
 }
+
+/// A cron run waits until the file `RELEASE` exists; any other run ends at once.
+const HELD_CRON: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+func main() {
+	if os.Getenv("GOLAMBDA_TRIGGER") != "cron" {
+		fmt.Println("quick")
+		return
+	}
+	for {
+		if _, err := os.Stat(os.Getenv("RELEASE")); err == nil {
+			fmt.Println("cron done")
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+"#;
+
+#[test]
+fn a_long_cron_run_keeps_its_record_through_more_runs_than_the_history_keeps() {
+    let server = Server::new().start();
+    let release = server.io_path("release");
+    server.register_ok(
+        "held",
+        HELD_CRON,
+        json!({"trigger": "@every 1s", "timeout": "60s",
+               "env": {"RELEASE": release.display().to_string()}}),
+    );
+    let mut held = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        held = runs(&server, "held", "?limit=100")
+            .into_iter()
+            .find(|r| r["trigger"] == "cron" && r["status"] == "running");
+        held.is_some()
+    }));
+    let id = held
+        .and_then(|r| r["id"].as_str().map(String::from))
+        .expect("an id");
+    // More runs end meanwhile than the history keeps, and fires are skipped.
+    for _ in 0..110 {
+        server.post("/functions/held/invoke", "").expect(200);
+    }
+    assert!(eventually(Duration::from_secs(10), || {
+        runs(&server, "held", "?limit=100")
+            .iter()
+            .any(|r| r["status"] == "skipped")
+    }));
+    assert_eq!(run(&server, "held", &id)["status"], "running");
+    std::fs::write(&release, "go").expect("release the cron run");
+    assert!(
+        eventually(Duration::from_secs(10), || run(&server, "held", &id)
+            ["status"]
+            == "ok"),
+        "{}",
+        run(&server, "held", &id)
+    );
+    assert!(run(&server, "held", &id)["stdout"]
+        .as_str()
+        .is_some_and(|s| s.contains("cron done")));
+    server.delete("/functions/held").expect(204);
+}
