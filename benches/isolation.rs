@@ -86,6 +86,7 @@ fn main() {
             let finished = runner::run(
                 Invocation {
                     executable: exe.clone(),
+                    program: None,
                     env: Vec::new(),
                     stdin: Vec::new(),
                     timeout: Duration::from_secs(10),

@@ -365,7 +365,9 @@ impl CronHandler for CronRunner {
             body: Vec::new(),
             request: None,
         };
-        if let Err(err) = invocation::invoke(&app, &function, None, call) {
+        let run = invocation::hold(&app, function, None)
+            .and_then(|held| invocation::invoke(&app, held, call));
+        if let Err(err) = run {
             log::warn!("cron run of {} failed: {err}", job.name);
         }
     }

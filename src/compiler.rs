@@ -289,6 +289,7 @@ impl Compiler {
                 // Builds share their user (and its build cache).
                 exclusive_user: false,
             },
+            program: None,
         })
         .map_err(|source| match source.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {

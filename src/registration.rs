@@ -366,11 +366,16 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
     let _held = name_lock.hold();
     let sha256 = hex(&Sha256::digest(&registration.source));
     let existing = app.registry.get(&name);
+    // A new function starts a generation of its own: no file of a function deleted under
+    // this name is ever taken for one of its.
+    let generation = existing
+        .as_ref()
+        .map_or_else(crate::ids::new_id, |f| f.generation.clone());
     if let Some(function) = existing.as_deref() {
         let current = function.current_version();
         let same_secrets = |number| {
             app.secrets
-                .read(&name, number)
+                .read(&name, &generation, number)
                 .is_ok_and(|stored| stored == registration.secrets)
         };
         if current.is_some_and(|c| {
@@ -389,7 +394,7 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
         }
     }
     let number = existing.as_ref().map_or(1, |f| f.next_number());
-    let (source_rel, exe_rel) = DataDir::version_files(&name, number);
+    let (source_rel, exe_rel) = DataDir::version_files(&name, &generation, number);
     let data = app.registry.data();
     let (source_path, exe_path) = (data.resolve(&source_rel), data.resolve(&exe_rel));
     let started = Instant::now();
@@ -436,6 +441,7 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
         Some(f) => (**f).clone(),
         None => Function {
             name: name.clone(),
+            generation: generation.clone(),
             created_at: now,
             updated_at: now,
             current: number,
@@ -452,9 +458,12 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
     } else {
         Vec::new()
     };
-    let stored = app.secrets.write(&name, number, &registration.secrets);
+    let stored = app
+        .secrets
+        .write(&name, &generation, number, &registration.secrets);
     if let Err(err) = stored.and_then(|()| app.registry.put(function.clone())) {
-        app.trash.discard(&app.secrets.version_file(&name, number));
+        app.trash
+            .discard(&app.secrets.version_file(&name, &generation, number));
         let _ = remove_file_if_present(&source_path);
         let _ = remove_file_if_present(&exe_path);
         return Err(io_failure("cannot write the registry", &err));
@@ -463,7 +472,7 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
         app.trash.discard(&data.resolve(&old.source));
         app.trash.discard(&data.resolve(&old.executable));
         app.trash
-            .discard(&app.secrets.version_file(&name, old.number));
+            .discard(&app.secrets.version_file(&name, &generation, old.number));
     }
     app.reschedule(&function, registration.schedule);
     log::info!("registered {name} version {number}");

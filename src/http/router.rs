@@ -77,7 +77,7 @@ pub fn route(
                 path_info: String::new(),
                 version,
             };
-            call(app, request, &function, target, query, request_id)
+            call(app, request, function, target, query, request_id)
         }
         (_, ["functions", _, "invoke"]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         (Get, ["functions", name, "runs"]) => {
@@ -106,6 +106,8 @@ pub fn route(
             // As `GET /{name}`: a cron function runs only with the token (…/invoke).
             let function = known(app, name)?;
             http_only(&function)?;
+            // Held before the body arrives: what is registered meanwhile changes nothing.
+            let held = invocation::hold(app, function, None)?;
             let call = request_call(
                 app,
                 request,
@@ -114,7 +116,7 @@ pub fn route(
                 query,
                 request_id,
             )?;
-            start_async(app, &function, call, slot)
+            start_async(app, held, call, slot)
         }
         (_, ["async", _]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         (Get, ["functions", name, "versions"]) => {
@@ -163,7 +165,7 @@ pub fn route(
                 path_info,
                 version: None,
             };
-            call(app, request, &function, target, query, request_id)
+            call(app, request, function, target, query, request_id)
         }
         _ => Err(ApiError::RouteUnknown {
             path: path.chars().take(100).collect(),
@@ -279,7 +281,7 @@ fn http_only(function: &Function) -> Result<(), ApiError> {
 /// `POST /async/{name}`: queues the run on the request pool and answers 202 at once.
 fn start_async(
     app: &Arc<App>,
-    function: &Arc<Function>,
+    held: invocation::Held,
     call: Call,
     request_slot: &mut Option<Slot>,
 ) -> Result<Reply, ApiError> {
@@ -296,30 +298,28 @@ fn start_async(
         .or_else(|| dispatcher.invoke.try_take())
         .ok_or(ApiError::QueueFull)?;
     let request_id = call.request_id.clone();
+    let name = held.function.name.clone();
     app.history
-        .begin(&function.name, &request_id, "async", function.current);
+        .begin(&name, &request_id, "async", held.version.number);
+    let location = format!("/functions/{name}/runs/{request_id}");
     let job_app = app.clone();
-    let job_function = function.clone();
     dispatcher.invoke.execute(move || {
         let _slot = slot;
         let _bytes = bytes;
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            invocation::invoke(&job_app, &job_function, None, call)
+            invocation::invoke(&job_app, held, call)
         }));
         if run.is_err() {
-            log::error!("async run of {} panicked", job_function.name);
+            log::error!("async run of {name} panicked");
         }
     });
-    Ok(Reply::json(202, &json!({ "id": request_id })).with_header(
-        "Location",
-        format!("/functions/{}/runs/{request_id}", function.name),
-    ))
+    Ok(Reply::json(202, &json!({ "id": request_id })).with_header("Location", location))
 }
 
 fn call(
     app: &App,
     request: &mut Request,
-    function: &Function,
+    function: Arc<Function>,
     target: Target,
     query: &str,
     request_id: &str,
@@ -329,8 +329,10 @@ fn call(
         path_info,
         version,
     } = target;
+    // Held before the body arrives: what is registered meanwhile changes nothing.
+    let held = invocation::hold(app, function, version)?;
     let call = request_call(app, request, trigger, path_info, query, request_id)?;
-    invocation::invoke(app, function, version, call)
+    invocation::invoke(app, held, call)
 }
 
 /// Reads the body and the CGI view of an HTTP request.

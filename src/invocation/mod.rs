@@ -1,6 +1,9 @@
-//! One invocation of a function, whatever triggered it: builds the environment a function
-//! sees (contract section 5: CGI/1.1 meta-variables and the GOLAMBDA_* ones), runs it, turns
-//! how it ended into an answer, and logs the outcome. Holds no lock while the function runs.
+//! One invocation of a function, whatever triggered it: takes hold of the version to run
+//! when the request resolves it ([`hold`]: its settings, environment, secrets and opened
+//! executable, so what is registered, pruned or deleted meanwhile changes nothing of it),
+//! builds the environment a function sees (contract section 5: CGI/1.1 meta-variables and
+//! the GOLAMBDA_* ones), runs it, turns how it ended into an answer, and logs the outcome.
+//! Holds no lock while the function runs.
 
 pub(crate) mod cgi;
 
@@ -8,9 +11,10 @@ use crate::app::App;
 use crate::history::{Outcome, RunStatus};
 use crate::http::{ApiError, Reply};
 use crate::platform::{self, Limits, Sandbox};
-use crate::registry::{Function, ResponseMode};
+use crate::registry::{Function, ResponseMode, Version};
 use crate::runner::{self, Ending, Invocation};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Open files a run's processes may each hold.
@@ -68,6 +72,72 @@ pub struct Call {
     pub request: Option<CgiRequest>,
 }
 
+/// One registered version of a function, all of its parts, as they were when a request
+/// resolved it: a run of it is a run of exactly this version.
+pub struct Held {
+    pub function: Arc<Function>,
+    pub version: Version,
+    /// [`function_env`], its secrets read when the version was resolved.
+    pub env: Vec<(String, String)>,
+    /// The executable, opened when the version was resolved (see [`platform::open_program`]).
+    pub program: Option<Arc<std::fs::File>>,
+}
+
+/// Takes hold of the version a request runs: the current one, or the kept `version` when
+/// one is named. Its executable is opened and its secrets are read now, so a version
+/// pruned, or a function deleted and registered anew, while the request waits (its body
+/// still arriving, a queue) runs as it was. A version pruned between the lookup and the
+/// opening is looked up again.
+pub fn hold(app: &App, function: Arc<Function>, version: Option<u32>) -> Result<Held, ApiError> {
+    let mut function = function;
+    let mut tries = 0;
+    loop {
+        let chosen = match version {
+            None => function.current_version(),
+            Some(number) => function.versions.iter().find(|v| v.number == number),
+        }
+        .ok_or_else(|| ApiError::VersionUnknown {
+            name: function.name.clone(),
+            version: version.unwrap_or(function.current),
+        })?;
+        let path = app.registry.data().resolve(&chosen.executable);
+        match platform::open_program(&path) {
+            Ok(program) => {
+                let env = function_env(app, &function, chosen)?;
+                return Ok(Held {
+                    version: chosen.clone(),
+                    env,
+                    program: program.map(Arc::new),
+                    function,
+                });
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && tries < 3 => {
+                tries += 1;
+                // Pruned or deleted a moment ago: what is registered now decides.
+                let number = chosen.number;
+                let now = app
+                    .registry
+                    .get(&function.name)
+                    .filter(|now| now.generation == function.generation)
+                    .ok_or_else(|| ApiError::FunctionUnknown {
+                        name: function.name.clone(),
+                    })?;
+                if now.versions.iter().any(|v| v.number == number) {
+                    return Err(ApiError::Internal {
+                        context: format!("the executable of version {number} is missing: {err}"),
+                    });
+                }
+                function = now;
+            }
+            Err(err) => {
+                return Err(ApiError::Internal {
+                    context: format!("cannot open the function's executable: {err}"),
+                })
+            }
+        }
+    }
+}
+
 /// What every run of a version sees whatever its trigger: the function's own `env`, its
 /// secrets (read only for versions that have some), `GOLAMBDA_FUNCTION` and
 /// `GOLAMBDA_VERSION`.
@@ -85,7 +155,7 @@ pub(crate) fn function_env(
     if !settings.secrets.is_empty() {
         let secrets = app
             .secrets
-            .read(&function.name, version.number)
+            .read(&function.name, &function.generation, version.number)
             .map_err(|err| ApiError::Internal {
                 context: format!("cannot read the function's secrets: {err}"),
             })?;
@@ -130,27 +200,29 @@ pub(crate) fn concurrency_place<'a>(
         })
 }
 
-/// Runs the function's current version, or the kept `version` when one is named, and
-/// answers as its response mode says.
-pub fn invoke(
-    app: &App,
-    function: &Function,
-    version: Option<u32>,
-    call: Call,
-) -> Result<Reply, ApiError> {
-    let version = match version {
-        None => function.current_version(),
-        Some(number) => function.versions.iter().find(|v| v.number == number),
+/// Runs the version `held` and answers as its response mode says. A function deleted
+/// since it was held answers 404 (its run would be recorded under a name it no longer has).
+pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
+    let Held {
+        function,
+        version,
+        mut env,
+        program,
+    } = held;
+    let still_there = app
+        .registry
+        .get(&function.name)
+        .is_some_and(|now| now.generation == function.generation);
+    if !still_there {
+        return Err(ApiError::FunctionUnknown {
+            name: function.name.clone(),
+        });
     }
-    .ok_or_else(|| ApiError::VersionUnknown {
-        name: function.name.clone(),
-        version: version.unwrap_or(function.current),
-    })?;
+    let (function, version) = (&*function, &version);
     if version.settings.response == ResponseMode::Fcgi {
-        return crate::warm::invoke(app, function, version, call);
+        return crate::warm::invoke(app, function, version, env, program, call);
     }
     let settings = &version.settings;
-    let mut env = function_env(app, function, version)?;
     if let Some(request) = &call.request {
         cgi_variables(&mut env, &function.name, request, call.body.len());
     }
@@ -193,6 +265,7 @@ pub fn invoke(
                 no_network: !settings.network,
                 exclusive_user: true,
             },
+            program,
         },
         &app.work_dirs,
     );
@@ -218,6 +291,19 @@ pub fn invoke(
                     stderr: message.as_bytes(),
                 },
             );
+            // Where a run starts from the path (Windows), a version pruned while the
+            // request waited is gone: that is no server error.
+            let pruned = err.kind() == std::io::ErrorKind::NotFound
+                && !app.registry.get(&function.name).is_some_and(|now| {
+                    now.generation == function.generation
+                        && now.versions.iter().any(|v| v.number == version.number)
+                });
+            if pruned {
+                return Err(ApiError::VersionUnknown {
+                    name: function.name.clone(),
+                    version: version.number,
+                });
+            }
             return Err(ApiError::Internal { context: message });
         }
     };

@@ -111,6 +111,7 @@ fn make(disk: &Disk) -> io::Result<Slot> {
     let null = super::process::null_output()?;
     let mut holder = spawn::spawn(
         &command,
+        None,
         &super::Sandbox::default(),
         [&read, null, null],
         Vec::new(),

@@ -175,9 +175,11 @@ struct DiskPlan {
 /// as complete) confined by `sandbox`, with `stdio` as its stdin, stdout and stderr.
 /// An exec refused with "text file busy" is tried again a few times: any process holding
 /// the file open for writing causes it, even one that only inherited the descriptor for
-/// the instant between its own clone and exec.
+/// the instant between its own clone and exec. With `opened`, that open file is what is
+/// executed, not what the command's path names now.
 pub fn spawn(
     command: &Command,
+    opened: Option<&File>,
     sandbox: &Sandbox,
     stdio: [&OwnedFd; 3],
     cgroup_fds: Vec<RawFd>,
@@ -185,7 +187,7 @@ pub fn spawn(
 ) -> io::Result<Process> {
     let mut tries = 0;
     loop {
-        match spawn_once(command, sandbox, stdio, &cgroup_fds, scratch) {
+        match spawn_once(command, opened, sandbox, stdio, &cgroup_fds, scratch) {
             Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && tries < 5 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(tries));
@@ -197,6 +199,7 @@ pub fn spawn(
 
 fn spawn_once(
     command: &Command,
+    opened: Option<&File>,
     sandbox: &Sandbox,
     stdio: [&OwnedFd; 3],
     cgroup_fds: &[RawFd],
@@ -207,9 +210,10 @@ fn spawn_once(
     };
     let path = resolve(command)?;
     let program = cstring(path.as_os_str().as_bytes())?;
-    let program_fd = match sandbox.user {
-        Some(_) => Some(File::open(&path)?),
-        None => None,
+    let program_fd = match (opened, sandbox.user) {
+        (Some(file), _) => Some(file.try_clone()?),
+        (None, Some(_)) => Some(File::open(&path)?),
+        (None, None) => None,
     };
     let mut strings = vec![program.clone()];
     for arg in command.get_args() {

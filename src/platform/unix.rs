@@ -38,6 +38,12 @@ pub fn compile_env() -> Vec<(String, String)> {
 }
 
 /// Renames `from` over `to`, replacing it atomically.
+/// Opens an executable to be run later through the descriptor: what runs then is this file,
+/// whatever is removed or written at its path meanwhile.
+pub fn open_program(path: &Path) -> io::Result<Option<File>> {
+    File::open(path).map(Some)
+}
+
 pub fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to)
 }
@@ -57,8 +63,14 @@ pub fn stop_finished() {
 /// inside `sandbox`: between clone and exec it joins the run's cgroups, leaves the network
 /// (a new empty network namespace), takes its rlimits, drops to the run's user, and asks to
 /// be killed if the server dies (see [`super::spawn`]). Stdout and stderr are pipes; stdin
-/// is a pipe when `with_stdin`, else `/dev/null`.
-pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<super::Spawned> {
+/// is a pipe when `with_stdin`, else `/dev/null`. With `program` (from [`open_program`]),
+/// that file is executed rather than what the command's path names now.
+pub fn start(
+    command: &Command,
+    program: Option<&File>,
+    sandbox: &Sandbox,
+    with_stdin: bool,
+) -> io::Result<super::Spawned> {
     let (stdin_pipe, stdin) = if with_stdin {
         let (read, write) = super::process::pipe()?;
         (Some(read), Some(File::from(write)))
@@ -73,6 +85,7 @@ pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Resu
     let (stderr, stderr_child) = super::process::pipe()?;
     let (process, tree) = start_confined(
         command,
+        program,
         sandbox,
         [stdin_child, &stdout_child, &stderr_child],
     )?;
@@ -88,6 +101,7 @@ pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Resu
 /// Starts `command` in `sandbox` with these descriptors as its stdin, stdout and stderr.
 pub(super) fn start_confined(
     command: &Command,
+    program: Option<&File>,
     sandbox: &Sandbox,
     stdio: [&std::os::fd::OwnedFd; 3],
 ) -> io::Result<(super::Process, ProcessTree)> {
@@ -105,15 +119,23 @@ pub(super) fn start_confined(
             None => Ok(super::spawn::Scratch::Shared),
         }
     };
+    let spawn = |confinement: &Confinement| -> io::Result<super::Process> {
+        super::spawn::spawn(
+            command,
+            program,
+            sandbox,
+            stdio,
+            confinement.fds(),
+            scratch()?,
+        )
+    };
     let confinement = Confinement::prepare(sandbox)?;
-    let spawned = super::spawn::spawn(command, sandbox, stdio, confinement.fds(), scratch()?);
-    let process = match spawned {
+    let process = match spawn(&confinement) {
         // The uid's group was removed under us (by hand, say): the descriptor kept open to
         // join it is stale. Made afresh, the next run of the uid would fail the same way.
         Err(err) if err.raw_os_error() == Some(libc::ENODEV) && confinement.joins() => {
             confinement.forget();
-            let confinement = Confinement::prepare(sandbox)?;
-            super::spawn::spawn(command, sandbox, stdio, confinement.fds(), scratch()?)?
+            spawn(&Confinement::prepare(sandbox)?)?
         }
         other => other?,
     };

@@ -41,12 +41,14 @@ pub struct WarmSpawned {
 /// start it from a thread that lives as long as the server.
 pub fn start_warm(
     command: &Command,
+    program: Option<&std::fs::File>,
     sandbox: &super::Sandbox,
     listener: &LocalListener,
 ) -> io::Result<WarmSpawned> {
     let (stderr, stderr_child) = super::process::pipe()?;
     let (process, tree) = super::unix::start_confined(
         command,
+        program,
         sandbox,
         [listener, super::process::null_output()?, &stderr_child],
     )?;

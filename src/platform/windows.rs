@@ -142,7 +142,12 @@ pub fn compile_env() -> Vec<(String, String)> {
 /// Starts `command` in a new console process group (console events reach it, not the
 /// server), then puts it in a kill-on-close job with the sandbox's limits. Stdout and
 /// stderr are pipes; stdin is a pipe when `with_stdin`, else the null device.
-pub fn start(command: &Command, sandbox: &Sandbox, with_stdin: bool) -> io::Result<super::Spawned> {
+pub fn start(
+    command: &Command,
+    _program: Option<&File>,
+    sandbox: &Sandbox,
+    with_stdin: bool,
+) -> io::Result<super::Spawned> {
     let mut command = clone_command(command);
     command
         .creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW)
@@ -391,6 +396,12 @@ fn wide(path: &Path) -> Vec<u16> {
 }
 
 /// Renames `from` over `to` (replacing it), returning only once the rename is on disk.
+/// Checks that an executable is there. Windows cannot start a process from an open file, so
+/// nothing is held: the run starts it by its path (which no other version ever takes).
+pub fn open_program(path: &Path) -> io::Result<Option<File>> {
+    std::fs::metadata(path).map(|_| None)
+}
+
 pub fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
     let (from, to) = (wide(from), wide(to));
     // SAFETY: both strings are NUL-terminated and live across the call.
@@ -504,6 +515,7 @@ pub struct WarmSpawned {
 /// Warm processes are Unix-only.
 pub fn start_warm(
     _command: &Command,
+    _program: Option<&File>,
     _sandbox: &Sandbox,
     listener: &LocalListener,
 ) -> io::Result<WarmSpawned> {

@@ -5,6 +5,15 @@ use crate::platform;
 use std::io;
 use std::path::PathBuf;
 
+/// How the files of version `number` of a function's `generation` are named (without the
+/// extension): `v3-<generation>`, or `v3` for a function from before generations.
+pub fn version_stem(generation: &str, number: u32) -> String {
+    match generation {
+        "" => format!("v{number}"),
+        generation => format!("v{number}-{generation}"),
+    }
+}
+
 /// The folders of the data dir.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -53,10 +62,11 @@ impl DataDir {
     }
 
     /// Relative paths of a version's source and executable.
-    pub fn version_files(name: &str, number: u32) -> (String, String) {
+    pub fn version_files(name: &str, generation: &str, number: u32) -> (String, String) {
+        let stem = version_stem(generation, number);
         (
-            format!("user_functions/{name}/v{number}.go"),
-            format!("plugins/{name}/v{number}{}", platform::EXE_SUFFIX),
+            format!("user_functions/{name}/{stem}.go"),
+            format!("plugins/{name}/{stem}{}", platform::EXE_SUFFIX),
         )
     }
 

@@ -91,6 +91,11 @@ pub struct Function {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when the function is created and never again: a function deleted and registered
+    /// anew under its name gets another, so no file of the old one is taken for the new
+    /// one's. Empty for functions registered before generations existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub generation: String,
     /// Number of the version that serves.
     pub current: u32,
     #[serde(default)]

@@ -38,6 +38,8 @@ pub enum Record {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Patch {
     pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub generation: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub current: u32,
@@ -53,6 +55,7 @@ impl Patch {
             |version: &Version| old.is_some_and(|old| old.versions.iter().any(|v| v == version));
         Patch {
             name: new.name.clone(),
+            generation: new.generation.clone(),
             created_at: new.created_at,
             updated_at: new.updated_at,
             current: new.current,
@@ -72,6 +75,7 @@ impl Patch {
     pub fn apply(self, old: Option<&Function>) -> Function {
         let Patch {
             name,
+            generation,
             created_at,
             updated_at,
             current,
@@ -91,6 +95,7 @@ impl Patch {
             .collect();
         Function {
             name,
+            generation,
             created_at,
             updated_at,
             current,
@@ -293,6 +298,7 @@ pub(crate) mod tests {
             .expect("time");
         Function {
             name: name.to_string(),
+            generation: format!("gen-of-{name}"),
             created_at: at,
             updated_at: at,
             current,

@@ -25,6 +25,9 @@ pub struct ChildSpec {
     /// read and discarded.
     pub keep: usize,
     pub sandbox: platform::Sandbox,
+    /// The open executable to run instead of the command's path (see
+    /// [`platform::open_program`]).
+    pub program: Option<std::sync::Arc<std::fs::File>>,
 }
 
 /// How a child ended.
@@ -59,7 +62,12 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
         stdin,
         stdout,
         stderr,
-    } = platform::start(&spec.command, &spec.sandbox, !spec.stdin.is_empty())?;
+    } = platform::start(
+        &spec.command,
+        spec.program.as_deref(),
+        &spec.sandbox,
+        !spec.stdin.is_empty(),
+    )?;
     let body = std::mem::take(&mut spec.stdin);
     let (stdout_keep, stdout_kills) = match spec.stdout_limit {
         Some(limit) => (usize::try_from(limit).unwrap_or(usize::MAX), true),

@@ -21,6 +21,8 @@ pub const STDERR_KEEP: usize = 64 * 1024;
 /// One run of a function.
 pub struct Invocation {
     pub executable: PathBuf,
+    /// `executable` as opened when the run's version was resolved: run instead of the path.
+    pub program: Option<std::sync::Arc<std::fs::File>>,
     /// The function's own variables and the request's meta-variables; the runner adds
     /// `PATH`, `HOME`, `TMPDIR` and `LANG` before them.
     pub env: Vec<(String, String)>,
@@ -69,5 +71,6 @@ fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
         stdout_limit: Some(invocation.max_output),
         keep: STDERR_KEEP,
         sandbox: invocation.sandbox,
+        program: invocation.program,
     })
 }

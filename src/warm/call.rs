@@ -12,6 +12,8 @@ use crate::ids::new_id;
 use crate::invocation::{self, Call, CgiRequest};
 use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, Version};
+use std::fs::File;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Connections (so requests at once) of one process when the function sets no
@@ -26,11 +28,14 @@ enum Served {
     Refused(ApiError),
 }
 
-/// Runs `version` of `function` (an `fcgi` one) for `call`.
+/// Runs `version` of `function` (an `fcgi` one) for `call`; `env` and `program` are what
+/// [`invocation::hold`] took of it, for a process it has to start.
 pub fn invoke(
     app: &App,
     function: &Function,
     version: &Version,
+    env: Vec<(String, String)>,
+    program: Option<Arc<File>>,
     call: Call,
 ) -> Result<Reply, ApiError> {
     let settings = &version.settings;
@@ -42,7 +47,16 @@ pub fn invoke(
     let in_flight = app.metrics.run_started();
     let started = Instant::now();
     let timeout = Duration::from_millis(settings.timeout_ms);
-    let served = serve(app, function, version, &call, started + timeout, limit);
+    let parts = (env, program);
+    let served = serve(
+        app,
+        function,
+        version,
+        parts,
+        &call,
+        started + timeout,
+        limit,
+    );
     let duration = started.elapsed();
     let exec_ms = duration.as_secs_f64() * 1000.0;
     let none = Vec::new;
@@ -166,6 +180,7 @@ fn serve(
     app: &App,
     function: &Function,
     version: &Version,
+    (env, program): (Vec<(String, String)>, Option<Arc<File>>),
     call: &Call,
     deadline: Instant,
     limit: u32,
@@ -175,7 +190,7 @@ fn serve(
         version: version.number,
         created: version.created_at,
     };
-    let prepare = || spec(app, function, version, &key, limit);
+    let prepare = || spec(app, version, (env, program), &key, limit);
     let lease = match app.warm.acquire(&key, prepare) {
         Ok(lease) => lease,
         Err(error) => return Served::Refused(error),
@@ -210,13 +225,12 @@ fn serve(
 /// each request instead) and environment, minus the per-request variables.
 fn spec(
     app: &App,
-    function: &Function,
     version: &Version,
+    (env, program): (Vec<(String, String)>, Option<Arc<File>>),
     key: &Key,
     limit: u32,
 ) -> Result<Spec, ApiError> {
     let settings = &version.settings;
-    let env = invocation::function_env(app, function, version)?;
     let user = match &app.users {
         None => None,
         Some(pool) => Some(match pool.take_owned() {
@@ -229,6 +243,7 @@ fn spec(
         key: key.clone(),
         id: new_id(),
         executable: app.registry.data().resolve(&version.executable),
+        program,
         env,
         sandbox: Sandbox {
             limits: Limits {

@@ -33,6 +33,8 @@ pub struct Spec {
     pub key: Key,
     pub id: String,
     pub executable: PathBuf,
+    /// `executable` as opened when the request resolved its version: run instead of the path.
+    pub program: Option<Arc<std::fs::File>>,
     /// The function's variables; `PATH`, `HOME`, `TMPDIR` and `LANG` are added before them.
     pub env: Vec<(String, String)>,
     pub sandbox: Sandbox,
@@ -156,7 +158,7 @@ impl Process {
             process: child,
             tree,
             stderr: pipe,
-        } = platform::start_warm(&command, &spec.sandbox, &listener)?;
+        } = platform::start_warm(&command, spec.program.as_deref(), &spec.sandbox, &listener)?;
         // The listening socket now lives in the child only.
         drop(listener);
         let stderr = Arc::new(Mutex::new(Vec::new()));

@@ -229,3 +229,56 @@ fn read_response(stream: &mut TcpStream) -> io::Result<Parsed> {
     }
     Ok((status, headers, body))
 }
+
+/// A request whose head and first body bytes are sent; the rest follows with
+/// [`Unfinished::finish`], so a test can act while the server waits for the body.
+pub struct Unfinished {
+    stream: TcpStream,
+    method: String,
+    path: String,
+    started: Instant,
+}
+
+/// Sends `method path` declaring a body of `length` bytes, and the first bytes of it.
+pub fn begin(
+    port: u16,
+    method: &str,
+    path: &str,
+    length: usize,
+    first: &[u8],
+) -> io::Result<Unfinished> {
+    let started = Instant::now();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(first)?;
+    stream.flush()?;
+    Ok(Unfinished {
+        stream,
+        method: method.into(),
+        path: path.into(),
+        started,
+    })
+}
+
+impl Unfinished {
+    /// Sends the rest of the body and reads the answer.
+    pub fn finish(mut self, rest: &[u8]) -> io::Result<Response> {
+        self.stream.write_all(rest)?;
+        self.stream.flush()?;
+        let (status, headers, body) = read_response(&mut self.stream)?;
+        Ok(Response {
+            method: self.method,
+            path: self.path,
+            status,
+            headers,
+            body,
+            elapsed: self.started.elapsed(),
+        })
+    }
+}

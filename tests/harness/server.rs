@@ -295,6 +295,17 @@ impl Server {
         self.stdout_lines.lock().unwrap().clone()
     }
 
+    /// Whether the server has a file open under `dir` (Linux: read from `/proc`).
+    pub fn holds_open_under(&self, dir: &Path) -> bool {
+        let Ok(entries) = fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
+            return false;
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| fs::read_link(entry.path()).ok())
+            .any(|target| target.starts_with(dir))
+    }
+
     /// The log (stderr) of the current process.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path_of(self.generation)).unwrap_or_default()
@@ -436,6 +447,57 @@ impl Server {
             fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not valid JSON ({e}):\n{text}", path.display()))
+    }
+
+    /// Where version `version` of `name` keeps its `"source"` or `"executable"` (as the
+    /// registry and its journal record it), or its secrets (`"secrets"`, named like the
+    /// executable).
+    pub fn version_file(&self, name: &str, version: u64, part: &str) -> PathBuf {
+        let field = if part == "secrets" {
+            "executable"
+        } else {
+            part
+        };
+        let pick = |versions: &Value| {
+            versions.as_array().and_then(|all| {
+                all.iter()
+                    .find(|v| v["number"] == version)
+                    .and_then(|v| v[field].as_str().map(String::from))
+            })
+        };
+        let registry = self.registry();
+        let mut found = registry["functions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|f| f["name"] == name))
+            .and_then(|f| pick(&f["versions"]));
+        let journal = self.data_dir.join("registry").join("registry.journal");
+        let text = fs::read_to_string(&journal).unwrap_or_default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let json = line.split_once(' ').map_or(line, |(_, json)| json);
+            let Ok(record) = serde_json::from_str::<Value>(json) else {
+                continue;
+            };
+            if record["patch"]["name"] == name {
+                found = pick(&record["patch"]["changed"]).or(found);
+            } else if record["remove"] == name {
+                found = None;
+            }
+        }
+        let relative = found
+            .unwrap_or_else(|| panic!("the registry has no {field} of {name} version {version}"));
+        let path = self.data_dir.join(relative);
+        if part != "secrets" {
+            return path;
+        }
+        let stem = path
+            .file_stem()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned();
+        self.data_dir
+            .join("registry/secrets")
+            .join(name)
+            .join(format!("{stem}.json"))
     }
 
     /// A snapshot (path, size) of what the server stores: `registry/`, `user_functions/`,

@@ -97,9 +97,9 @@ fn a_function_cannot_read_the_server_data_or_signal_the_server() {
     let registry = data.join("registry/registry.json");
     let targets = [
         registry.clone(),
-        data.join("user_functions/victim/v1.go"),
-        data.join("plugins/victim/v1"),
-        data.join("registry/secrets/victim/v1.json"),
+        server.version_file("victim", 1, "source"),
+        server.version_file("victim", 1, "executable"),
+        server.version_file("victim", 1, "secrets"),
         std::path::PathBuf::from(format!("/proc/{}/environ", server.pid())),
     ];
     let list: Vec<String> = targets.iter().map(|p| p.display().to_string()).collect();
@@ -288,7 +288,7 @@ fn builds_run_as_an_unprivileged_user_and_executables_belong_to_the_server() {
         (first..=last).contains(&cache_owner),
         "the build cache belongs to uid {cache_owner}, not one of {first}-{last}"
     );
-    let exe_owner = std::fs::metadata(data.join("plugins/hello/v1"))
+    let exe_owner = std::fs::metadata(server.version_file("hello", 1, "executable"))
         .expect("exe")
         .uid();
     assert_eq!(exe_owner, 0, "the executable belongs to the server");

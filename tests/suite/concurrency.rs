@@ -125,12 +125,9 @@ fn concurrent_registrations_of_one_name_are_serialised() {
     };
     assert_eq!(server.get("/same").message(), expected);
     for (version, source) in &by_version {
-        let stored = std::fs::read_to_string(
-            server
-                .data_dir()
-                .join(format!("user_functions/same/v{version}.go")),
-        )
-        .unwrap_or_else(|e| panic!("v{version}.go: {e}"));
+        let stored =
+            std::fs::read_to_string(server.version_file("same", *version as u64, "source"))
+                .unwrap_or_else(|e| panic!("v{version}.go: {e}"));
         assert_eq!(&stored, source, "v{version}.go holds the wrong source");
     }
 }

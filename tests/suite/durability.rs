@@ -141,6 +141,7 @@ fn a_missing_executable_is_rebuilt_from_source_on_restart() {
     let mut server = Server::new().start();
     server.register_ok("hello", go::HELLO, json!({}));
     server.stop();
+    let exe = server.version_file("hello", 1, "executable");
     let plugins = server.data_dir().join("plugins/hello");
     for entry in std::fs::read_dir(&plugins).expect("plugins/hello") {
         let path = entry.unwrap().path();
@@ -152,10 +153,7 @@ fn a_missing_executable_is_rebuilt_from_source_on_restart() {
     }
     server.restart();
     assert_eq!(server.get("/hello").message(), "Hello, World!\n");
-    assert!(
-        plugins.join("v1").is_file(),
-        "plugins/hello/v1 was not rebuilt"
-    );
+    assert!(exe.is_file(), "{} was not rebuilt", exe.display());
 }
 
 #[test]
@@ -163,8 +161,8 @@ fn an_executable_of_the_wrong_size_is_rebuilt_on_restart() {
     let mut server = Server::new().start();
     server.register_ok("hello", go::HELLO, json!({}));
     server.stop();
-    let exe = server.data_dir().join("plugins/hello/v1");
-    let size = std::fs::metadata(&exe).expect("plugins/hello/v1").len();
+    let exe = server.version_file("hello", 1, "executable");
+    let size = std::fs::metadata(&exe).expect("the executable").len();
     let file = std::fs::OpenOptions::new().write(true).open(&exe).unwrap();
     file.set_len(size / 2).unwrap();
     drop(file);

@@ -22,7 +22,7 @@ fn a_missing_plugin_folder_is_rebuilt_on_restart() {
 fn identical_registration_repairs_a_lost_executable() {
     let server = Server::new().start();
     let first = server.register_ok("hello", go::HELLO, json!({}));
-    std::fs::remove_file(server.data_dir().join("plugins/hello/v1")).expect("plugins/hello/v1");
+    std::fs::remove_file(server.version_file("hello", 1, "executable")).expect("the executable");
     server.get("/hello").expect(500);
     let again = server.register("hello", go::HELLO, json!({}));
     again.expect(200);

@@ -56,10 +56,21 @@ fn hello_example_is_compiled_stored_and_answers_exactly() {
 
     // the source and the executable are on disk, the registry knows the function
     let data = server.data_dir();
-    let stored = std::fs::read_to_string(data.join("user_functions/hello/v1.go"))
-        .expect("user_functions/hello/v1.go");
+    let source = server.version_file("hello", 1, "source");
+    assert!(
+        source.starts_with(data.join("user_functions/hello")),
+        "{}",
+        source.display()
+    );
+    let stored = std::fs::read_to_string(&source).expect("the source");
     assert_eq!(stored, go::HELLO);
-    let exe = std::fs::metadata(data.join("plugins/hello/v1")).expect("plugins/hello/v1");
+    let executable = server.version_file("hello", 1, "executable");
+    assert!(
+        executable.starts_with(data.join("plugins/hello")),
+        "{}",
+        executable.display()
+    );
+    let exe = std::fs::metadata(&executable).expect("the executable");
     assert!(exe.is_file() && exe.len() > 0);
     assert!(
         exe.permissions().mode() & 0o111 != 0,
@@ -102,8 +113,8 @@ fn new_code_becomes_version_two_and_is_served_at_once() {
     assert!(utc_time(&second["updated_at"]) >= utc_time(&first["updated_at"]));
     assert_eq!(server.get("/greet").message(), "two\n");
     assert_eq!(server.metadata("greet")["version"], 2);
-    let v2 = std::fs::read_to_string(server.data_dir().join("user_functions/greet/v2.go"))
-        .expect("user_functions/greet/v2.go");
+    let v2 = std::fs::read_to_string(server.version_file("greet", 2, "source"))
+        .expect("the source of version 2");
     assert_eq!(v2, go::say("two"));
 }
 
@@ -137,7 +148,13 @@ fn identical_registration_answers_200_same_version_without_compiling() {
         server.log()
     );
     assert_eq!(server.get("/same").message(), "Hello, World!\n");
-    assert!(!server.data_dir().join("user_functions/same/v2.go").exists());
+    let sources = std::fs::read_dir(server.data_dir().join("user_functions/same"))
+        .expect("the sources of same")
+        .count();
+    assert_eq!(
+        sources, 1,
+        "an identical registration stored another source"
+    );
 }
 
 #[test]

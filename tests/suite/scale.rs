@@ -17,8 +17,8 @@ fn identical_source_under_several_names_is_built_once() {
         assert_eq!(server.get(&format!("/{name}")).message(), "Hello, World!\n");
     }
     let data = server.data_dir().to_path_buf();
-    let one = std::fs::metadata(data.join("plugins/one/v1")).expect("plugins/one/v1");
-    let two = std::fs::metadata(data.join("plugins/two/v1")).expect("plugins/two/v1");
+    let one = std::fs::metadata(server.version_file("one", 1, "executable")).expect("one's");
+    let two = std::fs::metadata(server.version_file("two", 1, "executable")).expect("two's");
     assert!(one.is_file() && two.is_file());
     assert_eq!(one.ino(), two.ino(), "the versions should share one build");
 

@@ -2,8 +2,9 @@
 //! source, rollback is instant and survives a restart, a kept version can be invoked by
 //! number, and a cron schedule can be paused and resumed.
 
-use crate::harness::{assert_error, go, Server};
+use crate::harness::{assert_error, eventually, go, http, Server};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn versions(server: &Server, name: &str) -> Vec<u64> {
     let answer = server.get(&format!("/functions/{name}/versions"));
@@ -288,4 +289,96 @@ fn a_schedule_follows_the_trigger_from_http_to_cron_and_back() {
         "fires went on after the switch back to http"
     );
     assert_eq!(server.get("/shift").message(), "ok\n");
+}
+
+/// Prints its code's label, `$MODE` and `$KEY`.
+fn labelled(label: &str) -> String {
+    format!(
+        r#"package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {{
+	fmt.Printf("code={label} env=%s secret=%s", os.Getenv("MODE"), os.Getenv("KEY"))
+}}
+"#
+    )
+}
+
+/// The body of a request held open: long enough that the server hands the request on
+/// before it has all of it (tiny_http reads small bodies whole first).
+const BODY: usize = 8192;
+
+/// Starts `POST path` with part of its body sent, and waits until the server has taken hold
+/// of the function's executable (at most a few seconds: a server that opens it only to
+/// run it is then tested as it is).
+fn half_sent(server: &Server, path: &str, name: &str) -> http::Unfinished {
+    let request = http::begin(server.port(), "POST", path, BODY, &[b'x'; 100]).expect("request");
+    let plugins = server.data_dir().join("plugins").join(name);
+    eventually(Duration::from_secs(3), || server.holds_open_under(&plugins));
+    request
+}
+
+fn executables(server: &Server, name: &str) -> Vec<std::path::PathBuf> {
+    versions(server, name)
+        .into_iter()
+        .map(|number| server.version_file(name, number, "executable"))
+        .collect()
+}
+
+#[test]
+fn a_run_uses_one_registered_version_whole_when_its_function_is_replaced_meanwhile() {
+    let server = Server::new().start();
+    let old = json!({"env": {"MODE": "old-env"}, "secrets": {"KEY": "old-secret"}});
+    server.register_ok("combo", &labelled("old"), old);
+    let old_files = executables(&server, "combo");
+    let waiting = half_sent(&server, "/combo", "combo");
+    server.delete("/functions/combo").expect(204);
+    let new = json!({"env": {"MODE": "new-env"}, "secrets": {"KEY": "new-secret"}});
+    assert_eq!(
+        server.register_ok("combo", &labelled("new"), new)["version"],
+        1
+    );
+    let answer = waiting.finish(&[b'y'; BODY - 100]).expect("an answer");
+    match answer.status {
+        404 => {}
+        200 => assert_eq!(
+            answer.message(),
+            "code=old env=old-env secret=old-secret",
+            "a run of a combination nobody registered"
+        ),
+        other => panic!("{other}: {}", answer.text()),
+    }
+    let new_files = executables(&server, "combo");
+    assert!(!old_files.is_empty() && !new_files.is_empty());
+    assert!(
+        new_files.iter().all(|f| !old_files.contains(f)),
+        "the new function took the deleted one's files: {old_files:?} {new_files:?}"
+    );
+    // What the new function runs is all of its own.
+    assert_eq!(
+        server.get("/combo").message(),
+        "code=new env=new-env secret=new-secret"
+    );
+}
+
+#[test]
+fn a_request_runs_the_version_it_holds_when_that_version_is_pruned_meanwhile() {
+    let server = Server::new().start();
+    server.register_ok("pruned", &go::say("held version"), json!({}));
+    let waiting = half_sent(&server, "/pruned", "pruned");
+    for i in 2..=12 {
+        server.register_ok("pruned", &go::say(&format!("version {i}")), json!({}));
+    }
+    assert!(
+        !versions(&server, "pruned").contains(&1),
+        "version 1 is pruned"
+    );
+    let answer = waiting.finish(&[b'y'; BODY - 100]).expect("an answer");
+    answer.expect(200);
+    assert_eq!(answer.message().trim(), "held version");
+    assert_eq!(server.get("/pruned").message().trim(), "version 12");
 }
