@@ -243,8 +243,11 @@ def run_tests(server, work):
 
     @test
     def executables_have_the_exe_suffix():
-        exe = os.path.join(server.data, "plugins", "hello", "v1.exe")
-        expect(os.path.isfile(exe), f"{exe} missing: {os.listdir(os.path.dirname(exe))}")
+        # plugins/<name>/v<N>-<generation>.exe
+        folder = os.path.join(server.data, "plugins", "hello")
+        files = os.listdir(folder)
+        expect(len(files) == 1 and files[0].startswith("v1-") and files[0].endswith(".exe")
+               and os.path.isfile(os.path.join(folder, files[0])), f"{folder} holds {files}")
 
     @test
     def a_failed_registration_changes_nothing():
