@@ -109,6 +109,10 @@ fn cgi_answers_follow_http_and_are_never_sniffed() {
     crate::harness::assert_error(&server.get("/edges?utf8"), 502, &["not ASCII"]);
     // An encoded slash in a sub-path could not be told from a real one.
     crate::harness::assert_error(&server.get("/edges/a%2Fb"), 400, &["%2F"]);
+    // Nor may control characters reach PATH_INFO.
+    for path in ["/edges/a%0Ab/c", "/edges/a%0Db", "/edges/%1B[31m"] {
+        crate::harness::assert_error(&server.get(path), 400, &["control characters"]);
+    }
 }
 
 #[test]
