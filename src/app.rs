@@ -26,6 +26,7 @@ use crate::warm::Warm;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
@@ -70,26 +71,17 @@ impl App {
         let registry = Registry::open(data.clone())?;
         let (first, last) = config.run_uids;
         let privileged = platform::is_privileged();
-        let build_user = (privileged && last > first).then_some(last).filter(|uid| {
-            let reachable = platform::others_can_traverse(&data.root);
-            if !reachable {
-                log::warn!(
-                    "the data dir {} is closed to other users, so builds run as the server's user; \
-                     make it traversable (chmod o+x) to build as uid {uid}",
-                    data.root.display()
-                );
-            }
-            reachable
-        });
-        if let Some(uid) = build_user {
-            give_cache_to_build_user(&data, uid)?;
-        }
+        let build_user = (privileged && last > first).then_some(last);
+        let build_area = match build_user {
+            Some(uid) => build_area(&data, uid)?,
+            None => data.cache(),
+        };
         let compiler = Compiler::new(
             config.go.clone(),
             config.compile_timeout,
             config.compile_memory,
             build_user,
-            data.cache(),
+            build_area,
             config.compile_jobs,
         );
         let auth = Auth::new(
@@ -320,6 +312,31 @@ impl App {
         log::info!("deleted {name} (was version {})", removed.current);
         Ok(())
     }
+}
+
+/// Where builds run as the build user `uid`: the data dir's `cache/` when that user can
+/// reach it, else (a data dir under a folder closed to others, such as `/root` or a
+/// `mktemp -d`) a folder of the server's build base named after the data dir. Either way
+/// the builds keep their own user; only the finished executables enter the data dir.
+fn build_area(data: &DataDir, uid: u32) -> io::Result<PathBuf> {
+    if platform::others_can_traverse(&data.root) {
+        give_cache_to_build_user(data, uid)?;
+        return Ok(data.cache());
+    }
+    let base = platform::build_base();
+    std::fs::create_dir_all(&base)?;
+    let area = base.join(format!("build-{}", data.identity()));
+    std::fs::create_dir_all(&area)?;
+    if platform::owner_of(&area) != Some(uid) {
+        platform::give_tree_to_user(&area, uid)?;
+    }
+    platform::make_private(&area)?;
+    log::info!(
+        "the data dir {} is closed to other users: builds run as uid {uid} in {}",
+        data.root.display(),
+        area.display()
+    );
+    Ok(area)
 }
 
 /// Gives the shared Go build cache and the build folders to the build user, but never the

@@ -191,11 +191,9 @@ impl Compiler {
             // The executable belongs to the server, not to the build user.
             platform::give_to_user(&partial, 0).map_err(CompileError::Io)?;
         }
-        // The build dir lives in the data dir, so this rename never crosses file systems.
         // The contents are synced; the name is not: the build store is a cache, and the
         // version's own link to it (see `builds`) is what is made durable.
-        platform::replace_file(&partial, output).map_err(CompileError::Io)?;
-        Ok(())
+        install(&partial, output).map_err(CompileError::Io)
     }
 
     /// What decides the output of a build apart from the source: the toolchain's path, its
@@ -331,6 +329,25 @@ fn output_text(finished: &child::Finished) -> String {
     let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&finished.stdout));
     text.trim_end().to_string()
+}
+
+/// Moves the finished `partial` to `output`: a rename, or (a build area outside the data
+/// dir's file system) a synced copy beside `output` renamed over it, so `output` is whole
+/// or absent at every instant.
+fn install(partial: &Path, output: &Path) -> io::Result<()> {
+    match platform::replace_file(partial, output) {
+        Err(err) if err.kind() == io::ErrorKind::CrossesDevices => {
+            let copy = output.with_extension(format!("copy-{}", crate::ids::new_id()));
+            let copied = std::fs::copy(partial, &copy)
+                .and_then(|_| platform::sync_file(&copy))
+                .and_then(|()| platform::replace_file(&copy, output));
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&copy);
+            }
+            copied
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -240,6 +240,16 @@ pub fn work_base() -> std::path::PathBuf {
     std::env::temp_dir()
 }
 
+/// Where builds of a data dir the build user cannot reach run: `/var/cache/golambda` (only
+/// root writes `/var/cache`, every user may pass it), else [`work_base`].
+pub fn build_base() -> std::path::PathBuf {
+    let cache = Path::new("/var/cache");
+    if cache.is_dir() {
+        return cache.join("golambda");
+    }
+    work_base().join("golambda-builds")
+}
+
 /// Makes a finished file's contents durable. Opened read-only: a descriptor open for
 /// writing that a concurrently spawned child inherits, for the instant before its exec,
 /// makes executing this file fail with "text file busy".

@@ -363,6 +363,12 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
 }
 
 /// Where runs' working directories go.
+/// Builds never run as another user on Windows: the data dir's cache is always used; this
+/// is where they would go.
+pub fn build_base() -> std::path::PathBuf {
+    std::env::temp_dir().join("golambda-builds")
+}
+
 pub fn work_base() -> std::path::PathBuf {
     std::env::temp_dir()
 }

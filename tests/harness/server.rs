@@ -37,6 +37,7 @@ pub struct Builder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     go: Go,
+    closed_parent: bool,
 }
 
 impl Builder {
@@ -61,6 +62,12 @@ impl Builder {
         self
     }
 
+    /// The data dir inside a folder no other user may enter (mode 0700, like `/root`).
+    pub fn closed_parent(mut self) -> Builder {
+        self.closed_parent = true;
+        self
+    }
+
     /// No `--go` flag at all: the server must find `go` on PATH (and uses its own cache).
     pub fn system_go(mut self) -> Builder {
         self.go = Go::System;
@@ -69,7 +76,14 @@ impl Builder {
 
     pub fn start(self) -> Server {
         let dir = TempDir::new();
-        let data_dir = dir.path().join("data");
+        let data_dir = if self.closed_parent {
+            let closed = dir.path().join("closed");
+            fs::create_dir_all(&closed).unwrap();
+            fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+            closed.join("data")
+        } else {
+            dir.path().join("data")
+        };
         let io_dir = dir.path().join("io");
         fs::create_dir_all(&io_dir).unwrap();
         // Functions may run under another uid when the tests run as root.
@@ -127,6 +141,7 @@ impl Server {
             args: Vec::new(),
             envs: Vec::new(),
             go: Go::Wrapper,
+            closed_parent: false,
         }
     }
 
@@ -720,8 +735,7 @@ pub fn registration_body(name: &str, source: &str, extra: Value) -> Value {
 }
 
 /// Writes the suite's `go` wrapper: it appends its arguments (one line per call) to `calls`,
-/// points GOCACHE at a cache shared by all tests (under cargo's CARGO_TARGET_TMPDIR), and
-/// runs the real toolchain.
+/// points GOCACHE at a cache shared by all tests, and runs the real toolchain.
 fn write_go_wrapper(dir: &Path, calls: &Path) -> PathBuf {
     static REAL_GO: OnceLock<String> = OnceLock::new();
     let real = REAL_GO.get_or_init(|| {
@@ -738,8 +752,16 @@ fn write_go_wrapper(dir: &Path, calls: &Path) -> PathBuf {
         real
     });
     // Builds run as a user of their own when the suite runs as root, a different one for
-    // each test server: the shared cache is open to all of them.
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-build-shared");
+    // each test server: the shared cache is open to all of them. It is outside the checkout,
+    // which may sit in a folder no other user can enter (a `mktemp -d`, `/root`).
+    let base = Path::new("/var/tmp");
+    let base = if base.is_dir() {
+        base.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let uid = fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+    let cache = base.join(format!("golambda-test-go-cache-{uid}"));
     fs::create_dir_all(&cache).unwrap();
     fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
     let wrapper = dir.join("go-wrapper.sh");

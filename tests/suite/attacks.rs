@@ -295,6 +295,39 @@ fn builds_run_as_an_unprivileged_user_and_executables_belong_to_the_server() {
     assert_eq!(server.get("/hello").message(), "Hello, World!\n");
 }
 
+#[test]
+fn a_data_dir_closed_to_other_users_keeps_builds_confined() {
+    if !is_root() {
+        return;
+    }
+    let server = Server::new().system_go().closed_parent().start();
+    server.register_ok("hello", go::HELLO, json!({}));
+    assert_eq!(server.get("/hello").message(), "Hello, World!\n");
+    let log = server.log();
+    assert!(
+        !log.contains("builds run as the server's user"),
+        "a closed data dir weakened the build confinement:\n{log}"
+    );
+    let area = log
+        .lines()
+        .find_map(|line| line.split_once("is closed to other users: builds run as uid "))
+        .and_then(|(_, rest)| rest.split_once(" in "))
+        .map(|(_, area)| std::path::PathBuf::from(area.trim()))
+        .unwrap_or_else(|| panic!("no line names the build area:\n{log}"));
+    assert!(!area.starts_with(server.data_dir()), "{}", area.display());
+    let cache_owner = std::fs::metadata(area.join("go-build"))
+        .expect("the build cache")
+        .uid();
+    let (first, last) = server.run_uid_range();
+    assert!(
+        (first..=last).contains(&cache_owner),
+        "the build cache belongs to uid {cache_owner}, not one of {first}-{last}"
+    );
+    let exe = std::fs::metadata(server.version_file("hello", 1, "executable")).expect("exe");
+    assert_eq!(exe.uid(), 0, "the executable belongs to the server");
+    let _ = std::fs::remove_dir_all(&area);
+}
+
 const TREE_HOG: &str = r#"package main
 
 import (
