@@ -28,7 +28,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Local, LocalResult, SubsecRound, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Local, Offset, SubsecRound, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// Why a trigger string was rejected. `Display` gives one actionable sentence.
@@ -221,9 +221,10 @@ impl CronExpr {
     }
 }
 
-/// Next fire time of one cron-crate schedule evaluated in zone `tz`.
-/// Skips candidates not after `after` (possible around a fall-back, where the
-/// crate searches by wall clock) and second occurrences of repeated wall times.
+/// Next fire time of one cron-crate schedule evaluated in zone `tz`. A wall time that
+/// happens twice (a fall-back) fires once, at its first pass, as robfig's does: each
+/// candidate is taken at its first pass (the crate may hand either pass), and one whose
+/// first pass is not after `after` is skipped.
 fn next_in_zone<Z: TimeZone>(
     schedule: &cron::Schedule,
     tz: &Z,
@@ -232,14 +233,31 @@ fn next_in_zone<Z: TimeZone>(
     let local = after.with_timezone(tz);
     schedule
         .after(&local)
-        .find(|candidate| {
-            let repeated = match tz.from_local_datetime(&candidate.naive_local()) {
-                LocalResult::Ambiguous(first, _) => first != *candidate,
-                _ => false,
-            };
-            !repeated && candidate.with_timezone(&Utc) > after
-        })
-        .map(|t| t.with_timezone(&Utc))
+        .map(|candidate| first_pass(&candidate, tz))
+        .find(|first| *first > after)
+}
+
+/// The first instant whose wall time in `tz` is that of `at`. Only the instant-to-wall
+/// direction is asked of the zone (chrono's `Local` names the two passes of a repeated
+/// wall time in the other order from chrono-tz, and not always both): a wall clock set
+/// back repeats a time at most two hours earlier, and only where the offset two hours
+/// before is larger.
+fn first_pass<Z: TimeZone>(at: &DateTime<Z>, tz: &Z) -> DateTime<Utc> {
+    let utc = at.with_timezone(&Utc);
+    let offset = |t: &DateTime<Z>| t.offset().fix().local_minus_utc();
+    let window = TimeDelta::hours(2);
+    let set_back = utc
+        .checked_sub_signed(window)
+        .is_some_and(|before| offset(&before.with_timezone(tz)) > offset(at));
+    if !set_back {
+        return utc;
+    }
+    let wall = at.naive_local();
+    [window, TimeDelta::hours(1), TimeDelta::minutes(30)]
+        .into_iter()
+        .filter_map(|back| utc.checked_sub_signed(back))
+        .find(|earlier| earlier.with_timezone(tz).naive_local() == wall)
+        .unwrap_or(utc)
 }
 
 /// Splits an optional `CRON_TZ=zone ` / `TZ=zone ` prefix off the expression.
@@ -262,6 +280,10 @@ fn split_zone(text: &str) -> Result<(Zone, &str), CronError> {
         }
         if name == "Local" {
             return Ok((Zone::Local, body));
+        }
+        // Go's time.LoadLocation("") is UTC, so `TZ= …` is UTC to robfig.
+        if name.is_empty() {
+            return Ok((Zone::Named(Tz::UTC), body));
         }
         return match Tz::from_str(name) {
             Ok(tz) => Ok((Zone::Named(tz), body)),
@@ -344,13 +366,15 @@ fn parse_field(text: &str, spec: &FieldSpec) -> Result<Field, CronError> {
         mask: 0,
         star: false,
     };
-    for part in text.split(',') {
-        if part.is_empty() {
-            return Err(CronError::new(format!(
-                "the {name} field {} has an empty entry in its comma list",
-                quote(text)
-            )));
-        }
+    // An empty entry (`1,,15`) is no entry, as robfig reads it.
+    let parts: Vec<&str> = text.split(',').filter(|part| !part.is_empty()).collect();
+    if parts.is_empty() {
+        return Err(CronError::new(format!(
+            "the {name} field {} lists no value",
+            quote(text)
+        )));
+    }
+    for part in parts {
         let mut pieces = part.split('/');
         let range = pieces.next().unwrap_or_default();
         let step_text = pieces.next();
@@ -379,7 +403,9 @@ fn parse_field(text: &str, spec: &FieldSpec) -> Result<Field, CronError> {
                 }
             },
         };
-        let (start, end, is_star) = if range == "*" || range == "?" {
+        // robfig reads `*-5` (and `?-anything`) as `*`: the rest is never looked at.
+        let star = |s: &str| s == "*" || s == "?" || s.starts_with("*-") || s.starts_with("?-");
+        let (start, end, is_star) = if star(range) {
             (spec.min, spec.star_max, true)
         } else {
             let mut ends = range.split('-');
@@ -451,6 +477,8 @@ fn parse_value(text: &str, spec: &FieldSpec) -> Result<u32, CronError> {
 
 /// `None`: not all ASCII digits; `Some(Err)`: digits but too large for u32.
 fn parse_number(text: &str) -> Option<Result<u32, ()>> {
+    // Go's strconv.Atoi, which robfig uses, takes a leading `+`.
+    let text = text.strip_prefix('+').unwrap_or(text);
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -789,18 +817,114 @@ mod tests {
         let msg = err("x * * * * *");
         assert_eq!(msg, "second value \"x\" is not a number");
         assert!(err("MON * * * * *").contains("not a number"));
-        assert!(err("1,,2 * * * * *").contains("empty entry"));
-        assert!(err("1, * * * * *").contains("empty entry"));
+        assert!(err(", * * * * *").contains("lists no value"));
         assert!(err("1/2/3 * * * * *").contains("more than one '/'"));
         assert!(err("1-2-3 * * * * *").contains("more than one '-'"));
         assert!(err("*/x * * * * *").contains("not a whole number"));
         assert!(err("*/ * * * * *").contains("not a whole number"));
         assert!(err("-1 * * * * *").contains("missing a value"));
         assert!(err("1- * * * * *").contains("missing a value"));
-        assert!(err("+5 * * * * *").contains("not a number"));
-        assert!(err("*-5 * * * * *").contains("not a number"));
+        assert!(err("+ * * * * *").contains("not a number"));
         assert!(err("/5 * * * * *").contains("missing a value"));
         assert!(err("0 0 0 * * MON/x").contains("not a whole number"));
+    }
+
+    /// robfig/cron v3's own answers in `TZ=America/New_York` with no zone prefix, across
+    /// the fall-back (2026-11-01, 2012-11-04) and the spring-forward (2026-03-08).
+    fn local_zone_rows() {
+        let rows = [
+            // 01:30 happens twice: the first pass, EDT.
+            (
+                "0 30 1 * * *",
+                utc(2026, 10, 31, 12, 0, 0),
+                vec![utc(2026, 11, 1, 5, 30, 0)],
+            ),
+            // From 01:30 EDT the next minute is 01:31 EDT, not 01:31 EST an hour later.
+            (
+                "* * * * *",
+                utc(2026, 11, 1, 5, 30, 0),
+                vec![utc(2026, 11, 1, 5, 31, 0)],
+            ),
+            // Rows of robfig's spec_test.go: 01:00 EDT, then 02:00 EST (01:00 EST is the
+            // second pass).
+            (
+                "0 0 * * * ?",
+                utc(2012, 11, 4, 4, 0, 0),
+                vec![utc(2012, 11, 4, 5, 0, 0), utc(2012, 11, 4, 7, 0, 0)],
+            ),
+            (
+                "0 0 1 * * ?",
+                utc(2012, 11, 4, 4, 0, 0),
+                vec![utc(2012, 11, 4, 5, 0, 0)],
+            ),
+            // 02:30 does not exist on 2026-03-08: the next is on the 9th.
+            (
+                "0 30 2 * * *",
+                utc(2026, 3, 7, 13, 0, 0),
+                vec![utc(2026, 3, 9, 6, 30, 0)],
+            ),
+            // 01:59 EST is followed by 03:00 EDT.
+            (
+                "* * * * *",
+                utc(2026, 3, 8, 6, 59, 0),
+                vec![utc(2026, 3, 8, 7, 0, 0)],
+            ),
+            (
+                "0 0 * * * ?",
+                utc(2026, 3, 8, 5, 0, 0),
+                vec![utc(2026, 3, 8, 6, 0, 0), utc(2026, 3, 8, 7, 0, 0)],
+            ),
+        ];
+        for (expr, after, expected) in rows {
+            assert_eq!(
+                fires(expr, after, expected.len()),
+                expected,
+                "{expr:?} after {after}"
+            );
+        }
+    }
+
+    /// The local zone is the process's (`TZ`): the rows run in a child process of this
+    /// test binary with `TZ=America/New_York`.
+    #[test]
+    fn the_local_zone_follows_robfig_across_both_transitions() {
+        const CHILD: &str = "GOLAMBDA_TEST_LOCAL_ZONE_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            return local_zone_rows();
+        }
+        let name =
+            "scheduler::cron_expr::tests::the_local_zone_follows_robfig_across_both_transitions";
+        let exe = std::env::current_exe().expect("the test binary");
+        let output = std::process::Command::new(exe)
+            .args(["--exact", name, "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("TZ", "America/New_York")
+            .output()
+            .expect("the child test runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() && text.contains("1 passed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn what_robfig_accepts_is_read_as_robfig_reads_it() {
+        let start = utc(2026, 1, 1, 0, 0, 0);
+        // Empty list entries are no entries.
+        same_fires("TZ=UTC 0 0 0 1,,15 * *", "TZ=UTC 0 0 0 1,15 * *", start, 4);
+        same_fires("TZ=UTC 0 0 0 ,1, * *", "TZ=UTC 0 0 0 1 * *", start, 2);
+        // A leading `+` on a number, as Go's Atoi takes it.
+        same_fires("TZ=UTC +5 * * * * *", "TZ=UTC 5 * * * * *", start, 3);
+        same_fires("TZ=UTC */+5 * * * * *", "TZ=UTC */5 * * * * *", start, 3);
+        same_fires("TZ=UTC 0 0 +1-+3 * * *", "TZ=UTC 0 0 1-3 * * *", start, 4);
+        // `*-5` and `?-5` are `*`.
+        same_fires("TZ=UTC *-5 * * * * *", "TZ=UTC * * * * * *", start, 10);
+        same_fires("TZ=UTC 0 0 0 ?-5 * *", "TZ=UTC 0 0 0 * * *", start, 3);
     }
 
     #[test]
@@ -1282,7 +1406,11 @@ mod tests {
         assert!(err("TZ=asia/tokyo * * * * *").contains("unknown time zone"));
         assert!(err("TZ=Asia/Tokyo").contains("must be followed"));
         assert!(err("CRON_TZ=").contains("must be followed"));
-        assert!(err("TZ= * * * * * *").contains("unknown time zone \"\""));
+        assert_eq!(
+            next("TZ= 0 0 9 * * *", utc(2026, 3, 1, 0, 0, 0)),
+            Some(utc(2026, 3, 1, 9, 0, 0)),
+            "an empty zone is UTC, as robfig reads it"
+        );
         // The field errors still come through behind a prefix.
         assert_eq!(
             err("TZ=UTC 0 0 9 * * 9"),
