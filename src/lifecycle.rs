@@ -3,7 +3,7 @@
 //! is made under the function's name lock, written to the registry, then rescheduled.
 
 use crate::app::App;
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::registry::function::rfc3339;
 use crate::registry::Function;
 use crate::scheduler::CronExpr;
@@ -116,7 +116,7 @@ fn change(
 #[cfg(test)]
 mod tests {
     use super::parse_version_body;
-    use crate::http::ApiError;
+    use crate::error::ApiError;
 
     #[test]
     fn version_bodies() {

@@ -6,7 +6,7 @@
 use crate::app::App;
 use crate::builds::Installed;
 use crate::compiler::CompileError;
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::registry::function::KEPT_VERSIONS;
 use crate::registry::name::check_name;
 use crate::registry::{remove_file_if_present, DataDir, Function, ResponseMode, Settings, Version};

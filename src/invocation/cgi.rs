@@ -3,7 +3,7 @@
 //! headers pass through except those that describe the connection. What is malformed is
 //! reported, never guessed at.
 
-use crate::http::Reply;
+use crate::reply::Reply;
 
 /// Largest header block accepted.
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
@@ -134,7 +134,7 @@ fn clip(text: &str) -> String {
 mod tests {
     use super::parse_response;
 
-    fn header<'a>(reply: &'a crate::http::Reply, name: &str) -> Option<&'a str> {
+    fn header<'a>(reply: &'a crate::reply::Reply, name: &str) -> Option<&'a str> {
         reply
             .headers
             .iter()

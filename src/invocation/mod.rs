@@ -6,12 +6,14 @@
 //! Holds no lock while the function runs.
 
 pub(crate) mod cgi;
+pub(crate) mod run;
 
 use crate::app::App;
-use crate::history::{Outcome, RunStatus};
-use crate::http::{ApiError, Reply};
+use crate::error::ApiError;
+use crate::history::RunStatus;
 use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, ResponseMode, Version};
+use crate::reply::Reply;
 use crate::runner::{self, Ending, Invocation};
 use serde_json::json;
 use std::sync::Arc;
@@ -239,10 +241,15 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
             Err(exhausted) => return Err(exhausted.into()),
         }),
     };
-    let trigger = call.trigger.as_str();
-    app.history
-        .begin(&function.name, &call.request_id, trigger, version.number);
-    let in_flight = app.metrics.run_started();
+    let request_id = call.request_id.clone();
+    let run = run::Run::begin(
+        app,
+        &function.name,
+        version.number,
+        call.trigger,
+        &request_id,
+        false,
+    );
     let finished = runner::run(
         Invocation {
             executable: app.registry.data().resolve(&version.executable),
@@ -272,25 +279,6 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
     let finished = match finished {
         Ok(finished) => finished,
         Err(err) => {
-            log::error!(
-                "run {} trigger={trigger} status=error: cannot start {}: {err}",
-                function.name,
-                version.executable
-            );
-            let message = format!("cannot start the function's executable: {err}");
-            app.metrics
-                .run_finished(&function.name, trigger, "error", Duration::ZERO);
-            app.history.finish(
-                &function.name,
-                &call.request_id,
-                Outcome {
-                    status: RunStatus::Error,
-                    exit_code: None,
-                    duration_ms: 0.0,
-                    stdout: b"",
-                    stderr: message.as_bytes(),
-                },
-            );
             // Where a run starts from the path (Windows), a version pruned while the
             // request waited is gone: that is no server error.
             let pruned = err.kind() == std::io::ErrorKind::NotFound
@@ -298,16 +286,19 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
                     now.generation == function.generation
                         && now.versions.iter().any(|v| v.number == version.number)
                 });
-            if pruned {
-                return Err(ApiError::VersionUnknown {
+            let error = if pruned {
+                ApiError::VersionUnknown {
                     name: function.name.clone(),
                     version: version.number,
-                });
-            }
-            return Err(ApiError::Internal { context: message });
+                }
+            } else {
+                ApiError::Internal {
+                    context: format!("cannot start the function's executable: {err}"),
+                }
+            };
+            return Ok(run.refused(error));
         }
     };
-    let exec_ms = finished.duration.as_secs_f64() * 1000.0;
     // A run just ended: an executable it kept busy may be removable now.
     app.trash.sweep();
     let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
@@ -357,35 +348,20 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
         (_, Ending::TimedOut) => (RunStatus::Timeout, None),
         (_, Ending::Signalled(_) | Ending::OutputTooLarge) => (RunStatus::Error, None),
     };
-    log::info!(
-        "run {} trigger={trigger} version={} status={} exit={} {exec_ms:.1}ms",
-        function.name,
-        version.number,
-        status.as_str(),
-        match finished.ending {
+    let ended = run::Ended {
+        status,
+        exit_code,
+        exit: match finished.ending {
             Ending::Exited(code) => code.to_string(),
             Ending::Signalled(signal) => platform::signal_name(signal),
             Ending::TimedOut => "killed: timeout".into(),
             Ending::OutputTooLarge => "killed: output limit".into(),
-        }
-    );
-    drop(in_flight);
-    app.metrics
-        .run_finished(&function.name, trigger, status.as_str(), finished.duration);
-    app.history.finish(
-        &function.name,
-        &call.request_id,
-        Outcome {
-            status,
-            exit_code,
-            duration_ms: exec_ms,
-            stdout: &finished.stdout,
-            stderr: &finished.stderr,
         },
-    );
-    // Every answer of a run, failed ones too, says how long the function ran.
-    let reply = outcome.unwrap_or_else(|error| Reply::from_error(&error));
-    Ok(reply.with_header("Server-Timing", format!("exec;dur={exec_ms:.1}")))
+        duration: Some(finished.duration),
+        stdout: &finished.stdout,
+        stderr: &finished.stderr,
+    };
+    Ok(run.end(ended, outcome))
 }
 
 /// Adds the RFC 3875 meta-variables of a request.

@@ -6,12 +6,13 @@
 use super::answer::Answer;
 use super::process::{Failure, Key, Spec};
 use crate::app::App;
-use crate::history::{Outcome, RunStatus};
-use crate::http::{ApiError, Reply};
+use crate::error::ApiError;
+use crate::history::RunStatus;
 use crate::ids::new_id;
 use crate::invocation::{self, Call, CgiRequest};
 use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, Version};
+use crate::reply::Reply;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,10 +42,14 @@ pub fn invoke(
     let settings = &version.settings;
     let limit = invocation::concurrency_limit(app, settings);
     let _place = invocation::concurrency_place(app, function, limit)?;
-    let trigger = call.trigger.as_str();
-    app.history
-        .begin(&function.name, &call.request_id, trigger, version.number);
-    let in_flight = app.metrics.run_started();
+    let run = invocation::run::Run::begin(
+        app,
+        &function.name,
+        version.number,
+        call.trigger,
+        &call.request_id,
+        true,
+    );
     let started = Instant::now();
     let timeout = Duration::from_millis(settings.timeout_ms);
     let parts = (env, program);
@@ -57,24 +62,21 @@ pub fn invoke(
         started + timeout,
         limit,
     );
-    let duration = started.elapsed();
-    let exec_ms = duration.as_secs_f64() * 1000.0;
-    let none = Vec::new;
-    let (outcome, status, exit_code, stdout, stderr) = match served {
+    let ended = |status, exit_code: Option<i32>, exit: &str| (status, exit_code, exit.to_string());
+    let (outcome, (status, exit_code, exit), stdout, stderr) = match served {
         Served::Answered(answer) => {
             let exit_code = Some(i32::try_from(answer.app_status).unwrap_or(i32::MAX));
+            let code = answer.app_status.to_string();
             match invocation::cgi::parse_response(&answer.stdout) {
                 Ok(reply) => (
                     Ok(reply),
-                    RunStatus::Ok,
-                    exit_code,
+                    ended(RunStatus::Ok, exit_code, &code),
                     answer.stdout,
                     answer.stderr,
                 ),
                 Err(reason) => (
                     Err(ApiError::CgiMalformed { reason }),
-                    RunStatus::Error,
-                    exit_code,
+                    ended(RunStatus::Error, exit_code, &code),
                     answer.stdout,
                     answer.stderr,
                 ),
@@ -82,97 +84,69 @@ pub fn invoke(
         }
         Served::Failed(Failure::TimedOut) => (
             Err(ApiError::FunctionTimedOut { limit: timeout }),
-            RunStatus::Timeout,
-            None,
-            none(),
-            none(),
+            ended(RunStatus::Timeout, None, "killed: timeout"),
+            Vec::new(),
+            Vec::new(),
         ),
         Served::Failed(Failure::OutputTooLarge) => (
             Err(ApiError::OutputTooLarge {
                 limit: app.config.max_output,
             }),
-            RunStatus::Error,
-            None,
-            none(),
-            none(),
+            ended(RunStatus::Error, None, "killed: output limit"),
+            Vec::new(),
+            Vec::new(),
         ),
         Served::Failed(Failure::Ended {
             exit_code,
             signal,
             stderr,
-        }) => (
-            // The process's stderr holds what it wrote while serving every caller: this one
-            // is not shown it. It goes to the log and the run record, for the admin.
-            Err(ApiError::FunctionFailed {
-                exit_code,
-                signal: signal.map(platform::signal_name),
-                stdout: String::new(),
-                stderr: {
-                    log_tail(&function.name, &stderr);
-                    WARM_STDERR_WITHHELD.into()
-                },
-            }),
-            RunStatus::Error,
-            exit_code,
-            none(),
-            stderr,
-        ),
+        }) => {
+            let signal = signal.map(platform::signal_name);
+            let exit = match (&signal, exit_code) {
+                (Some(signal), _) => signal.clone(),
+                (None, Some(code)) => code.to_string(),
+                (None, None) => "none".into(),
+            };
+            // The process's stderr holds what it wrote while serving every caller: this
+            // one is not shown it. It goes to the log and the run record, for the admin.
+            log_tail(&function.name, &stderr);
+            (
+                Err(ApiError::FunctionFailed {
+                    exit_code,
+                    signal,
+                    stdout: String::new(),
+                    stderr: WARM_STDERR_WITHHELD.into(),
+                }),
+                ended(RunStatus::Error, exit_code, &exit),
+                Vec::new(),
+                stderr,
+            )
+        }
         Served::Failed(Failure::Broken(reason)) => (
             Err(ApiError::FastCgiBroken { reason }),
-            RunStatus::Error,
-            None,
-            none(),
-            none(),
+            ended(RunStatus::Error, None, "none"),
+            Vec::new(),
+            Vec::new(),
         ),
         Served::Failed(Failure::Busy) => (
             Err(ApiError::TooManyRequests {
                 reason: "every connection of the function's warm process stayed busy",
             }),
-            RunStatus::Error,
-            None,
-            none(),
-            none(),
+            ended(RunStatus::Error, None, "none"),
+            Vec::new(),
+            Vec::new(),
         ),
-        Served::Refused(error) => {
-            let message = error.to_string().into_bytes();
-            (Err(error), RunStatus::Error, None, none(), message)
-        }
+        Served::Refused(error) => return Ok(run.refused(error)),
     };
-    log::info!(
-        "run {} trigger={trigger} version={} status={} exit={} {exec_ms:.1}ms (warm)",
-        function.name,
-        version.number,
-        status.as_str(),
-        match (&outcome, status, exit_code) {
-            (_, RunStatus::Timeout, _) => "killed: timeout".to_string(),
-            (Err(ApiError::OutputTooLarge { .. }), _, _) => "killed: output limit".to_string(),
-            (
-                Err(ApiError::FunctionFailed {
-                    signal: Some(s), ..
-                }),
-                _,
-                _,
-            ) => s.clone(),
-            (_, _, Some(code)) => code.to_string(),
-            _ => "none".to_string(),
-        }
-    );
-    drop(in_flight);
-    app.metrics
-        .run_finished(&function.name, trigger, status.as_str(), duration);
-    app.history.finish(
-        &function.name,
-        &call.request_id,
-        Outcome {
-            status,
-            exit_code,
-            duration_ms: exec_ms,
-            stdout: &stdout,
-            stderr: &stderr,
-        },
-    );
-    let reply = outcome.unwrap_or_else(|error| Reply::from_error(&error));
-    Ok(reply.with_header("Server-Timing", format!("exec;dur={exec_ms:.1}")))
+    let ended = invocation::run::Ended {
+        status,
+        exit_code,
+        exit,
+        duration: None,
+        stdout: &stdout,
+        stderr: &stderr,
+    };
+    Ok(run.end(ended, outcome))
 }
 
 /// Finds or starts the process and has it serve the request before `deadline`.

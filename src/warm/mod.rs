@@ -20,7 +20,7 @@ mod reaper;
 pub use call::invoke;
 
 use crate::app::App;
-use crate::http::ApiError;
+use crate::error::ApiError;
 use process::{Key, Process, Spec, State};
 use reaper::Reaper;
 use std::collections::HashMap;

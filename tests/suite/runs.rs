@@ -350,3 +350,29 @@ fn a_long_cron_run_keeps_its_record_through_more_runs_than_the_history_keeps() {
         .is_some_and(|s| s.contains("cron done")));
     server.delete("/functions/held").expect(204);
 }
+
+#[test]
+fn a_run_that_cannot_start_is_answered_and_recorded_like_any_other() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::new().start();
+    server.register_ok("stuck", go::HELLO, json!({}));
+    let exe = server.version_file("stuck", 1, "executable");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let answer = server.get("/stuck");
+    assert_error(&answer, 500, &["cannot start"]);
+    assert!(
+        answer.header("Server-Timing").is_some(),
+        "no Server-Timing: {:?}",
+        answer.headers
+    );
+    let recorded = runs(&server, "stuck", "");
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["status"], "error");
+    assert!(
+        recorded[0]["stderr"]
+            .as_str()
+            .is_some_and(|s| s.contains("cannot start")),
+        "{recorded:?}"
+    );
+    server.expect_log_words(&["run stuck ", "status=error"], Duration::from_secs(2));
+}

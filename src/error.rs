@@ -1,5 +1,6 @@
 //! Every error the API answers with: one variant per failure, carrying its context; all
 //! sentences are written here, and each variant knows its status code and extra headers.
+//! A leaf: the domain and the HTTP layer both use it; it imports neither.
 
 use crate::units::format_duration;
 use serde_json::{json, Map, Value};

@@ -1,6 +1,7 @@
-//! What a handler answers: status, content type, body and extra headers.
+//! What a handler answers: status, content type, body and extra headers. A leaf like
+//! [`crate::error`]: a function's CGI answer becomes one without knowing of HTTP's server.
 
-use super::ApiError;
+use crate::error::ApiError;
 use serde_json::Value;
 
 #[derive(Debug)]
