@@ -4,7 +4,7 @@
 //! `cargo bench --bench isolation` (it builds the hello world with `go`).
 
 use golambda::platform::{Limits, Sandbox};
-use golambda::runner::{self, Invocation};
+use golambda::runner::{self, RunSpec};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 300;
@@ -84,7 +84,7 @@ fn main() {
         for i in 0..RUNS {
             let started = Instant::now();
             let finished = runner::run(
-                Invocation {
+                RunSpec {
                     executable: exe.clone(),
                     program: None,
                     env: Vec::new(),

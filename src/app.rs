@@ -147,7 +147,8 @@ impl App {
         }
         // After the rebuilds above, which may relink a build that only the store still had.
         self.builds.sweep();
-        self.warm.start(Arc::downgrade(self));
+        let host: Arc<dyn crate::warm::WarmHost> = self.clone();
+        self.warm.start(Arc::downgrade(&host));
         let weak = Arc::downgrade(self);
         self.scheduler
             .start(self.config.cron_workers(), Arc::new(CronRunner(weak)));
@@ -360,6 +361,22 @@ fn give_cache_to_build_user(data: &DataDir, uid: u32) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+impl crate::warm::WarmHost for App {
+    fn warm(&self) -> &crate::warm::Warm {
+        &self.warm
+    }
+
+    fn current_key(&self, name: &str) -> Option<crate::warm::Key> {
+        let function = self.registry.get(name)?;
+        let version = function.current_version()?;
+        Some(crate::warm::Key {
+            name: name.to_string(),
+            version: version.number,
+            created: version.created_at,
+        })
+    }
 }
 
 /// Runs cron fires on the scheduler's workers.

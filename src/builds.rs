@@ -138,7 +138,7 @@ impl Builds {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
-        self.building.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.building)
     }
 }
 

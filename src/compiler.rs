@@ -62,7 +62,7 @@ struct Slots {
 
 impl Slots {
     fn acquire(&self) -> SlotGuard<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = crate::sync::lock(&self.free);
         while *free == 0 {
             free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
@@ -75,7 +75,7 @@ struct SlotGuard<'a>(&'a Slots);
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = crate::sync::lock(&self.0.free);
         *free += 1;
         self.0.freed.notify_one();
     }

@@ -18,7 +18,7 @@ pub struct Place<'a> {
 impl Concurrency {
     /// Takes a place for a run of `name`, unless `limit` (0: none) runs are going on.
     pub fn enter(&self, name: &str, limit: u32) -> Option<Place<'_>> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = crate::sync::lock(&self.running);
         let count = running.entry(name.to_string()).or_default();
         if limit > 0 && *count >= limit {
             return None;
@@ -33,7 +33,7 @@ impl Concurrency {
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        let mut running = self.owner.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = crate::sync::lock(&self.owner.running);
         if let Some(count) = running.get_mut(&self.name) {
             *count -= 1;
             if *count == 0 {

@@ -29,6 +29,7 @@ pub mod registry;
 pub mod reply;
 pub mod runner;
 pub mod scheduler;
+pub mod sync;
 pub mod units;
 pub mod users;
 pub mod warm;

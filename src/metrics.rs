@@ -244,7 +244,7 @@ impl Metrics {
     }
 
     fn lock(&self) -> MutexGuard<'_, Series> {
-        self.series.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.series)
     }
 }
 

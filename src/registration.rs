@@ -50,14 +50,14 @@ pub struct Registration {
     pub schedule: Option<CronExpr>,
 }
 
-/// Limits and defaults the parser applies.
-pub struct Limits {
+/// The bounds and defaults the registration parser applies.
+pub struct ParseRules {
     pub max_source: u64,
     pub default_timeout: Duration,
 }
 
 impl Registration {
-    pub fn parse(body: &[u8], limits: &Limits) -> Result<Registration, ApiError> {
+    pub fn parse(body: &[u8], limits: &ParseRules) -> Result<Registration, ApiError> {
         let value: Value = serde_json::from_slice(body).map_err(|err| ApiError::BodyMalformed {
             reason: err.to_string(),
         })?;
@@ -568,8 +568,8 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> ParseRules {
+        ParseRules {
             max_source: 1024,
             default_timeout: Duration::from_secs(30),
         }

@@ -125,11 +125,11 @@ impl UserPool {
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<u32>> {
-        self.free.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.free)
     }
 
     fn stuck(&self) -> MutexGuard<'_, (Vec<u32>, Option<Instant>)> {
-        self.stuck.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.stuck)
     }
 }
 

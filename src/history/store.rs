@@ -157,8 +157,8 @@ impl Store {
 
     /// Writes everything queued and joins the writer.
     pub fn close(&self) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        crate::sync::lock(&self.queue).take();
+        if let Some(writer) = crate::sync::lock(&self.writer).take() {
             let _ = writer.join();
         }
     }
@@ -201,7 +201,7 @@ impl Store {
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.reader)
     }
 }
 

@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::history::KEPT_RUNS;
 use crate::invocation::{self, Call, CgiRequest, Trigger};
 use crate::lifecycle;
-use crate::registration::{self, Limits, Registration};
+use crate::registration::{self, ParseRules, Registration};
 use crate::registry::name::is_reserved;
 use crate::registry::Function;
 use serde_json::{json, Value};
@@ -205,7 +205,7 @@ fn known(app: &App, name: &str) -> Result<Arc<Function>, ApiError> {
 
 fn register(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
     let body = read_body(app, request)?;
-    let limits = Limits {
+    let limits = ParseRules {
         max_source: app.config.max_source,
         default_timeout: app.config.timeout,
     };

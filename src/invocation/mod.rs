@@ -14,7 +14,7 @@ use crate::history::RunStatus;
 use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, ResponseMode, Version};
 use crate::reply::Reply;
-use crate::runner::{self, Ending, Invocation};
+use crate::runner::{self, Ending, RunSpec};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,7 +251,7 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
         false,
     );
     let finished = runner::run(
-        Invocation {
+        RunSpec {
             executable: app.registry.data().resolve(&version.executable),
             env,
             stdin: call.body,

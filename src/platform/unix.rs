@@ -194,14 +194,6 @@ impl Confinement {
     }
 }
 
-/// Whether runs get cgroups (memory of the whole tree, an exact process count).
-pub fn cgroups_available() -> bool {
-    #[cfg(target_os = "linux")]
-    return super::cgroup::available();
-    #[cfg(not(target_os = "linux"))]
-    false
-}
-
 /// Raises the server's own open-file limit to its hard limit: each connection holds two
 /// descriptors, and tiny_http's accept thread dies when it runs out of them.
 pub fn raise_open_files_limit() {

@@ -265,11 +265,6 @@ impl Process {
     }
 }
 
-/// Windows confines runs with job objects, not cgroups.
-pub fn cgroups_available() -> bool {
-    false
-}
-
 /// The kill target for a child and everything it started: a job object that also kills
 /// the tree when the server lets go of it. A process the child starts in the instant
 /// between its creation and its assignment to the job is not covered.
@@ -442,7 +437,7 @@ unsafe extern "system" fn on_console_event(event: u32) -> BOOL {
     if event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT {
         // Close, log-off, shutdown: Windows ends the process when this returns, so give
         // the server its grace period here.
-        let stopped = state.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        let stopped = crate::sync::lock(&state.stopped);
         let _ = state
             .done
             .wait_timeout_while(stopped, CLOSE_WAIT, |stopped| !*stopped);
@@ -470,7 +465,7 @@ pub fn on_stop_request(callback: impl Fn() + Send + Sync + 'static) -> io::Resul
 /// Says the server has finished stopping, releasing a waiting close event.
 pub fn stop_finished() {
     if let Some(state) = STOP.get() {
-        *state.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *crate::sync::lock(&state.stopped) = true;
         state.done.notify_all();
     }
 }

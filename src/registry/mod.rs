@@ -16,6 +16,7 @@ pub use data_dir::DataDir;
 pub use function::{Function, ResponseMode, Settings, Version};
 
 use crate::platform;
+use crate::sync::lock;
 use journal::{Journal, Patch, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -267,12 +268,6 @@ impl NameLock {
     pub fn hold(&self) -> MutexGuard<'_, ()> {
         lock(&self.lock)
     }
-}
-
-/// Locks a mutex, carrying on if a panicking thread poisoned it (the data is plain state
-/// that a panic cannot leave half-written).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Removes a file, ignoring one that is already gone.

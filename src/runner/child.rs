@@ -49,8 +49,6 @@ pub struct Finished {
     pub ending: Ending,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    /// True when stdout or stderr was longer than what was kept.
-    pub truncated: bool,
     pub duration: Duration,
 }
 
@@ -118,7 +116,6 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
     };
     Ok(Finished {
         ending,
-        truncated: supervised.stdout.truncated || supervised.stderr.truncated,
         stdout: supervised.stdout.bytes,
         stderr: supervised.stderr.bytes,
         duration: supervised.duration,
@@ -140,8 +137,8 @@ pub struct Supervision {
 #[derive(Default)]
 pub struct Captured {
     pub bytes: Vec<u8>,
-    /// More was written than kept, or the pipe was still open at the end.
-    pub truncated: bool,
+    /// More was written than kept.
+    pub overflowed: bool,
 }
 
 fn ending_of(status: ExitStatus) -> Ending {

@@ -91,11 +91,11 @@ fn drain(
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            let mut captured = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let mut captured = crate::sync::lock(&shared);
             let room = keep.saturating_sub(captured.bytes.len());
             captured.bytes.extend_from_slice(&buf[..n.min(room)]);
-            if n > room && !captured.truncated {
-                captured.truncated = true;
+            if n > room && !captured.overflowed {
+                captured.overflowed = true;
                 if let Some((tree, flag)) = &on_overflow {
                     flag.store(true, Ordering::SeqCst);
                     tree.kill_all();
@@ -109,13 +109,11 @@ fn drain(
 
 /// Waits for a reader until `deadline`, then takes what it kept.
 fn collect(reader: Drain, deadline: Instant) -> Captured {
-    let finished = reader
+    // A pipe still open at the deadline is held by a process that escaped the run: what
+    // it kept so far is taken.
+    let _ = reader
         .done
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .is_ok();
-    let mut kept = reader.kept.lock().unwrap_or_else(|e| e.into_inner());
-    let mut captured = std::mem::take(&mut *kept);
-    // A pipe still open at the deadline is held by a process that escaped the run.
-    captured.truncated |= !finished;
-    captured
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    let mut kept = crate::sync::lock(&reader.kept);
+    std::mem::take(&mut *kept)
 }

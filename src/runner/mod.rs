@@ -18,8 +18,9 @@ pub use workdirs::{WorkDir, WorkDirs};
 /// How much stderr a run keeps (the rest is read and dropped).
 pub const STDERR_KEEP: usize = 64 * 1024;
 
-/// One run of a function.
-pub struct Invocation {
+/// The child process of one run, as the runner starts it (what a run is asked to do, its
+/// trigger and request, is `invocation::Call`).
+pub struct RunSpec {
     pub executable: PathBuf,
     /// `executable` as opened when the run's version was resolved: run instead of the path.
     pub program: Option<std::sync::Arc<std::fs::File>>,
@@ -33,10 +34,10 @@ pub struct Invocation {
     pub sandbox: platform::Sandbox,
 }
 
-/// Runs the invocation in an empty directory of its own from `work_dirs`.
-pub fn run(invocation: Invocation, work_dirs: &WorkDirs) -> io::Result<Finished> {
-    let work_dir = work_dirs.take(invocation.sandbox.user)?;
-    let result = run_in(invocation, work_dir.path());
+/// Runs `spec` in an empty directory of its own from `work_dirs`.
+pub fn run(spec: RunSpec, work_dirs: &WorkDirs) -> io::Result<Finished> {
+    let work_dir = work_dirs.take(spec.sandbox.user)?;
+    let result = run_in(spec, work_dir.path());
     // Taken back from the run's user, then emptied: nothing the run may have left running
     // can write there any more. Those processes are killed when the uid goes back to its
     // pool (see `users`), before any other run can have it.
@@ -62,15 +63,15 @@ pub fn function_command(executable: &Path, work_dir: &Path, env: Vec<(String, St
     command
 }
 
-fn run_in(invocation: Invocation, work_dir: &Path) -> io::Result<Finished> {
-    let command = function_command(&invocation.executable, work_dir, invocation.env);
+fn run_in(spec: RunSpec, work_dir: &Path) -> io::Result<Finished> {
+    let command = function_command(&spec.executable, work_dir, spec.env);
     child::run(child::ChildSpec {
         command,
-        stdin: invocation.stdin,
-        timeout: invocation.timeout,
-        stdout_limit: Some(invocation.max_output),
+        stdin: spec.stdin,
+        timeout: spec.timeout,
+        stdout_limit: Some(spec.max_output),
         keep: STDERR_KEEP,
-        sandbox: invocation.sandbox,
-        program: invocation.program,
+        sandbox: spec.sandbox,
+        program: spec.program,
     })
 }

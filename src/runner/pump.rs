@@ -46,8 +46,8 @@ impl Outlet {
                 Ok(n) => {
                     let room = self.keep.saturating_sub(self.captured.bytes.len());
                     self.captured.bytes.extend_from_slice(&buf[..n.min(room)]);
-                    if n > room && !self.captured.truncated {
-                        self.captured.truncated = true;
+                    if n > room && !self.captured.overflowed {
+                        self.captured.overflowed = true;
                         crossed |= self.kills;
                     }
                 }
@@ -154,9 +154,6 @@ pub fn supervise(
             "the supervision loop ended before the child",
         ));
     };
-    // A pipe still open at the deadline is held by a process that escaped the run.
-    out.captured.truncated |= out.file.is_some();
-    err.captured.truncated |= err.file.is_some();
     Ok(Supervision {
         status,
         overflowed,

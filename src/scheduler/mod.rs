@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cron_expr;
 pub mod timetable;
 
+use crate::sync::lock;
 pub use clock::{Clock, Now, SystemClock};
 pub use cron_expr::CronExpr;
 use timetable::Timetable;
@@ -17,7 +18,7 @@ use timetable::Timetable;
 use chrono::{DateTime, Utc};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -219,10 +220,6 @@ fn timer_loop(lanes: &Lanes<'_>, clock: &dyn Clock, handler: &dyn CronHandler) {
             Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::fastcgi;
 use super::process::Failure;
 use crate::platform::{self, LocalStream};
 use crate::runner::STDERR_KEEP;
+use crate::sync::lock;
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -216,8 +217,4 @@ impl Read for Deadlined<'_> {
         }
         self.reader.read(buf)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

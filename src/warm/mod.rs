@@ -18,22 +18,30 @@ mod process;
 mod reaper;
 
 pub use call::invoke;
+pub use process::Key;
 
-use crate::app::App;
 use crate::error::ApiError;
-use process::{Key, Process, Spec, State};
+use process::{Spec, State, WarmProcess};
 use reaper::Reaper;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+/// What the reaper needs of the server, as a seam (like the scheduler's `CronHandler`): the
+/// warm processes to look after, and which version of a function is current.
+pub trait WarmHost: Send + Sync + 'static {
+    fn warm(&self) -> &Warm;
+    /// The key of `name`'s current version; None when the function is gone.
+    fn current_key(&self, name: &str) -> Option<Key>;
+}
+
 /// The warm processes of every function.
 pub struct Warm {
     /// How long a process may sit without a request.
     idle: Duration,
     /// Per function name: its processes (usually one; more while a new version takes over).
-    processes: Mutex<HashMap<String, Vec<Arc<Process>>>>,
+    processes: Mutex<HashMap<String, Vec<Arc<WarmProcess>>>>,
     /// One start at a time, so concurrent first requests start one process, not several.
     starting: Mutex<()>,
     /// Set once the server stops: no process starts after that.
@@ -44,7 +52,7 @@ pub struct Warm {
 /// A request's hold on a process: counted in flight until dropped.
 struct Lease<'a> {
     warm: &'a Warm,
-    process: Arc<Process>,
+    process: Arc<WarmProcess>,
 }
 
 impl Drop for Lease<'_> {
@@ -66,10 +74,11 @@ impl Warm {
         }
     }
 
-    /// Starts the reaper thread.
-    pub fn start(&self, app: Weak<App>) {
+    /// Starts the reaper thread; it reaches the processes and the current versions through
+    /// `host`, for as long as the host lives.
+    pub fn start(&self, host: Weak<dyn WarmHost>) {
         let tick = (self.idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        self.reaper.start(app, tick);
+        self.reaper.start(host, tick);
     }
 
     /// A function was deleted: its processes take no new request and stop once idle.
@@ -102,7 +111,7 @@ impl Warm {
                 process,
             });
         }
-        let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        let _starting = crate::sync::lock(&self.starting);
         if let Some(process) = self.find_live(key) {
             return Ok(Lease {
                 warm: self,
@@ -116,7 +125,7 @@ impl Warm {
         let id = spec.id.clone();
         let started = self
             .reaper
-            .run_on(move || Process::start(spec))
+            .run_on(move || WarmProcess::start(spec))
             .ok_or(ApiError::ShuttingDown)?;
         let process = Arc::new(started.map_err(|err| {
             log::error!("cannot start a warm process of {}: {err}", key.name);
@@ -155,7 +164,7 @@ impl Warm {
     /// after the lock is let go (it is counted in flight by then, so no sweep stops it
     /// meanwhile): every request passes here, and a system call under the lock made the
     /// requests queue on it. One found ended is marked dead, so the next look skips it.
-    fn find_live(&self, key: &Key) -> Option<Arc<Process>> {
+    fn find_live(&self, key: &Key) -> Option<Arc<WarmProcess>> {
         loop {
             let process = {
                 let processes = self.lock();
@@ -220,18 +229,12 @@ impl Warm {
 
     /// Retires processes whose version is not current any more, and stops (on this, the
     /// reaper's thread) those that ended, and those idle and retired or idle for too long.
-    fn sweep(&self, app: &App) {
+    fn sweep(&self, host: &dyn WarmHost) {
         let names: Vec<String> = self.lock().keys().cloned().collect();
         let current: HashMap<String, Option<Key>> = names
             .into_iter()
             .map(|name| {
-                let key = app.registry.get(&name).and_then(|function| {
-                    function.current_version().map(|version| Key {
-                        name: name.clone(),
-                        version: version.number,
-                        created: version.created_at,
-                    })
-                });
+                let key = host.current_key(&name);
                 (name, key)
             })
             .collect();
@@ -278,7 +281,7 @@ impl Warm {
 
     /// Stops every process now (their requests fail) and lets none start again.
     fn stop_all(&self) {
-        let all: Vec<Arc<Process>> = {
+        let all: Vec<Arc<WarmProcess>> = {
             let mut processes = self.lock();
             self.closed.store(true, Ordering::SeqCst);
             processes.drain().flat_map(|(_, list)| list).collect()
@@ -291,7 +294,7 @@ impl Warm {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<Process>>>> {
-        self.processes.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<WarmProcess>>>> {
+        crate::sync::lock(&self.processes)
     }
 }

@@ -8,12 +8,13 @@ use super::answer::Answer;
 use super::connections::{self, Checkout, Connections};
 use crate::platform::{self, ProcessTree, Sandbox, WarmSpawned};
 use crate::runner::STDERR_KEEP;
+use crate::sync::lock;
 use crate::users::OwnedRunUser;
 use chrono::{DateTime, Utc};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// How long a request that lost its connection waits for the process to be seen ending.
@@ -76,7 +77,7 @@ pub enum Failure {
     Broken(String),
 }
 
-/// Clean-ups of stopped processes still going (see [`Process::reap`]).
+/// Clean-ups of stopped processes still going (see [`WarmProcess::reap`]).
 fn cleanups() -> &'static Mutex<Vec<std::thread::JoinHandle<()>>> {
     static CLEANUPS: std::sync::OnceLock<Mutex<Vec<std::thread::JoinHandle<()>>>> =
         std::sync::OnceLock::new();
@@ -92,7 +93,7 @@ pub fn wait_for_cleanups() {
     }
 }
 
-pub struct Process {
+pub struct WarmProcess {
     pub key: Key,
     pub id: String,
     /// The folders made for the process, removed with it.
@@ -113,10 +114,10 @@ pub struct Process {
     last_used: AtomicU64,
 }
 
-impl Process {
+impl WarmProcess {
     /// Creates the folders and the socket and starts the executable; an `Err` leaves
     /// nothing behind.
-    pub fn start(spec: Spec) -> io::Result<Process> {
+    pub fn start(spec: Spec) -> io::Result<WarmProcess> {
         let socket_dir = spec.work_root.join(format!("golambda-fcgi-{}", spec.id));
         let (work_dir, folders) = match &spec.user_dir {
             Some(dir) => (dir.clone(), vec![socket_dir.clone()]),
@@ -141,7 +142,7 @@ impl Process {
         make_work_dir: bool,
         socket_dir: &Path,
         folders: &[PathBuf],
-    ) -> io::Result<Process> {
+    ) -> io::Result<WarmProcess> {
         let uid = spec.user.as_ref().map(|u| u.uid);
         if make_work_dir {
             std::fs::create_dir(work_dir)?;
@@ -163,7 +164,7 @@ impl Process {
         drop(listener);
         let stderr = Arc::new(Mutex::new(Vec::new()));
         keep_tail(pipe, stderr.clone());
-        Ok(Process {
+        Ok(WarmProcess {
             key: spec.key,
             id: spec.id,
             connections: Connections::new(socket, spec.max_connections),
@@ -223,7 +224,7 @@ impl Process {
         self.uid.is_some()
     }
 
-    /// Counts a request in; the caller must call [`Process::leave`] once.
+    /// Counts a request in; the caller must call [`WarmProcess::leave`] once.
     pub fn enter(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
     }
@@ -243,7 +244,7 @@ impl Process {
         self.started.elapsed().saturating_sub(last)
     }
 
-    /// Kills the whole tree at once; [`Process::reap`] finishes the job.
+    /// Kills the whole tree at once; [`WarmProcess::reap`] finishes the job.
     pub fn kill(&self) {
         self.state.store(State::Dead as u8, Ordering::SeqCst);
         let child = self.write_child();
@@ -269,7 +270,7 @@ impl Process {
         self.reap_then(false);
     }
 
-    /// Like [`Process::reap`], cleaning up on this thread: the user is back in its pool
+    /// Like [`WarmProcess::reap`], cleaning up on this thread: the user is back in its pool
     /// when this returns.
     pub fn reap_now(&self) {
         self.reap_then(true);
@@ -400,7 +401,7 @@ impl Process {
     }
 }
 
-impl Drop for Process {
+impl Drop for WarmProcess {
     fn drop(&mut self) {
         self.reap();
     }
@@ -427,7 +428,7 @@ fn keep_tail(mut pipe: impl Read + Send + 'static, tail: Arc<Mutex<Vec<u8>>>) {
     });
 }
 
-impl Process {
+impl WarmProcess {
     fn read_child(&self) -> RwLockReadGuard<'_, platform::Process> {
         self.child.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -435,8 +436,4 @@ impl Process {
     fn write_child(&self) -> RwLockWriteGuard<'_, platform::Process> {
         self.child.write().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

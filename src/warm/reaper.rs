@@ -5,7 +5,8 @@
 //! child ends, so warm processes are forked by this thread, which lives until the server
 //! has stopped them all. Joinable; stopping it stops every warm process.
 
-use crate::app::App;
+use super::WarmHost;
+use crate::sync::lock;
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Mutex, Weak};
 use std::thread::JoinHandle;
@@ -37,13 +38,13 @@ impl Reaper {
     }
 
     /// Starts the thread (once); it looks at the processes every `tick`.
-    pub fn start(&self, app: Weak<App>, tick: Duration) {
+    pub fn start(&self, host: Weak<dyn WarmHost>, tick: Duration) {
         let Some(rx) = lock(&self.rx).take() else {
             return;
         };
         let spawned = std::thread::Builder::new()
             .name("warm-reaper".into())
-            .spawn(move || run(&rx, &app, tick));
+            .spawn(move || run(&rx, &host, tick));
         match spawned {
             Ok(handle) => *lock(&self.thread) = Some(handle),
             Err(err) => log::error!("cannot start the warm-process reaper: {err}"),
@@ -81,7 +82,7 @@ impl Reaper {
     }
 }
 
-fn run(rx: &Receiver<Message>, app: &Weak<App>, tick: Duration) {
+fn run(rx: &Receiver<Message>, host: &Weak<dyn WarmHost>, tick: Duration) {
     let mut last_sweep = Instant::now();
     loop {
         let wait = tick.saturating_sub(last_sweep.elapsed());
@@ -95,8 +96,8 @@ fn run(rx: &Receiver<Message>, app: &Weak<App>, tick: Duration) {
         };
         if sweep {
             last_sweep = Instant::now();
-            if let Some(app) = app.upgrade() {
-                app.warm.sweep(&app);
+            if let Some(host) = host.upgrade() {
+                host.warm().sweep(&*host);
             }
         }
     }
@@ -107,11 +108,7 @@ fn run(rx: &Receiver<Message>, app: &Weak<App>, tick: Duration) {
             job();
         }
     }
-    if let Some(app) = app.upgrade() {
-        app.warm.stop_all();
+    if let Some(host) = host.upgrade() {
+        host.warm().stop_all();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
