@@ -358,15 +358,6 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl From<crate::users::Exhausted> for ApiError {
-    fn from(exhausted: crate::users::Exhausted) -> ApiError {
-        ApiError::RunUsersExhausted {
-            total: exhausted.total,
-            stuck: exhausted.stuck,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,23 +8,22 @@
 //! functions), [`platform`] (everything
 //! OS-specific).
 
-pub mod app;
 pub mod builds;
 pub mod compiler;
 pub mod concurrency;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod functions;
 pub mod history;
 pub mod http;
 pub mod ids;
-pub mod invocation;
-pub mod lifecycle;
+#[cfg(test)]
+mod layers;
 pub mod metrics;
 pub mod platform;
 #[cfg(test)]
 pub mod prop;
-pub mod registration;
 pub mod registry;
 pub mod reply;
 pub mod runner;
@@ -34,8 +33,8 @@ pub mod units;
 pub mod users;
 pub mod warm;
 
-use app::App;
 use config::Config;
+use functions::App;
 use std::sync::Arc;
 
 /// Runs the server until SIGINT/SIGTERM (Ctrl-C/Ctrl-Break on Windows).

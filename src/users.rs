@@ -159,6 +159,15 @@ pub fn parse_range(text: &str) -> Result<(u32, u32), String> {
     }
 }
 
+impl From<Exhausted> for crate::error::ApiError {
+    fn from(exhausted: Exhausted) -> crate::error::ApiError {
+        crate::error::ApiError::RunUsersExhausted {
+            total: exhausted.total,
+            stuck: exhausted.stuck,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

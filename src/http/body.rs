@@ -7,7 +7,7 @@
 //! close before it has sent the last chunk.
 
 use super::ApiError;
-use crate::app::App;
+use super::Front;
 use std::io::Read;
 use tiny_http::Request;
 
@@ -27,13 +27,13 @@ pub fn body_was_read() -> bool {
     BODY_READ.with(|read| read.get())
 }
 
-pub fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, ApiError> {
-    let limit = app.config.max_body;
+pub fn read_body(front: &Front, request: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let limit = front.app.config.max_body;
     let declared = request.body_length();
     if declared.is_some_and(|n| n as u64 > limit) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let _waiting = app.clients.waiting_on(request.remote_addr().copied());
+    let _waiting = front.clients.waiting_on(request.remote_addr().copied());
     let mut body = Vec::new();
     request
         .as_reader()

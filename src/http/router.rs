@@ -4,12 +4,13 @@
 use super::auth::Access;
 use super::body::read_body;
 use super::dispatcher::Slot;
+use super::Front;
 use super::{ApiError, Reply};
-use crate::app::App;
+use crate::functions::app::App;
+use crate::functions::invoke::{self as invocation, Call, CgiRequest, Trigger};
+use crate::functions::manage as lifecycle;
+use crate::functions::register::{self as registration, ParseRules, Registration};
 use crate::history::KEPT_RUNS;
-use crate::invocation::{self, Call, CgiRequest, Trigger};
-use crate::lifecycle;
-use crate::registration::{self, ParseRules, Registration};
 use crate::registry::name::is_reserved;
 use crate::registry::Function;
 use serde_json::{json, Value};
@@ -22,11 +23,12 @@ const MAX_HEADERS: usize = 100;
 /// Answers one request. `slot` is the request's place in the pool: an async run takes it
 /// over.
 pub fn route(
-    app: &Arc<App>,
+    front: &Front,
     request: &mut Request,
     request_id: &str,
     slot: &mut Option<Slot>,
 ) -> Result<Reply, ApiError> {
+    let app = &front.app;
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -40,7 +42,7 @@ pub fn route(
         .iter()
         .find(|h| h.field.equiv("Authorization"))
         .map(|h| h.value.as_str().to_string());
-    app.auth.check(
+    front.auth.check(
         access,
         authorization.as_deref(),
         chrono::Utc::now().timestamp(),
@@ -51,7 +53,7 @@ pub fn route(
         (_, [""] | ["health" | "healthz"]) => {
             Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
         }
-        (Put, ["register"]) => register(app, request),
+        (Put, ["register"]) => register(front, request),
         (_, ["register"]) => Err(ApiError::MethodNotAllowed { allow: "PUT" }),
         (Get, ["metrics"]) => Ok(Reply::bytes(
             200,
@@ -77,7 +79,7 @@ pub fn route(
                 path_info: String::new(),
                 version,
             };
-            call(app, request, function, target, query, request_id)
+            call(front, request, function, target, query, request_id)
         }
         (_, ["functions", _, "invoke"]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         (Get, ["functions", name, "runs"]) => {
@@ -109,14 +111,14 @@ pub fn route(
             // Held before the body arrives: what is registered meanwhile changes nothing.
             let held = invocation::hold(app, function, None)?;
             let call = request_call(
-                app,
+                front,
                 request,
                 Trigger::Async,
                 String::new(),
                 query,
                 request_id,
             )?;
-            start_async(app, held, call, slot)
+            start_async(front, held, call, slot)
         }
         (_, ["async", _]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         (Get, ["functions", name, "versions"]) => {
@@ -124,7 +126,7 @@ pub fn route(
         }
         (_, ["functions", _, "versions"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (Post, ["functions", name, "rollback"]) => {
-            let body = read_body(app, request)?;
+            let body = read_body(front, request)?;
             let version = lifecycle::parse_version_body(&body)?;
             Ok(Reply::json(200, &lifecycle::rollback(app, name, version)?))
         }
@@ -165,7 +167,7 @@ pub fn route(
                 path_info,
                 version: None,
             };
-            call(app, request, function, target, query, request_id)
+            call(front, request, function, target, query, request_id)
         }
         _ => Err(ApiError::RouteUnknown {
             path: path.chars().take(100).collect(),
@@ -203,8 +205,9 @@ fn known(app: &App, name: &str) -> Result<Arc<Function>, ApiError> {
         })
 }
 
-fn register(app: &App, request: &mut Request) -> Result<Reply, ApiError> {
-    let body = read_body(app, request)?;
+fn register(front: &Front, request: &mut Request) -> Result<Reply, ApiError> {
+    let app = &front.app;
+    let body = read_body(front, request)?;
     let limits = ParseRules {
         max_source: app.config.max_source,
         default_timeout: app.config.timeout,
@@ -280,12 +283,12 @@ fn http_only(function: &Function) -> Result<(), ApiError> {
 
 /// `POST /async/{name}`: queues the run on the request pool and answers 202 at once.
 fn start_async(
-    app: &Arc<App>,
+    front: &Front,
     held: invocation::Held,
     call: Call,
     request_slot: &mut Option<Slot>,
 ) -> Result<Reply, ApiError> {
-    let dispatcher = app.dispatcher.get().ok_or(ApiError::ShuttingDown)?;
+    let (app, dispatcher) = (&front.app, &front.dispatcher);
     let bytes =
         dispatcher
             .queued_bytes
@@ -317,7 +320,7 @@ fn start_async(
 }
 
 fn call(
-    app: &App,
+    front: &Front,
     request: &mut Request,
     function: Arc<Function>,
     target: Target,
@@ -329,23 +332,24 @@ fn call(
         path_info,
         version,
     } = target;
+    let app = &front.app;
     // Held before the body arrives: what is registered meanwhile changes nothing.
     let held = invocation::hold(app, function, version)?;
-    let call = request_call(app, request, trigger, path_info, query, request_id)?;
+    let call = request_call(front, request, trigger, path_info, query, request_id)?;
     invocation::invoke(app, held, call)
 }
 
 /// Reads the body and the CGI view of an HTTP request.
 fn request_call(
-    app: &App,
+    front: &Front,
     request: &mut Request,
     trigger: Trigger,
     path_info: String,
     query: &str,
     request_id: &str,
 ) -> Result<Call, ApiError> {
-    let body = read_body(app, request)?;
-    let local = app.local_addr.get().copied();
+    let body = read_body(front, request)?;
+    let local = Some(front.local_addr);
     let host_header = request
         .headers()
         .iter()

@@ -5,12 +5,14 @@
 //! requests in progress, and returns.
 
 use super::auth::Access;
-use super::clients::Busy;
+use super::auth::Auth;
+use super::clients::{Busy, Clients};
 use super::dispatcher::{Dispatcher, Slot};
 use super::rate_limit::RateLimit;
 use super::responder::Responder;
+use super::Front;
 use super::{router, ApiError, Reply};
-use crate::app::App;
+use crate::functions::app::App;
 use crate::ids::new_id;
 use crate::platform;
 use crossbeam_channel::Receiver;
@@ -55,7 +57,6 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         .server_addr()
         .to_ip()
         .ok_or_else(|| io::Error::other("the server is not on an IP address"))?;
-    let _ = app.local_addr.set(addr);
     {
         let mut out = io::stdout().lock();
         writeln!(out, "golambda listening on {scheme}://{addr}")?;
@@ -67,16 +68,27 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         app.config.max_queue,
         app.registry.len()
     );
-    let dispatcher = app.dispatcher.get_or_init(|| {
-        Dispatcher::new(
-            app.config.workers,
-            app.config.max_queue,
-            app.config.compile_jobs + 2,
-            usize::try_from(app.config.queue_bytes).unwrap_or(usize::MAX),
-        )
+    let config = &app.config;
+    let front = Arc::new(Front {
+        app: app.clone(),
+        auth: Auth::new(
+            config.token.clone(),
+            config.jwt_secret.clone(),
+            config.invoke_auth,
+            !config.jwt_allow_no_exp,
+        ),
+        dispatcher: Dispatcher::new(
+            config.workers,
+            config.max_queue,
+            config.compile_jobs + 2,
+            usize::try_from(config.queue_bytes).unwrap_or(usize::MAX),
+        ),
+        local_addr: addr,
+        clients: Arc::new(Clients::new(config.read_timeout)),
     });
+    let dispatcher = &front.dispatcher;
     let responder = Responder::start()?;
-    let watchdog = app.clients.start_watchdog()?;
+    let watchdog = front.clients.start_watchdog()?;
     let mut rate_limit = RateLimit::new(app.config.rate_limit);
     let mut listener_failed = None;
     loop {
@@ -127,11 +139,11 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
         };
         if access == Access::Open && !has_body(&request) {
             // Health answers at once, whatever the load.
-            let busy = app.clients.busy(request.remote_addr().copied(), false);
+            let busy = front.clients.busy(request.remote_addr().copied(), false);
             let slot = lane.take_unbounded();
-            let app = app.clone();
+            let front = front.clone();
             responder.answer(request, in_flight, move |request| {
-                handle(&app, request, slot, busy)
+                handle(&front, request, slot, busy)
             });
             continue;
         }
@@ -139,12 +151,12 @@ pub fn serve(app: &Arc<App>, stop: &Receiver<()>) -> io::Result<()> {
             responder.refuse(request, in_flight, ApiError::QueueFull);
             continue;
         };
-        let busy = app
+        let busy = front
             .clients
             .busy(request.remote_addr().copied(), has_body(&request));
-        let app = app.clone();
+        let front = front.clone();
         lane.execute(move || {
-            handle(&app, request, slot, busy);
+            handle(&front, request, slot, busy);
             drop(in_flight);
         });
     }
@@ -181,7 +193,7 @@ pub(super) fn has_body(request: &Request) -> bool {
 }
 
 /// Runs the router for one request and sends its answer.
-fn handle(app: &Arc<App>, mut request: Request, slot: Slot, busy: Busy) {
+fn handle(front: &Front, mut request: Request, slot: Slot, busy: Busy) {
     let started = Instant::now();
     let request_id = new_id();
     let method = request.method().to_string();
@@ -196,7 +208,7 @@ fn handle(app: &Arc<App>, mut request: Request, slot: Slot, busy: Busy) {
     let mut slot = Some(slot);
     super::body::reset_body_read();
     let reply = catch_unwind(AssertUnwindSafe(|| {
-        router::route(app, &mut request, &request_id, &mut slot)
+        router::route(front, &mut request, &request_id, &mut slot)
     }))
     .unwrap_or_else(|_| {
         Err(ApiError::Internal {

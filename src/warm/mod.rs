@@ -11,17 +11,17 @@
 //! [`reaper`] the thread that starts and stops processes, [`call`] one request.
 
 mod answer;
-mod call;
 mod connections;
 mod fastcgi;
 mod process;
 mod reaper;
 
-pub use call::invoke;
-pub use process::Key;
+pub use answer::Answer;
+pub use process::{Failure, Key, Spec};
 
 use crate::error::ApiError;
-use process::{Spec, State, WarmProcess};
+use process::State;
+pub use process::WarmProcess;
 use reaper::Reaper;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,9 +50,9 @@ pub struct Warm {
 }
 
 /// A request's hold on a process: counted in flight until dropped.
-struct Lease<'a> {
+pub struct Lease<'a> {
     warm: &'a Warm,
-    process: Arc<WarmProcess>,
+    pub process: Arc<WarmProcess>,
 }
 
 impl Drop for Lease<'_> {
@@ -100,7 +100,7 @@ impl Warm {
     }
 
     /// A live process of `key`, started from `prepare`'s spec when there is none.
-    fn acquire(
+    pub fn acquire(
         &self,
         key: &Key,
         prepare: impl FnOnce() -> Result<Spec, ApiError>,

@@ -4,8 +4,8 @@
 //! failed, or could not be started. Starts nothing and knows nothing of how a function runs.
 
 use super::Trigger;
-use crate::app::App;
 use crate::error::ApiError;
+use crate::functions::app::App;
 use crate::history::{Outcome, RunStatus};
 use crate::metrics::InFlight;
 use crate::reply::Reply;

@@ -3,10 +3,10 @@
 //! the files, then the registry, then reschedule; a failure at any step leaves everything as
 //! it was and the previous version serving.
 
-use crate::app::App;
 use crate::builds::Installed;
 use crate::compiler::CompileError;
 use crate::error::ApiError;
+use crate::functions::app::App;
 use crate::registry::function::KEPT_VERSIONS;
 use crate::registry::name::check_name;
 use crate::registry::{remove_file_if_present, DataDir, Function, ResponseMode, Settings, Version};

@@ -7,15 +7,12 @@ use crate::compiler::Compiler;
 use crate::concurrency::Concurrency;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::functions::invoke::{self as invocation, Call, Trigger};
+use crate::functions::register::hex;
 use crate::history::History;
-use crate::http::auth::Auth;
-use crate::http::clients::Clients;
-use crate::http::dispatcher::Dispatcher;
 use crate::ids::new_id;
-use crate::invocation::{self, Call, Trigger};
 use crate::metrics::Metrics;
 use crate::platform;
-use crate::registration::hex;
 use crate::registry::secrets::SecretStore;
 use crate::registry::trash::Trash;
 use crate::registry::{DataDir, Function, Registry};
@@ -27,7 +24,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 pub struct App {
@@ -42,7 +39,6 @@ pub struct App {
     pub secrets: SecretStore,
     pub history: History,
     pub metrics: Metrics,
-    pub auth: Auth,
     pub concurrency: Concurrency,
     /// Per-run users, when the server runs as root.
     pub users: Option<Arc<UserPool>>,
@@ -51,12 +47,6 @@ pub struct App {
     pub started: Instant,
     /// Where runs get their working directories.
     pub work_dirs: WorkDirs,
-    /// The request pool, once the server listens.
-    pub dispatcher: OnceLock<Dispatcher>,
-    /// The bound listen address, known once the socket is open.
-    pub local_addr: OnceLock<std::net::SocketAddr>,
-    /// Which connections the server is busy on, for the silent-client watchdog.
-    pub clients: Arc<Clients>,
 }
 
 impl App {
@@ -65,7 +55,6 @@ impl App {
         let data = DataDir {
             root: config.data_dir.clone(),
         };
-        let read_timeout = config.read_timeout;
         data.create()?;
         let work_dirs = WorkDirs::new(data.work_pool())?;
         let registry = Registry::open(data.clone())?;
@@ -84,12 +73,6 @@ impl App {
             build_area,
             config.compile_jobs,
         );
-        let auth = Auth::new(
-            config.token.clone(),
-            config.jwt_secret.clone(),
-            config.invoke_auth,
-            !config.jwt_allow_no_exp,
-        );
         // The last uid of the range is the build user's.
         let last_run_uid = if build_user.is_some() { last - 1 } else { last };
         let users = privileged.then(|| Arc::new(UserPool::new(first, last_run_uid)));
@@ -105,15 +88,11 @@ impl App {
             secrets: SecretStore::new(data.secrets()),
             history,
             metrics: Metrics::default(),
-            auth,
             concurrency: Concurrency::default(),
             users,
             warm,
             started: Instant::now(),
             work_dirs,
-            local_addr: OnceLock::new(),
-            dispatcher: OnceLock::new(),
-            clients: Arc::new(Clients::new(read_timeout)),
         })
     }
 

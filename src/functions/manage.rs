@@ -2,8 +2,8 @@
 //! them (instant: no compilation), and pausing or resuming its cron schedule. Every change
 //! is made under the function's name lock, written to the registry, then rescheduled.
 
-use crate::app::App;
 use crate::error::ApiError;
+use crate::functions::app::App;
 use crate::registry::function::rfc3339;
 use crate::registry::Function;
 use crate::scheduler::CronExpr;

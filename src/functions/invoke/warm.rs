@@ -3,16 +3,15 @@
 //! answer into the reply, and records the run in the history, the metrics and the log
 //! exactly as a one-shot run is recorded.
 
-use super::answer::Answer;
-use super::process::{Failure, Key, Spec};
-use crate::app::App;
 use crate::error::ApiError;
+use crate::functions::app::App;
+use crate::functions::invoke::{self as invocation, Call, CgiRequest};
 use crate::history::RunStatus;
 use crate::ids::new_id;
-use crate::invocation::{self, Call, CgiRequest};
 use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, Version};
 use crate::reply::Reply;
+use crate::warm::{Answer, Failure, Key, Spec};
 use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,9 +7,10 @@
 
 pub(crate) mod cgi;
 pub(crate) mod run;
+pub(crate) mod warm;
 
-use crate::app::App;
 use crate::error::ApiError;
+use crate::functions::app::App;
 use crate::history::RunStatus;
 use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, ResponseMode, Version};
@@ -222,7 +223,7 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
     }
     let (function, version) = (&*function, &version);
     if version.settings.response == ResponseMode::Fcgi {
-        return crate::warm::invoke(app, function, version, env, program, call);
+        return crate::functions::invoke::warm::invoke(app, function, version, env, program, call);
     }
     let settings = &version.settings;
     if let Some(request) = &call.request {
