@@ -5,7 +5,7 @@
 //! source again, under any name, runs no `go build`, and removing one version's file never
 //! takes another's away. Owns `cache/builds/`; knows nothing of the registry.
 
-use crate::compiler::{CompileError, Compiler};
+use crate::compiler::{Build, CompileError};
 use crate::metrics::Metrics;
 use crate::platform;
 use sha2::{Digest, Sha256};
@@ -68,7 +68,7 @@ impl Builds {
     /// size: a damaged build is replaced). Concurrent requests for one source compile once.
     pub fn install(
         &self,
-        compiler: &Compiler,
+        compiler: &dyn Build,
         metrics: &Metrics,
         source: &[u8],
         target: &Path,

@@ -81,6 +81,41 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// What the domain needs of a toolchain: the seam that lets registration, rollback and
+/// restore be tested with a fake build (no Go, no process). [`Compiler`] is the real one.
+pub trait Build: Send + Sync {
+    /// The toolchain, for messages.
+    fn go(&self) -> &Path;
+    /// What decides a build's output besides the source (see [`Compiler::identity`]).
+    fn identity(&self) -> Result<String, CompileError>;
+    /// Builds `source` into the executable `output` (written whole or not at all).
+    fn compile(&self, source: &[u8], output: &Path) -> Result<(), CompileError>;
+    /// Removes the scratch folders a crash left behind.
+    fn sweep_scratch(&self) {}
+}
+
+impl Build for Compiler {
+    fn go(&self) -> &Path {
+        Compiler::go(self)
+    }
+    fn identity(&self) -> Result<String, CompileError> {
+        Compiler::identity(self)
+    }
+    fn compile(&self, source: &[u8], output: &Path) -> Result<(), CompileError> {
+        Compiler::compile(self, source, output)
+    }
+    fn sweep_scratch(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("build-") {
+                let _ = platform::remove_tree(&entry.path());
+            }
+        }
+    }
+}
+
 /// The Go toolchain as the server uses it.
 pub struct Compiler {
     go: PathBuf,

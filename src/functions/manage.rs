@@ -6,7 +6,6 @@ use crate::error::ApiError;
 use crate::functions::app::App;
 use crate::registry::function::rfc3339;
 use crate::registry::Function;
-use crate::scheduler::CronExpr;
 use chrono::Utc;
 use serde_json::{json, Value};
 
@@ -82,8 +81,14 @@ fn change(
     name: &str,
     edit: impl FnOnce(&mut Function) -> Result<(), ApiError>,
 ) -> Result<Value, ApiError> {
-    let name_lock = app.registry.lock_name(name);
-    let _held = name_lock.hold();
+    app.with_name_locked(name, || change_locked(app, name, edit))
+}
+
+fn change_locked(
+    app: &App,
+    name: &str,
+    edit: impl FnOnce(&mut Function) -> Result<(), ApiError>,
+) -> Result<Value, ApiError> {
     let mut function = app
         .registry
         .get(name)
@@ -100,11 +105,7 @@ fn change(
         .map_err(|err| ApiError::Internal {
             context: format!("cannot write the registry: {err}"),
         })?;
-    let schedule = function
-        .current_version()
-        .filter(|v| v.settings.is_cron())
-        .and_then(|v| CronExpr::parse(&v.settings.trigger).ok());
-    app.reschedule(&function, schedule);
+    app.reschedule(&function, app.schedule_of(&function));
     log::info!(
         "{name} is at version {}{}",
         function.current,

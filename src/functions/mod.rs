@@ -10,5 +10,7 @@ pub mod app;
 pub mod invoke;
 pub mod manage;
 pub mod register;
+#[cfg(test)]
+mod tests;
 
 pub use app::App;

@@ -362,8 +362,11 @@ fn parse_variables(
 /// Registers the function; answers 201 for a new function, 200 otherwise.
 pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), ApiError> {
     let name = registration.name.clone();
-    let name_lock = app.registry.lock_name(&name);
-    let _held = name_lock.hold();
+    app.with_name_locked(&name, || register_locked(app, registration))
+}
+
+fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value), ApiError> {
+    let name = registration.name.clone();
     let sha256 = hex(&Sha256::digest(&registration.source));
     let existing = app.registry.get(&name);
     // A new function starts a generation of its own: no file of a function deleted under
@@ -501,7 +504,7 @@ fn write_and_build(
         let storing = scope.spawn(|| crate::platform::write_atomically(source_path, source));
         let installed = app
             .builds
-            .install(&app.compiler, &app.metrics, source, exe_path, None);
+            .install(&*app.compiler, &app.metrics, source, exe_path, None);
         let stored = storing
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the source writer panicked")));
