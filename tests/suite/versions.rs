@@ -199,15 +199,24 @@ fn secrets_reach_the_function_but_never_leave_the_server() {
 
 #[test]
 fn hot_reload_under_load_answers_only_old_or_new() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     let server = Server::new().start();
     server.register_ok("flip", &go::say("old"), json!({}));
     let port = server.port();
     let done = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    // Waits until the clients have had `more` answers more.
+    let after_more = |more: usize| {
+        let target = answered.load(Ordering::SeqCst) + more;
+        assert!(eventually(Duration::from_secs(20), || {
+            answered.load(Ordering::SeqCst) >= target
+        }));
+    };
     let clients: Vec<_> = (0..8)
         .map(|_| {
             let done = done.clone();
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 let mut answers = Vec::new();
                 while !done.load(Ordering::SeqCst) || answers.len() < 30 {
@@ -219,6 +228,7 @@ fn hot_reload_under_load_answers_only_old_or_new() {
                         crate::harness::http::Body::Fixed(b""),
                     );
                     answers.push(answer.map(|a| (a.status, a.text())));
+                    answered.fetch_add(1, Ordering::SeqCst);
                     if answers.len() >= 200 {
                         break;
                     }
@@ -227,16 +237,16 @@ fn hot_reload_under_load_answers_only_old_or_new() {
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    after_more(16);
     assert_eq!(
         server.register_ok("flip", &go::say("new"), json!({}))["version"],
         2
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    after_more(16);
     server
         .post("/functions/flip/rollback", r#"{"version":1}"#)
         .expect(200);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    after_more(16);
     done.store(true, Ordering::SeqCst);
     let old = r#"{"message":"old\n"}"#.to_string() + "\n";
     let new = r#"{"message":"new\n"}"#.to_string() + "\n";

@@ -213,24 +213,33 @@ fn a_new_version_takes_over_while_requests_keep_being_answered() {
     let old = served(&server, "/swap");
     let mut reaper = PidReaper(vec![pid_of(&old)]);
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let after_more = |more: usize| {
+        let target = answered.load(Ordering::SeqCst) + more;
+        assert!(eventually(Duration::from_secs(20), || {
+            answered.load(Ordering::SeqCst) >= target
+        }));
+    };
     let port = server.port();
     let clients: Vec<_> = (0..4)
         .map(|_| {
             let stop = stop.clone();
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 let mut answers = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
                     let answer = http::request(port, "GET", "/swap", &[], http::Body::Fixed(b""));
                     answers.push(answer.map(|a| (a.status, a.json()["label"].clone())));
+                    answered.fetch_add(1, Ordering::SeqCst);
                 }
                 answers
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    after_more(8);
     server.register_ok("swap", &go::fcgi_server("v2"), warm(json!({})));
     // Requests go on for a while on the new version.
-    std::thread::sleep(Duration::from_millis(500));
+    after_more(40);
     stop.store(true, Ordering::SeqCst);
     let mut labels = Vec::new();
     for client in clients {
