@@ -141,6 +141,31 @@ pub fn hold(app: &App, function: Arc<Function>, version: Option<u32>) -> Result<
     }
 }
 
+/// The confinement of one run of a version as `user`, one-shot or warm alike. A warm
+/// process gets no CPU-time limit (`cpu_seconds: None`), which would add up over its life:
+/// each request's timeout bounds it instead.
+pub(crate) fn sandbox(
+    app: &App,
+    settings: &crate::registry::Settings,
+    cpu_seconds: Option<u64>,
+    user: Option<u32>,
+) -> Sandbox {
+    Sandbox {
+        limits: Limits {
+            memory: Some(settings.memory.unwrap_or(app.config.memory)),
+            cpu_seconds,
+            open_files: Some(OPEN_FILES),
+            file_size: Some(FILE_SIZE),
+            disk: Some(settings.disk.unwrap_or(app.config.disk)),
+            processes: Some(PROCESSES),
+            no_core_dumps: true,
+        },
+        user,
+        no_network: !settings.network,
+        exclusive_user: true,
+    }
+}
+
 /// What every run of a version sees whatever its trigger: the function's own `env`, its
 /// secrets (read only for versions that have some), `GOLAMBDA_FUNCTION` and
 /// `GOLAMBDA_VERSION`.
@@ -259,20 +284,12 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
             timeout,
             max_output: app.config.max_output,
             run_id: call.request_id.clone(),
-            sandbox: Sandbox {
-                limits: Limits {
-                    memory: Some(settings.memory.unwrap_or(app.config.memory)),
-                    cpu_seconds: Some(timeout.as_secs() + 2),
-                    open_files: Some(OPEN_FILES),
-                    file_size: Some(FILE_SIZE),
-                    disk: Some(settings.disk.unwrap_or(app.config.disk)),
-                    processes: Some(PROCESSES),
-                    no_core_dumps: true,
-                },
-                user: run_user.as_ref().map(|u| u.uid),
-                no_network: !settings.network,
-                exclusive_user: true,
-            },
+            sandbox: sandbox(
+                app,
+                settings,
+                Some(timeout.as_secs() + 2),
+                run_user.as_ref().map(|u| u.uid),
+            ),
             program,
         },
         &app.work_dirs,

@@ -8,7 +8,7 @@ use crate::functions::app::App;
 use crate::functions::invoke::{self as invocation, Call, CgiRequest};
 use crate::history::RunStatus;
 use crate::ids::new_id;
-use crate::platform::{self, Limits, Sandbox};
+use crate::platform;
 use crate::registry::{Function, Version};
 use crate::reply::Reply;
 use crate::warm::{Answer, Failure, Key, Spec};
@@ -218,20 +218,7 @@ fn spec(
         executable: app.registry.data().resolve(&version.executable),
         program,
         env,
-        sandbox: Sandbox {
-            limits: Limits {
-                memory: Some(settings.memory.unwrap_or(app.config.memory)),
-                cpu_seconds: None,
-                open_files: Some(invocation::OPEN_FILES),
-                file_size: Some(invocation::FILE_SIZE),
-                disk: Some(settings.disk.unwrap_or(app.config.disk)),
-                processes: Some(invocation::PROCESSES),
-                no_core_dumps: true,
-            },
-            user: user.as_ref().map(|u| u.uid),
-            no_network: !settings.network,
-            exclusive_user: true,
-        },
+        sandbox: invocation::sandbox(app, settings, None, user.as_ref().map(|u| u.uid)),
         user_dir: match &user {
             Some(user) => {
                 Some(
