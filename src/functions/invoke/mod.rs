@@ -103,18 +103,26 @@ pub fn hold(app: &App, function: Arc<Function>, version: Option<u32>) -> Result<
             name: function.name.clone(),
             version: version.unwrap_or(function.current),
         })?;
-        let path = app.registry.data().resolve(&chosen.executable);
-        match platform::open_program(&path) {
-            Ok(program) => {
-                let env = function_env(app, &function, chosen)?;
+        if chosen.settings.response == ResponseMode::Fcgi {
+            // A warm process is started from its version's parts (see `parts`) and one
+            // already running serves without them: nothing to take per request.
+            return Ok(Held {
+                version: chosen.clone(),
+                env: Vec::new(),
+                program: None,
+                function,
+            });
+        }
+        match parts(app, &function, chosen) {
+            Ok((env, program)) => {
                 return Ok(Held {
                     version: chosen.clone(),
                     env,
-                    program: program.map(Arc::new),
+                    program,
                     function,
-                });
+                })
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && tries < 3 => {
+            Err(Parts::Gone(err)) if tries < 3 => {
                 tries += 1;
                 // Pruned or deleted a moment ago: what is registered now decides.
                 let number = chosen.number;
@@ -132,12 +140,42 @@ pub fn hold(app: &App, function: Arc<Function>, version: Option<u32>) -> Result<
                 }
                 function = now;
             }
-            Err(err) => {
+            Err(Parts::Gone(err)) => {
                 return Err(ApiError::Internal {
                     context: format!("cannot open the function's executable: {err}"),
                 })
             }
+            Err(Parts::Failed(error)) => return Err(error),
         }
+    }
+}
+
+/// Environment variables, in order.
+pub(crate) type Env = Vec<(String, String)>;
+
+/// Why a version's parts could not be taken.
+pub(crate) enum Parts {
+    /// The executable is not there (the version was pruned or deleted).
+    Gone(std::io::Error),
+    Failed(ApiError),
+}
+
+/// The environment (secrets included) and the opened executable of `version`. The secrets
+/// are read first: a version's files are removed executable first, so when its executable
+/// still opens, its secrets were still in place when they were read.
+pub(crate) fn parts(
+    app: &App,
+    function: &Function,
+    version: &Version,
+) -> Result<(Env, Option<Arc<std::fs::File>>), Parts> {
+    let env = function_env(app, function, version).map_err(Parts::Failed)?;
+    let path = app.registry.data().resolve(&version.executable);
+    match platform::open_program(&path) {
+        Ok(program) => Ok((env, program.map(Arc::new))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(Parts::Gone(err)),
+        Err(err) => Err(Parts::Failed(ApiError::Internal {
+            context: format!("cannot open the function's executable: {err}"),
+        })),
     }
 }
 
@@ -248,7 +286,7 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
     }
     let (function, version) = (&*function, &version);
     if version.settings.response == ResponseMode::Fcgi {
-        return crate::functions::invoke::warm::invoke(app, function, version, env, program, call);
+        return warm::invoke(app, function, version, call);
     }
     let settings = &version.settings;
     if let Some(request) = &call.request {

@@ -12,8 +12,6 @@ use crate::platform;
 use crate::registry::{Function, Version};
 use crate::reply::Reply;
 use crate::warm::{Answer, Failure, Key, Spec};
-use std::fs::File;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Connections (so requests at once) of one process when the function sets no
@@ -28,14 +26,12 @@ enum Served {
     Refused(ApiError),
 }
 
-/// Runs `version` of `function` (an `fcgi` one) for `call`; `env` and `program` are what
-/// [`invocation::hold`] took of it, for a process it has to start.
+/// Runs `version` of `function` (an `fcgi` one) for `call`, in a live process of that
+/// version or in one started from the version's parts (see [`invocation::parts`]).
 pub fn invoke(
     app: &App,
     function: &Function,
     version: &Version,
-    env: Vec<(String, String)>,
-    program: Option<Arc<File>>,
     call: Call,
 ) -> Result<Reply, ApiError> {
     let settings = &version.settings;
@@ -51,16 +47,7 @@ pub fn invoke(
     );
     let started = Instant::now();
     let timeout = Duration::from_millis(settings.timeout_ms);
-    let parts = (env, program);
-    let served = serve(
-        app,
-        function,
-        version,
-        parts,
-        &call,
-        started + timeout,
-        limit,
-    );
+    let served = serve(app, function, version, &call, started + timeout, limit);
     let ended = |status, exit_code: Option<i32>, exit: &str| (status, exit_code, exit.to_string());
     let (outcome, (status, exit_code, exit), stdout, stderr) = match served {
         Served::Answered(answer) => {
@@ -153,7 +140,6 @@ fn serve(
     app: &App,
     function: &Function,
     version: &Version,
-    (env, program): (Vec<(String, String)>, Option<Arc<File>>),
     call: &Call,
     deadline: Instant,
     limit: u32,
@@ -163,7 +149,7 @@ fn serve(
         version: version.number,
         created: version.created_at,
     };
-    let prepare = || spec(app, version, (env, program), &key, limit);
+    let prepare = || spec(app, function, version, &key, limit);
     let lease = match app.warm.acquire(&key, prepare) {
         Ok(lease) => lease,
         Err(error) => return Served::Refused(error),
@@ -198,12 +184,20 @@ fn serve(
 /// each request instead) and environment, minus the per-request variables.
 fn spec(
     app: &App,
+    function: &Function,
     version: &Version,
-    (env, program): (Vec<(String, String)>, Option<Arc<File>>),
     key: &Key,
     limit: u32,
 ) -> Result<Spec, ApiError> {
     let settings = &version.settings;
+    let (env, program) = invocation::parts(app, function, version).map_err(|why| match why {
+        // Pruned while the request waited, with no process of it left to serve it.
+        invocation::Parts::Gone(_) => ApiError::VersionUnknown {
+            name: function.name.clone(),
+            version: version.number,
+        },
+        invocation::Parts::Failed(error) => error,
+    })?;
     let user = match &app.users {
         None => None,
         Some(pool) => Some(match pool.take_owned() {
