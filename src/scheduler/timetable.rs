@@ -102,28 +102,10 @@ impl Timetable {
 
     /// How long until the earliest pending fire, on the monotonic clock.
     pub fn wake_in(&mut self, now: Now) -> Option<Duration> {
-        let mono = loop {
-            match self.mono_heap.peek() {
-                Some(Reverse((at, generation, name))) => {
-                    if self.is_live(name, *generation, Next::Mono(*at)) {
-                        break Some(at.saturating_sub(now.mono));
-                    }
-                }
-                None => break None,
-            }
-            self.mono_heap.pop();
-        };
-        let wall = loop {
-            match self.wall_heap.peek() {
-                Some(Reverse((at, generation, name))) => {
-                    if self.is_live(name, *generation, Next::Wall(*at)) {
-                        break Some((*at - now.wall).to_std().unwrap_or(Duration::ZERO));
-                    }
-                }
-                None => break None,
-            }
-            self.wall_heap.pop();
-        };
+        let mono = live_top(&mut self.mono_heap, &self.entries, Next::Mono)
+            .map(|(at, _, _)| at.saturating_sub(now.mono));
+        let wall = live_top(&mut self.wall_heap, &self.entries, Next::Wall)
+            .map(|(at, _, _)| (*at - now.wall).to_std().unwrap_or(Duration::ZERO));
         match (mono, wall) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (one, other) => one.or(other),
@@ -139,15 +121,12 @@ impl Timetable {
             clock_step: self.follow_wall_clock(now),
             ..Due::default()
         };
-        while let Some(Reverse((at, generation, name))) = self.mono_heap.peek() {
-            if *at > now.mono {
+        while live_top(&mut self.mono_heap, &self.entries, Next::Mono)
+            .is_some_and(|(at, _, _)| *at <= now.mono)
+        {
+            let Some(Reverse((at, generation, name))) = self.mono_heap.pop() else {
                 break;
-            }
-            let (at, generation, name) = (*at, *generation, name.clone());
-            self.mono_heap.pop();
-            if !self.is_live(&name, generation, Next::Mono(at)) {
-                continue;
-            }
+            };
             let next = self.entries.get_mut(&name).and_then(|entry| {
                 let interval = entry.expr.interval()?.to_std().ok()?;
                 // Keep the phase; after a stall, start again from now.
@@ -161,15 +140,12 @@ impl Timetable {
             self.push(&name, next, generation);
             due.fires.push((name, wall_time(Next::Mono(at), now)));
         }
-        while let Some(Reverse((at, generation, name))) = self.wall_heap.peek() {
-            if *at > now.wall {
+        while live_top(&mut self.wall_heap, &self.entries, Next::Wall)
+            .is_some_and(|(at, _, _)| *at <= now.wall)
+        {
+            let Some(Reverse((at, generation, name))) = self.wall_heap.pop() else {
                 break;
-            }
-            let (at, generation, name) = (*at, *generation, name.clone());
-            self.wall_heap.pop();
-            if !self.is_live(&name, generation, Next::Wall(at)) {
-                continue;
-            }
+            };
             let next = self.entries.get_mut(&name).and_then(|entry| {
                 entry.next = entry.expr.next_after(now.wall).map(Next::Wall);
                 entry.next
@@ -208,14 +184,25 @@ impl Timetable {
             None => {}
         }
     }
+}
 
-    /// Whether a heap item is the entry's pending fire (not one from an older `set` or
-    /// from before a clock step moved it).
-    fn is_live(&self, name: &str, generation: u64, at: Next) -> bool {
-        self.entries
+/// Drops the stale items on top of `heap` (from an older `set`, or from before a clock
+/// step moved the fire) and returns the live one there, if any.
+fn live_top<'h, T: Ord + Copy>(
+    heap: &'h mut Heap<T>,
+    entries: &HashMap<String, Entry>,
+    next: fn(T) -> Next,
+) -> Option<&'h (T, u64, String)> {
+    while let Some(Reverse((at, generation, name))) = heap.peek() {
+        let live = entries
             .get(name)
-            .is_some_and(|e| e.generation == generation && e.next == Some(at))
+            .is_some_and(|e| e.generation == *generation && e.next == Some(next(*at)));
+        if live {
+            break;
+        }
+        heap.pop();
     }
+    heap.peek().map(|Reverse(item)| item)
 }
 
 /// A fire's wall time, as seen at `now`.
