@@ -126,11 +126,8 @@ pub fn hold(app: &App, function: Arc<Function>, version: Option<u32>) -> Result<
                 tries += 1;
                 // Pruned or deleted a moment ago: what is registered now decides.
                 let number = chosen.number;
-                let now = app
-                    .registry
-                    .get(&function.name)
-                    .filter(|now| now.generation == function.generation)
-                    .ok_or_else(|| ApiError::FunctionUnknown {
+                let now =
+                    registered_now(app, &function).ok_or_else(|| ApiError::FunctionUnknown {
                         name: function.name.clone(),
                     })?;
                 if now.versions.iter().any(|v| v.number == number) {
@@ -152,6 +149,14 @@ pub fn hold(app: &App, function: Arc<Function>, version: Option<u32>) -> Result<
 
 /// Environment variables, in order.
 pub(crate) type Env = Vec<(String, String)>;
+
+/// `function` as it is registered now, unless it was deleted since (a function registered
+/// anew under its name is another one: another generation).
+fn registered_now(app: &App, function: &Function) -> Option<Arc<Function>> {
+    app.registry
+        .get(&function.name)
+        .filter(|now| now.generation == function.generation)
+}
 
 /// Why a version's parts could not be taken.
 pub(crate) enum Parts {
@@ -275,11 +280,7 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
         mut env,
         program,
     } = held;
-    let still_there = app
-        .registry
-        .get(&function.name)
-        .is_some_and(|now| now.generation == function.generation);
-    if !still_there {
+    if registered_now(app, &function).is_none() {
         return Err(ApiError::FunctionUnknown {
             name: function.name.clone(),
         });
@@ -338,10 +339,8 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
             // Where a run starts from the path (Windows), a version pruned while the
             // request waited is gone: that is no server error.
             let pruned = err.kind() == std::io::ErrorKind::NotFound
-                && !app.registry.get(&function.name).is_some_and(|now| {
-                    now.generation == function.generation
-                        && now.versions.iter().any(|v| v.number == version.number)
-                });
+                && !registered_now(app, function)
+                    .is_some_and(|now| now.versions.iter().any(|v| v.number == version.number));
             let error = if pruned {
                 ApiError::VersionUnknown {
                     name: function.name.clone(),
