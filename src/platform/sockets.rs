@@ -56,8 +56,11 @@ pub fn tcp_connections() -> Vec<TcpConnection> {
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
         .filter_map(|fd| {
-            let peer = peer_of(fd).filter(|peer| seen.insert(*peer))?;
+            let peer = peer_of(fd).filter(|peer| !seen.contains(peer))?;
+            // Counted as seen only once read whole: tiny_http may close one of the two
+            // descriptors of a connection meanwhile, and the other must stand for it.
             let info = tcp_info(fd)?;
+            seen.insert(peer);
             Some(TcpConnection {
                 fd,
                 peer,
