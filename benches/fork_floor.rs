@@ -132,6 +132,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs(1));
     let loaded_rss = rss_kib(server.child.id());
     server.stop();
+    // The same data dir again: its functions and a run history to open at start.
+    let restarted = Server::start(&server_binary, &data);
+    let restarted_rss = rss_kib(restarted.child.id());
+    restarted.stop();
     let warm_exe = build_go(&work, "warm", FCGI_HELLO);
     let ceiling = fcgi_direct::rate(&warm_exe, &work, &[], CONNECTIONS, window);
     let ceiling_one_cpu = fcgi_direct::rate(
@@ -203,6 +207,10 @@ fn main() {
         "| server RSS idle / after load | | {:.1} MiB / {:.1} MiB | | < 8 MiB / < 30 MiB |",
         idle_rss as f64 / 1024.0,
         loaded_rss as f64 / 1024.0
+    );
+    println!(
+        "| server RSS idle after a restart on that data dir (3 functions and their run history) | | {:.1} MiB | | < 8 MiB |",
+        restarted_rss as f64 / 1024.0
     );
 }
 

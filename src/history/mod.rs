@@ -6,6 +6,7 @@
 //! from when it is accepted (`running`) until it ends, however many runs come meanwhile;
 //! of those that ended, the last [`KEPT_RUNS`] per function are kept.
 
+mod recover;
 mod store;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -373,6 +374,38 @@ mod tests {
             .unwrap()
             .list("f", 10)
             .is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_data_dir_without_a_history_gets_its_database_with_the_first_run() {
+        let dir = scratch();
+        let database = dir.join("runs.sqlite3");
+        let history = History::open(dir.clone(), 64 << 20).unwrap();
+        assert!(history.list("f", 10).is_empty());
+        assert!(history.get("f", "a").is_none());
+        assert!(!database.exists(), "made before anything was recorded");
+        history.begin("f", "a", "http", 1);
+        history.finish("f", "a", outcome(RunStatus::Ok));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !history.lock().runs.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::sleep(store::GATHER);
+        }
+        assert!(database.exists());
+        // Nothing pending: what is listed now was read back from the new database.
+        assert_eq!(history.list("f", 10)[0].id, "a");
+        assert_eq!(history.get("f", "a").map(|r| r.status), Some(RunStatus::Ok));
+        history.close();
+        let history = History::open(dir.clone(), 64 << 20).unwrap();
+        assert_eq!(history.list("f", 10).len(), 1);
+        history.begin("f", "b", "http", 1);
+        assert_eq!(
+            history.list("f", 10)[0].id,
+            "b",
+            "numbered after the stored run"
+        );
+        history.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -4,8 +4,13 @@
 //! at most the last moments). After each batch it keeps the [`super::KEPT_RUNS`] most
 //! recently ended runs of each function it touched (running ones are never dropped), then
 //! keeps the whole database under its byte bound by dropping the runs that ended first.
-//! Journals of older servers (`<name>.jsonl`) are taken in once and removed. Knows nothing
-//! of what is pending in memory: `super` overlays that.
+//! What a start finds there is [`super::recover`]'s. Knows nothing of what is pending in
+//! memory: `super` overlays that.
+//!
+//! A data dir without a database yet runs no SQLite code until a run is recorded:
+//! the writer makes the database with its first batch, and reads find nothing stored until
+//! then. One that has a database opens it at start (a damaged one stops the server there),
+//! and the reading connection is made at the first read.
 
 use super::{Run, RunStatus, KEPT_RUNS};
 use chrono::{DateTime, Utc};
@@ -14,7 +19,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -46,7 +52,11 @@ pub type Committed = Box<dyn Fn(&[Write]) + Send>;
 pub struct Store {
     queue: Mutex<Option<Sender<Write>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    reader: Mutex<Connection>,
+    path: PathBuf,
+    /// Whether the database exists with its tables; until it does, nothing is stored.
+    made: Arc<AtomicBool>,
+    /// Made at the first read of a database that exists.
+    reader: Mutex<Option<Connection>>,
 }
 
 /// How long the writer gathers changes before writing them.
@@ -89,57 +99,43 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     Ok(db)
 }
 
-fn failed(err: rusqlite::Error) -> io::Error {
+/// Opens the database at `path`, making it and its tables if need be.
+pub(super) fn open_or_make(path: &Path) -> rusqlite::Result<Connection> {
+    let db = connect(path)?;
+    db.execute_batch(SCHEMA)?;
+    Ok(db)
+}
+
+pub(super) fn failed(err: rusqlite::Error) -> io::Error {
     io::Error::other(format!("the run history database: {err}"))
 }
 
 impl Store {
-    /// Opens (or makes) the database under `dir`, marks runs a stopped server left running
-    /// as ended, takes in old journals, and starts the writer. Returns the next `seq` and
-    /// `ended` numbers.
+    /// Opens the database under `dir` if there is one (or journals to take in), and starts
+    /// the writer. Returns the next `seq` and `ended` numbers.
     pub fn open(dir: &Path, max_bytes: u64, committed: Committed) -> io::Result<(Store, u64, u64)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("runs.sqlite3");
-        let db = connect(&path).map_err(failed)?;
-        db.execute_batch(SCHEMA).map_err(failed)?;
-        let next = |column: &str| -> rusqlite::Result<u64> {
-            db.query_row(
-                &format!("SELECT COALESCE(MAX({column}), 0) + 1 FROM runs"),
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| u64::try_from(n).unwrap_or(1))
+        let (db, seq, ended) = if path.exists() || super::recover::has_journals(dir) {
+            let (db, seq, ended) = super::recover::recover(dir, &path)?;
+            (Some(db), seq, ended)
+        } else {
+            (None, 1, 1)
         };
-        let mut seq = next("seq").map_err(failed)?;
-        let mut ended = next("ended").map_err(failed)?;
-        let mut first = db
-            .prepare("SELECT seq FROM runs WHERE status = 'running' ORDER BY seq")
-            .map_err(failed)?;
-        let left: Vec<i64> = first
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(failed)?;
-        drop(first);
-        for row in left {
-            db.execute(
-                "UPDATE runs SET status = 'error', ended = ?2, \
-                 stderr = stderr || 'the server stopped before this run ended' WHERE seq = ?1",
-                params![row, ended as i64],
-            )
-            .map_err(failed)?;
-            ended += 1;
-        }
-        import_journals(&db, dir, &mut seq, &mut ended);
-        let reader = connect(&path).map_err(failed)?;
-        let path = path.clone();
+        let made = Arc::new(AtomicBool::new(db.is_some()));
         let (queue, rx) = unbounded();
-        let writer = std::thread::Builder::new()
-            .name("run-history".into())
-            .spawn(move || write_loop(db, &path, max_bytes, &rx, committed))?;
+        let writer = {
+            let (path, made) = (path.clone(), made.clone());
+            std::thread::Builder::new()
+                .name("run-history".into())
+                .spawn(move || write_loop(db, &path, &made, max_bytes, &rx, committed))?
+        };
         let store = Store {
             queue: Mutex::new(Some(queue)),
             writer: Mutex::new(Some(writer)),
-            reader: Mutex::new(reader),
+            path,
+            made,
+            reader: Mutex::new(None),
         };
         Ok((store, seq, ended))
     }
@@ -165,7 +161,10 @@ impl Store {
 
     /// The newest `limit` runs of `function` by start, with their `seq`.
     pub fn list(&self, function: &str, limit: usize) -> Vec<(u64, Run)> {
-        let db = self.reader();
+        let mut reader = crate::sync::lock(&self.reader);
+        let Some(db) = self.reader(&mut reader) else {
+            return Vec::new();
+        };
         let sql = format!(
             "SELECT seq, {COLUMNS} FROM runs WHERE function = ?1 ORDER BY seq DESC LIMIT ?2"
         );
@@ -184,7 +183,8 @@ impl Store {
 
     /// Run `id` of `function`, with its `seq`.
     pub fn find(&self, function: &str, id: &str) -> Option<(Run, u64)> {
-        let db = self.reader();
+        let mut reader = crate::sync::lock(&self.reader);
+        let db = self.reader(&mut reader)?;
         let sql = format!("SELECT seq, {COLUMNS} FROM runs WHERE function = ?1 AND id = ?2");
         db.prepare_cached(&sql)
             .and_then(|mut query| {
@@ -200,8 +200,16 @@ impl Store {
             })
     }
 
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        crate::sync::lock(&self.reader)
+    /// The reading connection, made now if the database exists and it was not made yet;
+    /// `None` while nothing is stored.
+    fn reader<'a>(&self, reader: &'a mut Option<Connection>) -> Option<&'a Connection> {
+        if reader.is_none() && self.made.load(Ordering::Acquire) {
+            match connect(&self.path) {
+                Ok(db) => *reader = Some(db),
+                Err(err) => log::warn!("cannot read the run history: {err}"),
+            }
+        }
+        reader.as_ref()
     }
 }
 
@@ -231,8 +239,9 @@ fn run_of(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Run> {
 const LARGEST_LOG: u64 = 4 << 20;
 
 fn write_loop(
-    mut db: Connection,
+    mut db: Option<Connection>,
     path: &Path,
+    made: &AtomicBool,
     max_bytes: u64,
     rx: &Receiver<Write>,
     committed: Committed,
@@ -266,9 +275,11 @@ fn write_loop(
         }
         let mut batch = std::mem::take(&mut unwritten);
         batch.extend(first.into_iter().chain(rx.try_iter()));
-        match commit(&mut db, &batch) {
-            Ok(touched) => {
-                if let Err(err) = bound(&db, &touched, max_bytes) {
+        let written = database(&mut db, path, made)
+            .and_then(|db| commit(db, &batch).map(|touched| (&*db, touched)));
+        match written {
+            Ok((db, touched)) => {
+                if let Err(err) = bound(db, &touched, max_bytes) {
                     log::warn!("cannot trim the run history: {err}");
                 }
                 committed(&batch);
@@ -299,11 +310,28 @@ fn write_loop(
             }
         }
         if std::fs::metadata(&log).is_ok_and(|m| m.len() > LARGEST_LOG) {
-            if let Err(err) = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            let folded = db
+                .as_ref()
+                .map(|db| db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"));
+            if let Some(Err(err)) = folded {
                 log::debug!("cannot fold the run history's log in: {err}");
             }
         }
     }
+}
+
+/// The writer's connection; the first batch of a data dir without a database makes it.
+fn database<'a>(
+    db: &'a mut Option<Connection>,
+    path: &Path,
+    made: &AtomicBool,
+) -> rusqlite::Result<&'a mut Connection> {
+    if let Some(db) = db {
+        return Ok(db);
+    }
+    let new = open_or_make(path)?;
+    made.store(true, Ordering::Release);
+    Ok(db.insert(new))
 }
 
 /// How soon a failed commit is tried again.
@@ -363,7 +391,7 @@ fn commit(db: &mut Connection, batch: &[Write]) -> rusqlite::Result<HashSet<Stri
 
 /// Writes one run's row; `conflict` says what a row of the same run already there
 /// becomes (`REPLACE`d, or kept and this one `IGNORE`d).
-fn insert(
+pub(super) fn insert(
     db: &Connection,
     conflict: &str,
     function: &str,
@@ -430,43 +458,4 @@ fn bound(db: &Connection, touched: &HashSet<String>, max_bytes: u64) -> rusqlite
         while steps.next()?.is_some() {}
     }
     Ok(())
-}
-
-/// Takes in the journals an older server kept (`<name>.jsonl`, oldest first) and removes
-/// them; a journal that cannot be read is left where it is.
-fn import_journals(db: &Connection, dir: &Path, seq: &mut u64, ended: &mut u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let journals: Vec<(String, PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.strip_suffix(".jsonl")?.to_string();
-            Some((name, e.path()))
-        })
-        .collect();
-    for (function, path) in journals {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let runs: Vec<Run> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        let keep = runs.len().saturating_sub(KEPT_RUNS);
-        for run in runs.into_iter().skip(keep) {
-            let inserted = insert(db, "IGNORE", &function, &run, *seq, Some(*ended));
-            if let Err(err) = inserted {
-                log::warn!(
-                    "cannot take in a run of {function} from {}: {err}",
-                    path.display()
-                );
-            }
-            *seq += 1;
-            *ended += 1;
-        }
-        if let Err(err) = std::fs::remove_file(&path) {
-            log::warn!("cannot remove {}: {err}", path.display());
-        }
-    }
 }
