@@ -95,9 +95,10 @@ The CPU rows are measured in the run above; the rest comes from profiling with `
 this machine (`FORK_FLOOR_PHASE=floor|fork|warm|direct` runs one load of
 `benches/fork_floor.rs` alone and prints its CPU per request), not from the run above.
 
-- **Fork per request.** The Go program costs the same through the server as in the floor
-  (the CPU row); the whole gap is the server's own CPU per run, about 290 µs more than the
-  floor's spawning threads. About a fifth of it is the child between clone and exec
+- **Fork per request.** The gap is the server's own CPU per run, about 280 µs more than the
+  floor's spawning threads. The Go program's own CPU through the server (the CPU row)
+  moves between runs with the machine: 17 µs less than in the floor on 2026-11-26, and
+  179 µs more for the code of that day run again on 2026-12-01 beside newer code. About a fifth of it is the child between clone and exec
   (joining the uid's namespace and cgroup, rlimits, the uid, resetting signal dispositions,
   closing the server's descriptors at exec); the rest is spread thin: receiving, handing
   over and answering the HTTP request (tiny_http's connection thread, the accept loop, a
