@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
         "users",
         "config",
         "credentials",
+        "packages",
     ],
     // Stores and long-lived processes: builds, the registry, warm processes.
     &["compiler", "builds", "registry", "warm"],

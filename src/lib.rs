@@ -5,8 +5,8 @@
 //! Subsystems: [`http`] (accept loop, routing, answers), [`registry`] (what is registered,
 //! durably), [`compiler`] (go build), [`builds`] (each distinct build kept once), [`runner`]
 //! (one child process under limits), [`scheduler`] (cron), [`warm`] (long-lived FastCGI
-//! functions), [`platform`] (everything
-//! OS-specific).
+//! functions), [`packages`] (archives of several files, unpacked safely), [`platform`]
+//! (everything OS-specific).
 
 pub mod builds;
 pub mod compiler;
@@ -21,6 +21,7 @@ pub mod ids;
 #[cfg(test)]
 mod layers;
 pub mod metrics;
+pub mod packages;
 pub mod platform;
 #[cfg(test)]
 pub mod prop;

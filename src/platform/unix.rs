@@ -501,6 +501,12 @@ pub fn make_traversable(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
 }
 
+/// Gives a file of a package its mode: 0755 when it is executable, 0644 otherwise.
+pub fn set_executable(path: &Path, executable: bool) -> io::Result<()> {
+    let mode = if executable { 0o755 } else { 0o644 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
 /// Every live descendant of `root`, from the parent links in `/proc` (Linux); elsewhere none.
 fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
     let mut links: Vec<(libc::pid_t, libc::pid_t)> = Vec::new();

@@ -387,6 +387,11 @@ pub fn make_traversable(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Files have no executable mode on Windows.
+pub fn set_executable(_path: &Path, _executable: bool) -> io::Result<()> {
+    Ok(())
+}
+
 /// The data dir inherits the ACL of its parent on Windows.
 pub fn make_private(_dir: &Path) -> io::Result<()> {
     Ok(())
