@@ -5,7 +5,7 @@
 //! source again, under any name, runs no `go build`, and removing one version's file never
 //! takes another's away. Owns `cache/builds/`; knows nothing of the registry.
 
-use crate::compiler::{Build, CompileError};
+use crate::compiler::{Build, Code, CompileError};
 use crate::metrics::Metrics;
 use crate::platform;
 use sha2::{Digest, Sha256};
@@ -38,14 +38,23 @@ pub struct Installed {
     pub compiled: bool,
 }
 
-/// The store key of `source` built by the toolchain `identity`: hex SHA-256.
-pub fn key(identity: &str, source: &[u8]) -> String {
+/// The store key of `code` built by the toolchain `identity`: hex SHA-256. A package's
+/// key comes from its content digest and its entry folder.
+pub fn key(identity: &str, code: Code<'_>) -> String {
     let mut hasher = Sha256::new();
     for part in [KEY_FORMAT.as_bytes(), identity.as_bytes()] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher.update(source);
+    match code {
+        Code::Source(source) => hasher.update(source),
+        Code::Package { digest, main, .. } => {
+            hasher.update(b"\0package\0");
+            hasher.update(digest.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(main.unwrap_or(".").as_bytes());
+        }
+    }
     hasher
         .finalize()
         .iter()
@@ -70,11 +79,11 @@ impl Builds {
         &self,
         compiler: &dyn Build,
         metrics: &Metrics,
-        source: &[u8],
+        code: Code<'_>,
         target: &Path,
         expected_size: Option<u64>,
     ) -> Result<Installed, CompileError> {
-        let key = key(&compiler.identity()?, source);
+        let key = key(&compiler.identity()?, code);
         if self.untrusted_owner.is_some() && platform::owner_of(&self.dir) == self.untrusted_owner {
             return Err(CompileError::Io(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -90,7 +99,7 @@ impl Builds {
             .is_ok_and(|m| m.is_file() && expected_size.is_none_or(|size| m.len() == size));
         if !usable {
             let started = Instant::now();
-            let compiled = compiler.compile(source, &entry);
+            let compiled = compiler.compile(code, &entry);
             metrics.compiled(compiled.is_ok(), started.elapsed());
             compiled?;
         }
@@ -164,15 +173,41 @@ mod tests {
         let linux = "go=/usr/bin/go\nversion=go1.19\nGOOS=linux\nGOARCH=amd64";
         let windows = "go=/usr/bin/go\nversion=go1.19\nGOOS=windows\nGOARCH=amd64";
         let newer = "go=/usr/bin/go\nversion=go1.22\nGOOS=linux\nGOARCH=amd64";
-        let a = key(linux, b"package main\n");
-        assert_eq!(a, key(linux, b"package main\n"), "stable");
+        let source = |s: &'static [u8]| Code::Source(s);
+        let a = key(linux, source(b"package main\n"));
+        assert_eq!(a, key(linux, source(b"package main\n")), "stable");
         assert_eq!(a.len(), 64);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, key(linux, b"package main\n\n"));
-        assert_ne!(a, key(windows, b"package main\n"));
-        assert_ne!(a, key(newer, b"package main\n"));
+        assert_ne!(a, key(linux, source(b"package main\n\n")));
+        assert_ne!(a, key(windows, source(b"package main\n")));
+        assert_ne!(a, key(newer, source(b"package main\n")));
         // The parts cannot slide into one another.
-        assert_ne!(key("ab", b"c"), key("a", b"bc"));
+        assert_ne!(key("ab", source(b"c")), key("a", source(b"bc")));
+    }
+
+    #[test]
+    fn a_package_key_depends_on_its_content_and_entry_folder() {
+        let linux = "go=/usr/bin/go\nversion=go1.19\nGOOS=linux\nGOARCH=amd64";
+        let package = |digest, main| Code::Package {
+            root: Path::new("anywhere"),
+            digest,
+            main,
+        };
+        let a = key(linux, package("d1", None));
+        assert_eq!(
+            a,
+            key(
+                linux,
+                Code::Package {
+                    root: Path::new("elsewhere"),
+                    digest: "d1",
+                    main: None
+                }
+            )
+        );
+        assert_ne!(a, key(linux, package("d2", None)));
+        assert_ne!(a, key(linux, package("d1", Some("cmd/app"))));
+        assert_ne!(a, key(linux, Code::Source(b"d1")));
     }
 
     #[test]

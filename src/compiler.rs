@@ -81,6 +81,20 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// What is built: one source file, or an unpacked package.
+#[derive(Debug, Clone, Copy)]
+pub enum Code<'a> {
+    Source(&'a [u8]),
+    Package {
+        /// The package's files.
+        root: &'a Path,
+        /// Its content digest ([`crate::packages::digest`]).
+        digest: &'a str,
+        /// The folder of `package main` inside it; `None` for its root.
+        main: Option<&'a str>,
+    },
+}
+
 /// What the domain needs of a toolchain: the seam that lets registration, rollback and
 /// restore be tested with a fake build (no Go, no process). [`Compiler`] is the real one.
 pub trait Build: Send + Sync {
@@ -88,8 +102,8 @@ pub trait Build: Send + Sync {
     fn go(&self) -> &Path;
     /// What decides a build's output besides the source (see [`Compiler::identity`]).
     fn identity(&self) -> Result<String, CompileError>;
-    /// Builds `source` into the executable `output` (written whole or not at all).
-    fn compile(&self, source: &[u8], output: &Path) -> Result<(), CompileError>;
+    /// Builds `code` into the executable `output` (written whole or not at all).
+    fn compile(&self, code: Code<'_>, output: &Path) -> Result<(), CompileError>;
     /// Removes the scratch folders a crash left behind.
     fn sweep_scratch(&self) {}
 }
@@ -101,8 +115,8 @@ impl Build for Compiler {
     fn identity(&self) -> Result<String, CompileError> {
         Compiler::identity(self)
     }
-    fn compile(&self, source: &[u8], output: &Path) -> Result<(), CompileError> {
-        Compiler::compile(self, source, output)
+    fn compile(&self, code: Code<'_>, output: &Path) -> Result<(), CompileError> {
+        Compiler::compile(self, code, output)
     }
     fn sweep_scratch(&self) {
         let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
@@ -157,13 +171,13 @@ impl Compiler {
         &self.go
     }
 
-    /// Builds `source` into the executable `output` (written whole or not at all).
-    pub fn compile(&self, source: &[u8], output: &Path) -> Result<(), CompileError> {
+    /// Builds `code` into the executable `output` (written whole or not at all).
+    pub fn compile(&self, code: Code<'_>, output: &Path) -> Result<(), CompileError> {
         let _slot = self.slots.acquire();
         let build_dir = self
             .cache_dir
             .join(format!("build-{}", crate::ids::new_id()));
-        let result = self.compile_in(&build_dir, source, output);
+        let result = self.compile_in(&build_dir, code, output);
         let _ = platform::remove_tree(&build_dir);
         result
     }
@@ -171,7 +185,7 @@ impl Compiler {
     fn compile_in(
         &self,
         build_dir: &Path,
-        source: &[u8],
+        code: Code<'_>,
         output: &Path,
     ) -> Result<(), CompileError> {
         let go_mod = format!(
@@ -179,20 +193,33 @@ impl Compiler {
             language_version(&self.identity()?)
         );
         std::fs::create_dir_all(build_dir).map_err(CompileError::Io)?;
-        std::fs::write(build_dir.join("main.go"), source).map_err(CompileError::Io)?;
-        std::fs::write(build_dir.join("go.mod"), go_mod).map_err(CompileError::Io)?;
+        let (target, modules) = match code {
+            Code::Source(source) => {
+                std::fs::write(build_dir.join("main.go"), source).map_err(CompileError::Io)?;
+                ("main.go".to_string(), Modules::None)
+            }
+            Code::Package { root, main, .. } => {
+                copy_tree(root, build_dir).map_err(CompileError::Io)?;
+                let target = main.map_or_else(|| ".".to_string(), |main| format!("./{main}"));
+                (target, Modules::of(build_dir))
+            }
+        };
+        if modules == Modules::None {
+            std::fs::write(build_dir.join("go.mod"), go_mod).map_err(CompileError::Io)?;
+        }
         let scratch = temp_dir_of(build_dir);
         std::fs::create_dir(&scratch).map_err(CompileError::Io)?;
         if let Some(uid) = self.user {
-            platform::give_to_user(build_dir, uid).map_err(CompileError::Io)?;
+            platform::give_tree_to_user(build_dir, uid).map_err(CompileError::Io)?;
             platform::give_to_user(&scratch, uid).map_err(CompileError::Io)?;
         }
         let partial = build_dir.join(format!("function{}", platform::EXE_SUFFIX));
         let mut command = self.go_command(build_dir);
-        command
-            .args(["build", "-trimpath", "-o"])
-            .arg(&partial)
-            .arg("main.go");
+        command.args(["build", "-trimpath"]);
+        if modules == Modules::Vendored {
+            command.arg("-mod=vendor");
+        }
+        command.arg("-o").arg(&partial).arg(&target);
         let finished = self.run_go(command, Some(self.memory))?;
         match finished.ending {
             Ending::Exited(0) => {}
@@ -202,9 +229,22 @@ impl Compiler {
                 })
             }
             _ => {
-                return Err(CompileError::Rejected {
-                    output: output_text(&finished),
-                })
+                let output = output_text(&finished);
+                let unreachable = [
+                    "GOPROXY=off",
+                    "missing go.sum entry",
+                    "no required module provides",
+                ];
+                if modules == Modules::Download && unreachable.iter().any(|m| output.contains(m)) {
+                    return Err(CompileError::Rejected {
+                        output: format!(
+                            "the package's go.mod needs modules the server cannot fetch: vendor \
+                             them into the package with `go mod vendor`, or start the server \
+                             with --goproxy\n\n{output}"
+                        ),
+                    });
+                }
+                return Err(CompileError::Rejected { output });
             }
         }
         let mut magic = vec![0u8; platform::EXECUTABLE_MAGIC.len()];
@@ -383,6 +423,46 @@ fn install(partial: &Path, output: &Path) -> io::Result<()> {
         }
         other => other,
     }
+}
+
+/// How a package's modules come to its build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Modules {
+    /// No `go.mod`: the server writes one; the standard library only.
+    None,
+    /// `go.mod` and `vendor/modules.txt`: `-mod=vendor`, never any network.
+    Vendored,
+    /// `go.mod` without `vendor/`: modules would have to be downloaded.
+    Download,
+}
+
+impl Modules {
+    fn of(dir: &Path) -> Modules {
+        if !dir.join("go.mod").is_file() {
+            Modules::None
+        } else if dir.join("vendor").join("modules.txt").is_file() {
+            Modules::Vendored
+        } else {
+            Modules::Download
+        }
+    }
+}
+
+/// Copies the files and folders under `from` into `to` (which exists); anything else is
+/// left out (an unpacked package holds nothing else).
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

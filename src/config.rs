@@ -23,6 +23,8 @@ pub struct Config {
     pub compile_timeout: Duration,
     pub compile_jobs: usize,
     pub max_source: u64,
+    /// Largest decoded archive of a package (`--max-package`).
+    pub max_package: u64,
     pub log_level: log::LevelFilter,
     pub token: Option<String>,
     pub jwt_secret: Option<String>,
@@ -77,6 +79,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("compile-timeout", "120s"),
     ("compile-jobs", ""),
     ("max-source", "1MiB"),
+    ("max-package", "32MiB"),
     ("log-level", "info"),
     ("token", ""),
     ("token-file", ""),
@@ -125,6 +128,7 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --compile-jobs N          compilations at once [number of cores]
   --compile-memory SIZE     memory limit of one compilation [2GiB]
   --max-source SIZE         largest decoded source [1MiB]
+  --max-package SIZE        largest decoded archive of a package [32MiB]
   --log-level LEVEL         error, warn, info, debug, trace [info]
   --memory SIZE             default memory limit of a run [512MiB]
   --disk SIZE               default bound on what a run may write in total: its working
@@ -254,6 +258,7 @@ impl Command {
             compile_timeout: duration("compile-timeout")?,
             compile_jobs,
             max_source: size("max-source")?,
+            max_package: size("max-package")?,
             log_level,
             token: Some(value("token")).filter(|t| !t.is_empty()),
             jwt_secret: Some(value("jwt-secret")).filter(|s| !s.is_empty()),

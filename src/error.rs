@@ -82,6 +82,16 @@ pub enum ApiError {
     SourceTooLarge {
         limit: u64,
     },
+    /// An archive over `--max-package`, or one that holds too many entries or unpacks to
+    /// too much (413).
+    PackageTooLarge {
+        reason: String,
+    },
+    /// An archive that cannot be taken: an entry of it (named), or the archive itself (400).
+    PackageRefused {
+        entry: Option<String>,
+        reason: String,
+    },
     CompileRejected {
         details: String,
     },
@@ -149,7 +159,8 @@ impl ApiError {
             | ApiError::FieldInvalid { .. }
             | ApiError::RequestAmbiguous { .. }
             | ApiError::PathMalformed { .. }
-            | ApiError::RequestMalformed { .. } => 400,
+            | ApiError::RequestMalformed { .. }
+            | ApiError::PackageRefused { .. } => 400,
             ApiError::Unauthorized { .. } => 401,
             ApiError::TooManyRequests { .. } => 429,
             ApiError::TooManyHeaders { .. } => 431,
@@ -159,7 +170,9 @@ impl ApiError {
             | ApiError::RouteUnknown { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::FunctionIsCron { .. } | ApiError::FunctionNotCron { .. } => 409,
-            ApiError::BodyTooLarge { .. } | ApiError::SourceTooLarge { .. } => 413,
+            ApiError::BodyTooLarge { .. }
+            | ApiError::SourceTooLarge { .. }
+            | ApiError::PackageTooLarge { .. } => 413,
             ApiError::CompileRejected { .. } | ApiError::CompileTimedOut { .. } => 422,
             ApiError::FunctionFailed { .. } | ApiError::Internal { .. } => 500,
             ApiError::OutputTooLarge { .. }
@@ -205,6 +218,11 @@ impl ApiError {
             }
             ApiError::CompileRejected { details } => {
                 body.insert("details".into(), json!(details));
+            }
+            ApiError::PackageRefused {
+                entry: Some(entry), ..
+            } => {
+                body.insert("entry".into(), json!(entry));
             }
             ApiError::CompileTimedOut { limit } => {
                 body.insert(
@@ -282,6 +300,15 @@ impl fmt::Display for ApiError {
                 f,
                 "the decoded source is larger than the {limit}-byte limit (--max-source)"
             ),
+            ApiError::PackageTooLarge { reason } => write!(f, "the package is refused: {reason}"),
+            ApiError::PackageRefused {
+                entry: Some(entry),
+                reason,
+            } => write!(f, "the package is refused: entry '{entry}': {reason}"),
+            ApiError::PackageRefused {
+                entry: None,
+                reason,
+            } => write!(f, "the package is refused: {reason}"),
             ApiError::CompileRejected { .. } | ApiError::CompileTimedOut { .. } => {
                 write!(f, "compilation failed")
             }

@@ -38,6 +38,8 @@ mod management;
 mod metrics;
 #[path = "suite/modes.rs"]
 mod modes;
+#[path = "suite/packages.rs"]
+mod packages;
 #[path = "suite/register.rs"]
 mod register;
 #[path = "suite/runs.rs"]

@@ -3,7 +3,7 @@
 //! an `&App`; nothing here holds a lock while a function runs.
 
 use crate::builds::Builds;
-use crate::compiler::{Build, Compiler};
+use crate::compiler::{Build, Code, Compiler};
 use crate::concurrency::Concurrency;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -12,10 +12,11 @@ use crate::functions::register::hex;
 use crate::history::History;
 use crate::ids::new_id;
 use crate::metrics::Metrics;
+use crate::packages;
 use crate::platform;
 use crate::registry::secrets::SecretStore;
 use crate::registry::trash::Trash;
-use crate::registry::{DataDir, Function, Registry};
+use crate::registry::{DataDir, Function, Registry, Version};
 use crate::runner::WorkDirs;
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
 use crate::users::UserPool;
@@ -184,7 +185,23 @@ impl App {
                 submitted.to_vec()
             }
         };
-        if hex(&Sha256::digest(&stored)) != version.sha256 {
+        let unpacked = match &version.package {
+            Some(root) => Some(self.unpacked_again(version, root, &stored)?),
+            None => None,
+        };
+        let code = match &unpacked {
+            Some(files) => Code::Package {
+                root: &files.root,
+                digest: &files.digest,
+                main: version.settings.main.as_deref(),
+            },
+            None => Code::Source(&stored),
+        };
+        let matches = match &unpacked {
+            Some(files) => files.digest == version.sha256,
+            None => hex(&Sha256::digest(&stored)) == version.sha256,
+        };
+        if !matches {
             return Err(format!(
                 "its stored source {} no longer matches the recorded sha256",
                 version.source
@@ -195,7 +212,7 @@ impl App {
             .install(
                 &*self.compiler,
                 &self.metrics,
-                &stored,
+                code,
                 &exe,
                 Some(version.executable_size),
             )
@@ -227,6 +244,29 @@ impl App {
             }
         );
         Ok(())
+    }
+
+    /// The files of a package version, unpacked again from its stored archive: what is on
+    /// disk of its folder is not trusted to be what was registered.
+    fn unpacked_again(
+        &self,
+        version: &Version,
+        root: &str,
+        archive: &[u8],
+    ) -> Result<packages::Unpacked, String> {
+        let data = self.registry.data();
+        let folder = data.resolve(&super::register::version_folder(root));
+        self.trash.discard(&folder);
+        let limits = packages::Limits::for_package(self.config.max_package);
+        let unpacked = packages::unpack(archive, packages::Kind::of(archive), &folder, limits)
+            .map_err(|refusal| format!("its stored package cannot be unpacked: {refusal}"))?;
+        if unpacked.root != data.resolve(root) {
+            return Err(format!(
+                "its stored package no longer unpacks to {root} (version {})",
+                version.number
+            ));
+        }
+        Ok(unpacked)
     }
 
     /// The schedule of `function`'s current version: None for an http function, and for a

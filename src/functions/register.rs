@@ -4,9 +4,10 @@
 //! it was and the previous version serving.
 
 use crate::builds::Installed;
-use crate::compiler::CompileError;
+use crate::compiler::{Code, CompileError};
 use crate::error::ApiError;
 use crate::functions::app::App;
+use crate::packages;
 use crate::registry::function::KEPT_VERSIONS;
 use crate::registry::name::check_name;
 use crate::registry::{remove_file_if_present, DataDir, Function, ResponseMode, Settings, Version};
@@ -37,13 +38,16 @@ const FIELDS: &[&str] = &[
     "secrets",
     "response",
     "network",
+    "main",
 ];
 
 /// A checked registration request.
 #[derive(Debug)]
 pub struct Registration {
     pub name: String,
+    /// One source file, or the archive of a package as uploaded.
     pub source: Vec<u8>,
+    pub kind: packages::Kind,
     pub settings: Settings,
     /// Secret values; their names are in `settings`.
     pub secrets: BTreeMap<String, String>,
@@ -53,6 +57,7 @@ pub struct Registration {
 /// The bounds and defaults the registration parser applies.
 pub struct ParseRules {
     pub max_source: u64,
+    pub max_package: u64,
     pub default_timeout: Duration,
 }
 
@@ -94,7 +99,36 @@ impl Registration {
                 })?,
             )
         };
-        let source = decode_code(required_string(&object, "code")?, limits.max_source)?;
+        let source = decode_code(
+            required_string(&object, "code")?,
+            limits.max_source.max(limits.max_package),
+        )?;
+        let kind = packages::Kind::of(&source);
+        if kind == packages::Kind::Source && source.len() as u64 > limits.max_source {
+            return Err(ApiError::SourceTooLarge {
+                limit: limits.max_source,
+            });
+        }
+        if kind != packages::Kind::Source && source.len() as u64 > limits.max_package {
+            return Err(ApiError::PackageTooLarge {
+                reason: format!(
+                    "the archive is larger than the {}-byte limit (--max-package)",
+                    limits.max_package
+                ),
+            });
+        }
+        let main = match optional_string(&object, "main")? {
+            None => None,
+            Some(_) if kind == packages::Kind::Source => {
+                return Err(invalid(
+                    "main",
+                    "applies to a package (a zip or tar.gz), not one file",
+                ))
+            }
+            Some(main) => packages::folder_of(main).map_err(|reason| {
+                invalid("main", &format!("'{}': {reason}", truncate(main, 80)))
+            })?,
+        };
         let runtime = optional_string(&object, "runtime")?.unwrap_or("go");
         if runtime != "go" {
             return Err(invalid("runtime", "must be \"go\", the only runtime"));
@@ -158,12 +192,14 @@ impl Registration {
             },
             env: parse_variables(&object, "env")?,
             secrets: secrets.keys().cloned().collect(),
+            main,
         };
         refuse_unenforced(&settings)?;
         refuse_oversized_environment(&settings.env, &secrets)?;
         Ok(Registration {
             name: name.to_string(),
             source,
+            kind,
             settings,
             secrets,
             schedule,
@@ -367,13 +403,32 @@ pub fn register(app: &App, registration: Registration) -> Result<(u16, Value), A
 
 fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value), ApiError> {
     let name = registration.name.clone();
-    let sha256 = hex(&Sha256::digest(&registration.source));
     let existing = app.registry.get(&name);
     // A new function starts a generation of its own: no file of a function deleted under
     // this name is ever taken for one of its.
     let generation = existing
         .as_ref()
         .map_or_else(crate::ids::new_id, |f| f.generation.clone());
+    let number = existing.as_ref().map_or(1, |f| f.next_number());
+    let data = app.registry.data();
+    // A package is unpacked first, into the folder of the version it would be: its
+    // identity is its content, which only unpacking tells.
+    let unpacked = match registration.kind {
+        packages::Kind::Source => None,
+        kind => {
+            let (_, tree_rel, _) = DataDir::package_files(&name, &generation, number, kind);
+            Some(unpack(
+                app,
+                &registration.source,
+                kind,
+                &data.resolve(&tree_rel),
+            )?)
+        }
+    };
+    let sha256 = match &unpacked {
+        Some(package) => package.unpacked.digest.clone(),
+        None => hex(&Sha256::digest(&registration.source)),
+    };
     if let Some(function) = existing.as_deref() {
         let current = function.current_version();
         let same_secrets = |number| {
@@ -384,6 +439,9 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         if current.is_some_and(|c| {
             c.sha256 == sha256 && c.settings == registration.settings && same_secrets(c.number)
         }) {
+            if let Some(package) = &unpacked {
+                app.trash.discard(&package.folder);
+            }
             // Nothing to compile, unless the executable was lost: then this repairs it.
             app.ensure_executable(function, Some(&registration.source))
                 .map_err(|context| ApiError::Internal { context })?;
@@ -396,17 +454,36 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
             return Ok((200, app.metadata(shown)));
         }
     }
-    let number = existing.as_ref().map_or(1, |f| f.next_number());
-    let (source_rel, exe_rel) = DataDir::version_files(&name, &generation, number);
-    let data = app.registry.data();
+    let (source_rel, exe_rel, package_rel) = match &unpacked {
+        Some(package) => {
+            let (archive, _, exe) =
+                DataDir::package_files(&name, &generation, number, registration.kind);
+            (archive, exe, Some(package.root_rel.clone()))
+        }
+        None => {
+            let (source, exe) = DataDir::version_files(&name, &generation, number);
+            (source, exe, None)
+        }
+    };
     let (source_path, exe_path) = (data.resolve(&source_rel), data.resolve(&exe_rel));
     let started = Instant::now();
-    let built = write_and_build(app, &registration.source, &source_path, &exe_path);
+    let code = match &unpacked {
+        Some(package) => Code::Package {
+            root: &package.unpacked.root,
+            digest: &package.unpacked.digest,
+            main: registration.settings.main.as_deref(),
+        },
+        None => Code::Source(&registration.source),
+    };
+    let built = write_and_build(app, &registration.source, code, &source_path, &exe_path);
     let installed = match built {
         Ok(installed) => installed,
         Err(err) => {
             let _ = remove_file_if_present(&source_path);
             let _ = remove_file_if_present(&exe_path);
+            if let Some(package) = &unpacked {
+                app.trash.discard(&package.folder);
+            }
             if existing.is_none() {
                 // Only empty folders go; anything else stays as it was.
                 for path in [&source_path, &exe_path] {
@@ -439,6 +516,7 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         source: source_rel,
         executable: exe_rel,
         executable_size: installed.size,
+        package: package_rel,
     };
     let mut function = match &existing {
         Some(f) => (**f).clone(),
@@ -469,9 +547,15 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
             .discard(&app.secrets.version_file(&name, &generation, number));
         let _ = remove_file_if_present(&source_path);
         let _ = remove_file_if_present(&exe_path);
+        if let Some(package) = &unpacked {
+            app.trash.discard(&package.folder);
+        }
         return Err(io_failure("cannot write the registry", &err));
     }
     for old in dropped {
+        if let Some(tree) = &old.package {
+            app.trash.discard(&data.resolve(&version_folder(tree)));
+        }
         app.trash.discard(&data.resolve(&old.source));
         app.trash.discard(&data.resolve(&old.executable));
         app.trash
@@ -488,6 +572,7 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
 fn write_and_build(
     app: &App,
     source: &[u8],
+    code: Code<'_>,
     source_path: &std::path::Path,
     exe_path: &std::path::Path,
 ) -> Result<Installed, ApiError> {
@@ -504,7 +589,7 @@ fn write_and_build(
         let storing = scope.spawn(|| crate::platform::write_atomically(source_path, source));
         let installed = app
             .builds
-            .install(&*app.compiler, &app.metrics, source, exe_path, None);
+            .install(&*app.compiler, &app.metrics, code, exe_path, None);
         let stored = storing
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the source writer panicked")));
@@ -513,6 +598,83 @@ fn write_and_build(
     let installed = installed.map_err(|err| compile_error(app, err))?;
     stored.map_err(|e| io_failure("cannot store the source", &e))?;
     Ok(installed)
+}
+
+/// A package unpacked into the folder of the version it would become.
+struct Package {
+    /// The version's folder, removed whole if the registration does not go through.
+    folder: std::path::PathBuf,
+    unpacked: packages::Unpacked,
+    /// The package's root (the folder, or the one folder everything was under), relative
+    /// to the data dir.
+    root_rel: String,
+}
+
+/// Unpacks `code` into `folder` (left over by a crash if it exists), as the contract answers
+/// a refusal.
+fn unpack(
+    app: &App,
+    code: &[u8],
+    kind: packages::Kind,
+    folder: &std::path::Path,
+) -> Result<Package, ApiError> {
+    if let Some(parent) = folder.parent() {
+        crate::platform::create_dir_durably(parent)
+            .map_err(|e| io_failure(&format!("cannot create {}", parent.display()), &e))?;
+    }
+    if folder.exists() {
+        app.trash.discard(folder);
+    }
+    let limits = packages::Limits::for_package(app.config.max_package);
+    let unpacked = packages::unpack(code, kind, folder, limits).map_err(refused)?;
+    if unpacked.files.is_empty() {
+        app.trash.discard(folder);
+        return Err(ApiError::PackageRefused {
+            entry: None,
+            reason: "the archive holds no files".into(),
+        });
+    }
+    let data = app.registry.data();
+    let root_rel = unpacked
+        .root
+        .strip_prefix(data.resolve(""))
+        .map(|p| {
+            p.components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .map_err(|_| internal("the unpacked package is outside the data dir"))?;
+    Ok(Package {
+        folder: folder.to_path_buf(),
+        unpacked,
+        root_rel,
+    })
+}
+
+/// The version folder a package's root lies in (the root itself, or its parent when the
+/// archive's one top folder was stripped): `user_functions/<name>/<stem>`.
+pub fn version_folder(root_rel: &str) -> String {
+    root_rel.split('/').take(3).collect::<Vec<_>>().join("/")
+}
+
+fn refused(refusal: packages::Refusal) -> ApiError {
+    match refusal {
+        packages::Refusal::TooManyEntries { .. } | packages::Refusal::TooLarge { .. } => {
+            ApiError::PackageTooLarge {
+                reason: refusal.to_string(),
+            }
+        }
+        packages::Refusal::Entry { entry, reason } => ApiError::PackageRefused {
+            entry: Some(entry),
+            reason,
+        },
+        packages::Refusal::Malformed { .. } => ApiError::PackageRefused {
+            entry: None,
+            reason: refusal.to_string(),
+        },
+        packages::Refusal::Io(err) => io_failure("cannot unpack the package", &err),
+    }
 }
 
 /// Maps a compiler failure to its API answer.
@@ -574,6 +736,7 @@ mod tests {
     fn limits() -> ParseRules {
         ParseRules {
             max_source: 1024,
+            max_package: 4096,
             default_timeout: Duration::from_secs(30),
         }
     }

@@ -6,7 +6,7 @@
 use super::manage;
 use super::register::{self, ParseRules, Registration};
 use super::App;
-use crate::compiler::{Build, CompileError};
+use crate::compiler::{Build, Code, CompileError};
 use crate::config::{Command, Config};
 use crate::error::ApiError;
 use base64::Engine as _;
@@ -29,9 +29,12 @@ impl Build for FakeBuild {
     fn identity(&self) -> Result<String, CompileError> {
         Ok("fake toolchain".into())
     }
-    fn compile(&self, source: &[u8], output: &Path) -> Result<(), CompileError> {
+    fn compile(&self, code: Code<'_>, output: &Path) -> Result<(), CompileError> {
         self.builds.fetch_add(1, Ordering::SeqCst);
-        let program = format!("#!/bin/sh\n# built from {} bytes\n", source.len());
+        let program = match code {
+            Code::Source(source) => format!("#!/bin/sh\n# built from {} bytes\n", source.len()),
+            Code::Package { digest, .. } => format!("#!/bin/sh\n# built from package {digest}\n"),
+        };
         std::fs::write(output, program).map_err(CompileError::Io)
     }
 }
@@ -84,6 +87,7 @@ fn registration(name: &str, code: &str, trigger: &str) -> Registration {
     });
     let rules = ParseRules {
         max_source: 1 << 20,
+        max_package: 32 << 20,
         default_timeout: Duration::from_secs(30),
     };
     Registration::parse(body.to_string().as_bytes(), &rules).expect("a valid registration")

@@ -28,7 +28,15 @@ pub fn body_was_read() -> bool {
 }
 
 pub fn read_body(front: &Front, request: &mut Request) -> Result<Vec<u8>, ApiError> {
-    let limit = front.app.config.max_body;
+    read_body_up_to(front, request, front.app.config.max_body)
+}
+
+/// [`read_body`] with a bound of its own (a registration carries a package's archive).
+pub fn read_body_up_to(
+    front: &Front,
+    request: &mut Request,
+    limit: u64,
+) -> Result<Vec<u8>, ApiError> {
     let declared = request.body_length();
     if declared.is_some_and(|n| n as u64 > limit) {
         return Err(ApiError::BodyTooLarge { limit });

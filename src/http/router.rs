@@ -207,9 +207,15 @@ fn known(app: &App, name: &str) -> Result<Arc<Function>, ApiError> {
 
 fn register(front: &Front, request: &mut Request) -> Result<Reply, ApiError> {
     let app = &front.app;
-    let body = read_body(front, request)?;
+    // Room for the archive of a package in base64, and the rest of the request.
+    let limit = app
+        .config
+        .max_body
+        .max((app.config.max_package / 3 + 1).saturating_mul(4) + (1 << 20));
+    let body = super::body::read_body_up_to(front, request, limit)?;
     let limits = ParseRules {
         max_source: app.config.max_source,
+        max_package: app.config.max_package,
         default_timeout: app.config.timeout,
     };
     let registration = Registration::parse(&body, &limits)?;
@@ -228,7 +234,9 @@ fn source(app: &App, function: &Function) -> Result<Reply, ApiError> {
             context: format!("cannot read the stored source: {err}"),
         }
     })?;
-    Ok(Reply::bytes(200, "text/plain; charset=utf-8", text))
+    // A package is answered as uploaded, with its archive's media type.
+    let media_type = crate::packages::Kind::of(&text).media_type();
+    Ok(Reply::bytes(200, media_type, text))
 }
 
 /// Runs a function for an HTTP request.

@@ -152,6 +152,14 @@ pub fn unpack(code: &[u8], kind: Kind, into: &Path, limits: Limits) -> Result<Un
     }
 }
 
+/// The folder a `main` names inside a package, `/`-separated; `None` for its root.
+pub fn folder_of(main: &str) -> Result<Option<String>, &'static str> {
+    if main.trim_matches('/').chars().all(|c| c == '.' || c == '/') && !main.contains("..") {
+        return Ok(None);
+    }
+    paths::check(main).map(|parts| Some(parts.join("/")))
+}
+
 /// The digest of `files` (sorted by path): each path, whether it is executable, and the
 /// SHA-256 of its bytes, length-prefixed.
 pub fn digest(files: &[File]) -> String {

@@ -70,6 +70,25 @@ impl DataDir {
         )
     }
 
+    /// The data-dir-relative archive, unpacked folder and executable of a package version.
+    pub fn package_files(
+        name: &str,
+        generation: &str,
+        number: u32,
+        kind: crate::packages::Kind,
+    ) -> (String, String, String) {
+        let stem = version_stem(generation, number);
+        let suffix = match kind {
+            crate::packages::Kind::TarGz => "tar.gz",
+            _ => "zip",
+        };
+        (
+            format!("user_functions/{name}/{stem}.{suffix}"),
+            format!("user_functions/{name}/{stem}"),
+            format!("plugins/{name}/{stem}{}", platform::EXE_SUFFIX),
+        )
+    }
+
     /// The path of a data-dir-relative name such as `plugins/hello/v1`, with the separators
     /// of this OS.
     pub fn resolve(&self, relative: &str) -> PathBuf {

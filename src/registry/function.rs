@@ -57,6 +57,9 @@ pub struct Settings {
     /// Names of the secrets; their values live in the secret store.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// The entry folder of a package (`None`: its root, or a single file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -83,6 +86,10 @@ pub struct Version {
     pub executable: String,
     /// Size of the executable when it was built; a different size means it must be rebuilt.
     pub executable_size: u64,
+    /// The unpacked files of a package, relative to the data dir (`source` is then its
+    /// archive as uploaded); `None` for one source file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
 }
 
 /// A registered function.

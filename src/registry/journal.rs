@@ -318,10 +318,12 @@ pub(crate) mod tests {
                     network: true,
                     env: Default::default(),
                     secrets: Vec::new(),
+                    main: None,
                 },
                 source: format!("user_functions/{name}/v{current}.go"),
                 executable: format!("plugins/{name}/v{current}"),
                 executable_size: 42,
+                package: None,
             }],
         }
     }

@@ -160,6 +160,8 @@ fn bodies_and_sources_over_the_limits_are_413() {
         .arg("4KiB")
         .arg("--max-source")
         .arg("1KiB")
+        .arg("--max-package")
+        .arg("1KiB")
         .start();
     server.register_ok("echo", go::ECHO, json!({}));
 
@@ -172,8 +174,13 @@ fn bodies_and_sources_over_the_limits_are_413() {
         413,
         &[],
     );
+    // A registration may be as large as a --max-package archive in base64 and 1 MiB more.
+    let too_big_to_register = "y".repeat(1100 << 10);
     assert_error(
-        &server.put("/register", format!("{{\"pad\":\"{too_big}\"}}")),
+        &server.put(
+            "/register",
+            format!("{{\"pad\":\"{too_big_to_register}\"}}"),
+        ),
         413,
         &[],
     );

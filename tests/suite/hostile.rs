@@ -19,7 +19,13 @@ fn raw(server: &Server, request: &[u8]) -> String {
 
 #[test]
 fn hostile_registrations_are_4xx_and_change_nothing() {
-    let server = Server::new().arg("--max-body").arg("2MiB").start();
+    // Registrations may carry up to what a 1 MiB archive takes in base64, and 1 MiB more.
+    let server = Server::new()
+        .arg("--max-body")
+        .arg("2MiB")
+        .arg("--max-package")
+        .arg("1MiB")
+        .start();
     server.register_ok("keep", go::HELLO, json!({}));
     let registry =
         std::fs::read(server.data_dir().join("registry/registry.json")).expect("registry");
@@ -142,7 +148,7 @@ fn hostile_registrations_are_4xx_and_change_nothing() {
         let answer = server.put("/register", &body);
         assert_error(&answer, status, &[]);
     }
-    // A chunked body over --max-body is refused too.
+    // A chunked body over the bound is refused too.
     let big = vec![b'a'; 3 << 20];
     assert_error(
         &server.request_chunked("PUT", "/register", &big, 64 * 1024),

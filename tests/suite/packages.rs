@@ -1,0 +1,271 @@
+//! Packages: a zip or tar.gz of several files (section 7 of the contract) registered over
+//! HTTP, built with the real Go toolchain, run, restarted and rolled back; hostile archives
+//! refused with nothing changed.
+
+use crate::harness::{eventually, Response, Server};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::time::Duration;
+
+const MAIN: &str =
+    "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tfmt.Println(greeting())\n}\n";
+const GREETING: &str = "package main\n\nfunc greeting() string {\n\treturn \"from two files\"\n}\n";
+
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in files {
+        let options = zip::write::SimpleFileOptions::default();
+        writer.start_file(*name, options).expect("zip entry");
+        writer.write_all(bytes).expect("zip data");
+    }
+    writer.finish().expect("zip").into_inner()
+}
+
+fn targz_of(files: &[(&str, &[u8])], mtime: u64) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut builder = tar::Builder::new(gz);
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(mtime);
+        builder
+            .append_data(&mut header, name, *bytes)
+            .expect("tar entry");
+    }
+    builder.into_inner().expect("tar").finish().expect("gzip")
+}
+
+fn register_code(server: &Server, name: &str, code: &[u8], extra: Value) -> Response {
+    let mut body = json!({
+        "name": name,
+        "trigger": "http",
+        "code": base64::engine::general_purpose::STANDARD.encode(code),
+    });
+    if let Value::Object(extra) = extra {
+        for (key, value) in extra {
+            body[key] = value;
+        }
+    }
+    server.put("/register", body.to_string())
+}
+
+fn output(server: &Server, name: &str) -> String {
+    let answer = server.get(&format!("/{name}"));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["message"]
+        .as_str()
+        .expect("message")
+        .to_string()
+}
+
+#[test]
+fn a_zip_of_several_files_builds_and_runs() {
+    let server = Server::new().start();
+    let code = zip_of(&[
+        ("main.go", MAIN.as_bytes()),
+        ("greeting.go", GREETING.as_bytes()),
+    ]);
+    let answer = register_code(&server, "twofiles", &code, json!({}));
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert_eq!(output(&server, "twofiles"), "from two files\n");
+}
+
+/// A module of its own, vendored, with `package main` in `cmd/hello`.
+fn vendored(greeting: &str) -> Vec<(String, Vec<u8>)> {
+    let files = [
+        (
+            "go.mod",
+            "module example.com/fn\n\ngo 1.19\n\nrequire example.com/greet v1.0.0\n".to_string(),
+        ),
+        (
+            "vendor/modules.txt",
+            "# example.com/greet v1.0.0\n## explicit\nexample.com/greet\n".to_string(),
+        ),
+        (
+            "vendor/example.com/greet/greet.go",
+            format!("package greet\n\nfunc Hello() string {{ return \"{greeting}\" }}\n"),
+        ),
+        (
+            "cmd/hello/main.go",
+            "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/greet\"\n)\n\nfunc main() {\n\tfmt.Println(greet.Hello())\n}\n"
+                .to_string(),
+        ),
+    ];
+    files
+        .into_iter()
+        .map(|(name, text)| (format!("app/{name}"), text.into_bytes()))
+        .collect()
+}
+
+fn borrowed(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect()
+}
+
+#[test]
+fn a_vendored_module_in_a_tar_gz_builds_offline_and_runs() {
+    let server = Server::new().start();
+    let files = vendored("hello from a vendored module");
+    let code = targz_of(&borrowed(&files), 1_700_000_000);
+    let answer = register_code(&server, "vendored", &code, json!({"main": "cmd/hello"}));
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert_eq!(
+        output(&server, "vendored"),
+        "hello from a vendored module\n"
+    );
+    let source = server.get("/functions/vendored/source");
+    assert_eq!(source.status, 200, "{}", source.text());
+    assert_eq!(source.header("Content-Type"), Some("application/gzip"));
+    assert_eq!(source.body, code, "the package as uploaded");
+    // The same files again, zipped and with other timestamps: the same version, no build.
+    let builds = server.go_builds();
+    let again = zip_of(&borrowed(&files));
+    let answer = register_code(&server, "vendored", &again, json!({"main": "cmd/hello"}));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["version"], 1);
+    assert_eq!(server.go_builds(), builds, "nothing was built again");
+}
+
+#[test]
+fn a_package_survives_restart_and_rollback() {
+    let mut server = Server::new().start();
+    for greeting in ["first", "second"] {
+        let files = vendored(greeting);
+        let answer = register_code(
+            &server,
+            "kept",
+            &zip_of(&borrowed(&files)),
+            json!({"main": "cmd/hello"}),
+        );
+        assert!(
+            answer.status == 200 || answer.status == 201,
+            "{}",
+            answer.text()
+        );
+    }
+    assert_eq!(output(&server, "kept"), "second\n");
+    server.stop();
+    // The executables and the unpacked files are lost; the archives are not.
+    for version in [1, 2] {
+        std::fs::remove_file(server.version_file("kept", version, "executable"))
+            .expect("remove an executable");
+    }
+    let unpacked = server.data_dir().join("user_functions/kept");
+    for entry in std::fs::read_dir(&unpacked)
+        .expect("user_functions/kept")
+        .flatten()
+    {
+        if entry.path().is_dir() {
+            std::fs::remove_dir_all(entry.path()).expect("remove unpacked files");
+        }
+    }
+    server.restart();
+    assert_eq!(output(&server, "kept"), "second\n");
+    server
+        .post(
+            "/functions/kept/rollback",
+            json!({"version": 1}).to_string(),
+        )
+        .expect(200);
+    assert!(eventually(Duration::from_secs(30), || {
+        server.get("/kept").status == 200
+    }));
+    assert_eq!(output(&server, "kept"), "first\n");
+}
+
+#[test]
+fn a_module_that_needs_downloads_is_422_saying_to_vendor() {
+    let server = Server::new().start();
+    let files: Vec<(String, Vec<u8>)> = vendored("x")
+        .into_iter()
+        .filter(|(name, _)| !name.contains("vendor/"))
+        .collect();
+    let answer = register_code(
+        &server,
+        "needsproxy",
+        &zip_of(&borrowed(&files)),
+        json!({"main": "cmd/hello"}),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    let details = answer.json()["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        details.contains("go mod vendor") && details.contains("--goproxy"),
+        "{details}"
+    );
+}
+
+#[test]
+fn hostile_archives_are_refused_and_change_nothing() {
+    // Unpacked, at most 8 MiB.
+    let server = Server::new().arg("--max-package").arg("1MiB").start();
+    let main = MAIN.as_bytes();
+    let escaping = targz_with_raw_name("../../escaped.go", main);
+    let mut symlink = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    symlink
+        .add_symlink(
+            "main.go",
+            "/etc/passwd",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .expect("symlink");
+    let symlink = symlink.finish().expect("zip").into_inner();
+    let zeros = vec![0u8; 16 << 20];
+    let bomb = zip_of(&[("main.go", main), ("zeros", &zeros)]);
+    let many: Vec<(String, Vec<u8>)> = (0..10_001).map(|i| (format!("f{i}"), Vec::new())).collect();
+    let many = zip_of(&borrowed(&many));
+    let cases: [(&str, &[u8], u16, &str); 4] = [
+        ("escaping", &escaping, 400, "'..'"),
+        ("symlink", &symlink, 400, "symbolic link"),
+        ("bomb", &bomb, 413, "unpacks to more than"),
+        ("many", &many, 413, "more than 10000 entries"),
+    ];
+    for (name, code, status, said) in cases {
+        let answer = register_code(&server, name, code, json!({}));
+        assert_eq!(answer.status, status, "{name}: {}", answer.text());
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains(said), "{name}: {error}");
+        server.get("/functions").expect(200);
+        assert!(
+            !server
+                .data_dir()
+                .join("user_functions")
+                .join(name)
+                .join("v1")
+                .exists()
+                && std::fs::read_dir(server.data_dir().join("user_functions").join(name))
+                    .map_or(true, |mut d| d.next().is_none()),
+            "{name} left files"
+        );
+        server.get(&format!("/functions/{name}")).expect(404);
+    }
+    assert!(!server
+        .data_dir()
+        .parent()
+        .expect("parent")
+        .join("escaped.go")
+        .exists());
+}
+
+/// A tar.gz of one file whose name is written as given, past the checks of `tar::Builder`.
+fn targz_with_raw_name(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut builder = tar::Builder::new(gz);
+    builder.append(&header, bytes).expect("tar entry");
+    builder.into_inner().expect("tar").finish().expect("gzip")
+}
