@@ -30,12 +30,14 @@ pub struct Builds {
 }
 
 /// What [`Builds::install`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installed {
     /// Size of the installed executable.
     pub size: u64,
     /// Whether `go build` ran (otherwise an existing build was reused).
     pub compiled: bool,
+    /// What the build printed; for a reused build, a line that says so.
+    pub output: String,
 }
 
 /// The store key of `code` built by the toolchain `identity`: hex SHA-256. A package's
@@ -97,12 +99,14 @@ impl Builds {
         let _claim = self.claim(&key);
         let usable = std::fs::metadata(&entry)
             .is_ok_and(|m| m.is_file() && expected_size.is_none_or(|size| m.len() == size));
-        if !usable {
+        let output = if usable {
+            format!("no build: the same code was built before (build {key})")
+        } else {
             let started = Instant::now();
             let compiled = compiler.compile(code, &entry);
             metrics.compiled(compiled.is_ok(), started.elapsed());
-            compiled?;
-        }
+            compiled?
+        };
         if let Some(dir) = target.parent() {
             platform::create_dir_durably(dir).map_err(CompileError::Io)?;
         }
@@ -111,6 +115,7 @@ impl Builds {
         Ok(Installed {
             size,
             compiled: !usable,
+            output,
         })
     }
 

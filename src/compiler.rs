@@ -102,8 +102,9 @@ pub trait Build: Send + Sync {
     fn go(&self) -> &Path;
     /// What decides a build's output besides the source (see [`Compiler::identity`]).
     fn identity(&self) -> Result<String, CompileError>;
-    /// Builds `code` into the executable `output` (written whole or not at all).
-    fn compile(&self, code: Code<'_>, output: &Path) -> Result<(), CompileError>;
+    /// Builds `code` into the executable `output` (written whole or not at all); returns
+    /// what the build printed.
+    fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError>;
     /// Removes the scratch folders a crash left behind.
     fn sweep_scratch(&self) {}
 }
@@ -115,7 +116,7 @@ impl Build for Compiler {
     fn identity(&self) -> Result<String, CompileError> {
         Compiler::identity(self)
     }
-    fn compile(&self, code: Code<'_>, output: &Path) -> Result<(), CompileError> {
+    fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         Compiler::compile(self, code, output)
     }
     fn sweep_scratch(&self) {
@@ -171,8 +172,9 @@ impl Compiler {
         &self.go
     }
 
-    /// Builds `code` into the executable `output` (written whole or not at all).
-    pub fn compile(&self, code: Code<'_>, output: &Path) -> Result<(), CompileError> {
+    /// Builds `code` into the executable `output` (written whole or not at all); returns
+    /// what `go build` printed.
+    pub fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         let _slot = self.slots.acquire();
         let build_dir = self
             .cache_dir
@@ -187,7 +189,7 @@ impl Compiler {
         build_dir: &Path,
         code: Code<'_>,
         output: &Path,
-    ) -> Result<(), CompileError> {
+    ) -> Result<String, CompileError> {
         let go_mod = format!(
             "module function\n\ngo {}\n",
             language_version(&self.identity()?)
@@ -268,7 +270,8 @@ impl Compiler {
         }
         // The contents are synced; the name is not: the build store is a cache, and the
         // version's own link to it (see `builds`) is what is made durable.
-        install(&partial, output).map_err(CompileError::Io)
+        install(&partial, output).map_err(CompileError::Io)?;
+        Ok(output_text(&finished))
     }
 
     /// What decides the output of a build apart from the source: the toolchain's path, its

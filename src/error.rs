@@ -39,6 +39,11 @@ pub enum ApiError {
         name: String,
     },
     /// A version number that is not among the kept versions.
+    /// A path that is not a file of the version.
+    FileUnknown {
+        name: String,
+        path: String,
+    },
     VersionUnknown {
         name: String,
         version: u32,
@@ -167,7 +172,8 @@ impl ApiError {
             ApiError::FunctionUnknown { .. }
             | ApiError::VersionUnknown { .. }
             | ApiError::RunUnknown { .. }
-            | ApiError::RouteUnknown { .. } => 404,
+            | ApiError::RouteUnknown { .. }
+            | ApiError::FileUnknown { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::FunctionIsCron { .. } | ApiError::FunctionNotCron { .. } => 409,
             ApiError::BodyTooLarge { .. }
@@ -261,6 +267,10 @@ impl fmt::Display for ApiError {
             ApiError::FunctionUnknown { name } => write!(
                 f,
                 "no function named '{name}' is registered; register it with PUT /register"
+            ),
+            ApiError::FileUnknown { name, path } => write!(
+                f,
+                "the current version of '{name}' has no file '{path}'; GET /functions/{name}/files lists them"
             ),
             ApiError::VersionUnknown { name, version } => write!(
                 f,

@@ -217,6 +217,10 @@ impl App {
                 Some(version.executable_size),
             )
             .map_err(|err| err.to_string())?;
+        super::register::keep_build_output(
+            &data.resolve(&DataDir::build_output_of(&version.source)),
+            &installed.output,
+        );
         let size = installed.size;
         if size != version.executable_size {
             // Another toolchain can build another size: record it so the next start does

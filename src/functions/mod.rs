@@ -7,6 +7,7 @@
 //! it besides the crate root.
 
 pub mod app;
+pub mod files;
 pub mod invoke;
 pub mod manage;
 pub mod register;

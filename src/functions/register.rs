@@ -499,6 +499,10 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
             return Err(err);
         }
     };
+    keep_build_output(
+        &data.resolve(&DataDir::build_output_of(&source_rel)),
+        &installed.output,
+    );
     if installed.compiled {
         log::info!(
             "compiled {name} version {number} in {} ms",
@@ -513,7 +517,7 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         sha256,
         created_at: now,
         settings: registration.settings,
-        source: source_rel,
+        source: source_rel.clone(),
         executable: exe_rel,
         executable_size: installed.size,
         package: package_rel,
@@ -550,9 +554,12 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         if let Some(package) = &unpacked {
             app.trash.discard(&package.folder);
         }
+        let _ = remove_file_if_present(&data.resolve(&DataDir::build_output_of(&source_rel)));
         return Err(io_failure("cannot write the registry", &err));
     }
     for old in dropped {
+        app.trash
+            .discard(&data.resolve(&DataDir::build_output_of(&old.source)));
         if let Some(tree) = &old.package {
             app.trash.discard(&data.resolve(&version_folder(tree)));
         }
@@ -598,6 +605,13 @@ fn write_and_build(
     let installed = installed.map_err(|err| compile_error(app, err))?;
     stored.map_err(|e| io_failure("cannot store the source", &e))?;
     Ok(installed)
+}
+
+/// Keeps what a version's build printed (not synced: it is shown, never needed).
+pub fn keep_build_output(path: &std::path::Path, output: &str) {
+    if let Err(err) = std::fs::write(path, output) {
+        log::warn!("cannot keep the build output in {}: {err}", path.display());
+    }
 }
 
 /// A package unpacked into the folder of the version it would become.

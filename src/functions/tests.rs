@@ -29,13 +29,14 @@ impl Build for FakeBuild {
     fn identity(&self) -> Result<String, CompileError> {
         Ok("fake toolchain".into())
     }
-    fn compile(&self, code: Code<'_>, output: &Path) -> Result<(), CompileError> {
+    fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         self.builds.fetch_add(1, Ordering::SeqCst);
         let program = match code {
             Code::Source(source) => format!("#!/bin/sh\n# built from {} bytes\n", source.len()),
             Code::Package { digest, .. } => format!("#!/bin/sh\n# built from package {digest}\n"),
         };
-        std::fs::write(output, program).map_err(CompileError::Io)
+        std::fs::write(output, program).map_err(CompileError::Io)?;
+        Ok(String::new())
     }
 }
 

@@ -7,6 +7,7 @@ use super::dispatcher::Slot;
 use super::Front;
 use super::{ApiError, Reply};
 use crate::functions::app::App;
+use crate::functions::files;
 use crate::functions::invoke::{self as invocation, Call, CgiRequest, Trigger};
 use crate::functions::manage as lifecycle;
 use crate::functions::register::{self as registration, ParseRules, Registration};
@@ -140,6 +141,26 @@ pub fn route(
         }
         (Get, ["functions", name, "source"]) => source(app, &*known(app, name)?),
         (_, ["functions", _, "source"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (Get, ["functions", name, "files"]) => {
+            Ok(Reply::json(200, &files::list(app, &*known(app, name)?)?))
+        }
+        (Get, ["functions", name, "files", path @ ..]) if !path.is_empty() => {
+            let path = percent_decode(&path.join("/"));
+            let bytes = files::one(app, &*known(app, name)?, &path)?;
+            Ok(Reply::bytes(200, "application/octet-stream", bytes))
+        }
+        (_, ["functions", _, "files", ..]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (Get, ["functions", name, "versions", number, "build"]) => {
+            let output = files::build_output(app, &*known(app, name)?, number)?;
+            Ok(Reply::bytes(
+                200,
+                "text/plain; charset=utf-8",
+                output.into_bytes(),
+            ))
+        }
+        (_, ["functions", _, "versions", _, "build"]) => {
+            Err(ApiError::MethodNotAllowed { allow: "GET" })
+        }
         (_, [name, rest @ ..]) if !is_reserved(name) && !name.is_empty() => {
             let function = known(app, name)?;
             http_only(&function)?;

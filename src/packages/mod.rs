@@ -152,6 +152,11 @@ pub fn unpack(code: &[u8], kind: Kind, into: &Path, limits: Limits) -> Result<Un
     }
 }
 
+/// The plain components of a path inside a package, or why it is not one.
+pub fn relative_path(path: &str) -> Result<Vec<String>, &'static str> {
+    paths::check(path)
+}
+
 /// The folder a `main` names inside a package, `/`-separated; `None` for its root.
 pub fn folder_of(main: &str) -> Result<Option<String>, &'static str> {
     if main.trim_matches('/').chars().all(|c| c == '.' || c == '/') && !main.contains("..") {

@@ -89,6 +89,15 @@ impl DataDir {
         )
     }
 
+    /// Where the output of a version's build is kept, beside its source `source_rel`.
+    pub fn build_output_of(source_rel: &str) -> String {
+        let stem = [".tar.gz", ".zip", ".go"]
+            .iter()
+            .find_map(|suffix| source_rel.strip_suffix(suffix))
+            .unwrap_or(source_rel);
+        format!("{stem}.build.txt")
+    }
+
     /// The path of a data-dir-relative name such as `plugins/hello/v1`, with the separators
     /// of this OS.
     pub fn resolve(&self, relative: &str) -> PathBuf {

@@ -269,3 +269,77 @@ fn targz_with_raw_name(name: &str, bytes: &[u8]) -> Vec<u8> {
     builder.append(&header, bytes).expect("tar entry");
     builder.into_inner().expect("tar").finish().expect("gzip")
 }
+
+#[test]
+fn a_version_shows_its_files_and_its_build_output() {
+    let server = Server::new().start();
+    let files = vendored("listed");
+    let code = zip_of(&borrowed(&files));
+    let answer = register_code(&server, "listed", &code, json!({"main": "cmd/hello"}));
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let listed = server.get("/functions/listed/files");
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let listed = listed.json();
+    let paths: Vec<&str> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "cmd/hello/main.go",
+            "go.mod",
+            "vendor/example.com/greet/greet.go",
+            "vendor/modules.txt"
+        ]
+    );
+    let (_, go_mod) = files
+        .iter()
+        .find(|(n, _)| n == "app/go.mod")
+        .expect("go.mod");
+    let sha256 = {
+        use sha2::Digest;
+        sha2::Sha256::digest(go_mod)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(listed[1]["sha256"], sha256.as_str());
+    assert_eq!(listed[1]["size"], go_mod.len());
+    let one = server.get("/functions/listed/files/go.mod");
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(one.body, *go_mod);
+    for missing in [
+        "nothere.go",
+        "..%2F..%2F..%2F..%2Fregistry%2Fregistry.json",
+        "cmd",
+    ] {
+        let answer = server.get(&format!("/functions/listed/files/{missing}"));
+        assert_eq!(answer.status, 404, "{missing}: {}", answer.text());
+    }
+    let build = server.get("/functions/listed/versions/1/build");
+    assert_eq!(build.status, 200, "{}", build.text());
+    assert_eq!(
+        build.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    server.get("/functions/listed/versions/9/build").expect(404);
+    // One file: listed as main.go.
+    server.register_ok("single", MAIN_ALONE, json!({}));
+    let single = server.get("/functions/single/files").json();
+    assert_eq!(single[0]["path"], "main.go");
+    assert_eq!(
+        server.get("/functions/single/files/main.go").body,
+        MAIN_ALONE.as_bytes()
+    );
+    // A second build of the same files says that it reused the first.
+    let answer = register_code(&server, "listed2", &code, json!({"main": "cmd/hello"}));
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let reused = server.get("/functions/listed2/versions/1/build").text();
+    assert!(reused.contains("built before"), "{reused}");
+}
+
+const MAIN_ALONE: &str =
+    "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tfmt.Println(\"alone\")\n}\n";

@@ -28,10 +28,23 @@ fn the_last_ten_versions_are_kept_newest_first() {
         versions(&server, "many"),
         (3..=12).rev().collect::<Vec<u64>>()
     );
-    let kept = std::fs::read_dir(server.data_dir().join("user_functions/many"))
+    let kept: Vec<String> = std::fs::read_dir(server.data_dir().join("user_functions/many"))
         .expect("sources")
-        .count();
-    assert_eq!(kept, 10, "sources of pruned versions are removed");
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let count = |suffix: &str| kept.iter().filter(|n| n.ends_with(suffix)).count();
+    assert_eq!(
+        count(".go"),
+        10,
+        "sources of pruned versions are removed: {kept:?}"
+    );
+    assert_eq!(
+        count(".build.txt"),
+        10,
+        "so are their build outputs: {kept:?}"
+    );
+    assert_eq!(kept.len(), 20, "{kept:?}");
     let source = server.get("/functions/many/source");
     source.expect(200);
     assert!(source.text().contains("\"v12\""), "{}", source.text());

@@ -5,25 +5,39 @@ Usage: e2e.py --exe PATH/golambda.exe --go PATH/go.exe [--wine /usr/lib/wine/win
 Starts the Windows build of the server with the Windows Go toolchain and checks what a
 Windows user relies on: the GoLambda README examples, `.exe` executables, a cron function
 that fires, a timeout that kills the function and the process it started (job object),
-the output cap, the disk bound, a failed registration that changes nothing, re-registration and deletion
-while the old executable is running, and a restart that restores everything. Prints one
+the output cap, the disk bound, a failed registration that changes nothing, packages (a zip
+of two files, a tar.gz with a vendored module), re-registration and deletion while the old
+executable is running, and a restart that restores everything. Prints one
 line per test and closes with "windows: N passed, N failed".
 """
 import argparse
 import base64
 import http.client
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
 import traceback
+import zipfile
 
 HELLO = 'package main\n\nimport "fmt"\n\nfunc main() {\n    fmt.Println("Hello, World!")\n}\n'
+TWO_FILES_MAIN = 'package main\n\nimport "fmt"\n\nfunc main() {\n    fmt.Println(greeting())\n}\n'
+TWO_FILES_GREETING = 'package main\n\nfunc greeting() string { return "from two files" }\n'
+VENDORED = {
+    "go.mod": "module example.com/fn\n\ngo 1.19\n\nrequire example.com/greet v1.0.0\n",
+    "vendor/modules.txt": "# example.com/greet v1.0.0\n## explicit\nexample.com/greet\n",
+    "vendor/example.com/greet/greet.go":
+        'package greet\n\nfunc Hello() string { return "from a vendored module" }\n',
+    "cmd/hello/main.go": 'package main\n\nimport (\n    "fmt"\n\n    "example.com/greet"\n)\n\n'
+                         'func main() {\n    fmt.Println(greet.Hello())\n}\n',
+}
 BROKEN = 'package main\n\nimport "fmt"\n\nfunc main() {\n    fmt.Printx("no")\n}\n'
 
 SAY = '''package main
@@ -197,6 +211,10 @@ class Server:
         finally:
             conn.close()
 
+    def register_code(self, name, code, **extra):
+        body = dict(name=name, trigger="http", code=base64.b64encode(code).decode(), **extra)
+        return self.request("PUT", "/register", json.dumps(body))
+
     def register(self, name, source, trigger="http", **extra):
         body = dict(name=name, trigger=trigger,
                     code=base64.b64encode(source.encode()).decode(), **extra)
@@ -350,6 +368,31 @@ def run_tests(server, work):
             os.path.isdir(trash) and os.listdir(trash)), 10)
         expect(gone, f"left behind: {folder} {os.path.exists(folder)}, trash "
                      f"{os.listdir(trash) if os.path.isdir(trash) else []}")
+
+    @test
+    def a_zipped_package_of_two_files_runs():
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("main.go", TWO_FILES_MAIN)
+            archive.writestr("greeting.go", TWO_FILES_GREETING)
+        answer = server.register_code("twofiles", buffer.getvalue())
+        expect(answer.status == 201, answer)
+        answer = server.request("GET", "/twofiles")
+        expect(answer.json() == {"message": "from two files\n"}, answer)
+
+    @test
+    def a_vendored_module_package_runs():
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for name, text in VENDORED.items():
+                data = text.encode()
+                info = tarfile.TarInfo("app/" + name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        answer = server.register_code("vendored", buffer.getvalue(), main="cmd/hello")
+        expect(answer.status == 201, answer)
+        answer = server.request("GET", "/vendored")
+        expect(answer.json() == {"message": "from a vendored module\n"}, answer)
 
     @test
     def restart_restores_everything_without_compiling():
