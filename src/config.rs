@@ -25,6 +25,8 @@ pub struct Config {
     pub max_source: u64,
     /// Largest decoded archive of a package (`--max-package`).
     pub max_package: u64,
+    /// Where packages' Go modules come from.
+    pub modules: GoModules,
     pub log_level: log::LevelFilter,
     pub token: Option<String>,
     pub jwt_secret: Option<String>,
@@ -80,6 +82,10 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("compile-jobs", ""),
     ("max-source", "1MiB"),
     ("max-package", "32MiB"),
+    ("goproxy", "off"),
+    ("goprivate", ""),
+    ("gonosumdb", ""),
+    ("gosumdb", "off"),
     ("log-level", "info"),
     ("token", ""),
     ("token-file", ""),
@@ -98,6 +104,23 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("read-timeout", "30s"),
     ("warm-idle", "5m"),
 ];
+
+/// Where the Go modules of packages come from (`--goproxy`, `--goprivate`, `--gonosumdb`,
+/// `--gosumdb`, passed to Go as `GOPROXY`, `GOPRIVATE`, `GONOSUMDB`, `GOSUMDB`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoModules {
+    pub proxy: String,
+    pub private: String,
+    pub nosumdb: String,
+    pub sumdb: String,
+}
+
+impl GoModules {
+    /// Whether modules may be downloaded at all.
+    pub fn downloads(&self) -> bool {
+        !self.proxy.is_empty() && self.proxy != "off"
+    }
+}
 
 /// Flags that are switches.
 const SWITCH_FLAGS: &[&str] = &["allow-unauthenticated", "invoke-auth", "jwt-allow-no-exp"];
@@ -129,6 +152,11 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --compile-memory SIZE     memory limit of one compilation [2GiB]
   --max-source SIZE         largest decoded source [1MiB]
   --max-package SIZE        largest decoded archive of a package [32MiB]
+  --goproxy LIST            where packages' Go modules come from (GOPROXY syntax,
+                            file:///path for a mirror); off: vendor them [off]
+  --goprivate LIST          GOPRIVATE for module downloads
+  --gonosumdb LIST          GONOSUMDB for module downloads
+  --gosumdb NAME            GOSUMDB for module downloads; off: go.sum decides [off]
   --log-level LEVEL         error, warn, info, debug, trace [info]
   --memory SIZE             default memory limit of a run [512MiB]
   --disk SIZE               default bound on what a run may write in total: its working
@@ -259,6 +287,12 @@ impl Command {
             compile_jobs,
             max_source: size("max-source")?,
             max_package: size("max-package")?,
+            modules: GoModules {
+                proxy: value("goproxy"),
+                private: value("goprivate"),
+                nosumdb: value("gonosumdb"),
+                sumdb: value("gosumdb"),
+            },
             log_level,
             token: Some(value("token")).filter(|t| !t.is_empty()),
             jwt_secret: Some(value("jwt-secret")).filter(|s| !s.is_empty()),

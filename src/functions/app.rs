@@ -81,6 +81,7 @@ impl App {
                 build_user,
                 build_area,
                 config.compile_jobs,
+                config.modules.clone(),
             )),
         };
         // The last uid of the range is the build user's.

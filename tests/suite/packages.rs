@@ -343,3 +343,160 @@ fn a_version_shows_its_files_and_its_build_output() {
 
 const MAIN_ALONE: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tfmt.Println(\"alone\")\n}\n";
+
+/// A module of a proxy: its path, its go.mod, and its other files (name, text).
+type Module<'a> = (&'a str, String, Vec<(&'a str, String)>);
+
+/// Writes a module proxy folder (`$GOPROXY` layout) under `dir` holding `modules`, each at
+/// v1.0.0.
+fn write_proxy(dir: &std::path::Path, modules: &[Module<'_>]) {
+    for (path, go_mod, files) in modules {
+        let at = dir.join(path).join("@v");
+        std::fs::create_dir_all(&at).expect("proxy folder");
+        std::fs::write(at.join("list"), "v1.0.0\n").expect("list");
+        std::fs::write(
+            at.join("v1.0.0.info"),
+            r#"{"Version":"v1.0.0","Time":"2026-01-01T00:00:00Z"}"#,
+        )
+        .expect("info");
+        std::fs::write(at.join("v1.0.0.mod"), go_mod).expect("mod");
+        let mut entries: Vec<(String, Vec<u8>)> =
+            vec![(format!("{path}@v1.0.0/go.mod"), go_mod.clone().into_bytes())];
+        for (name, text) in files {
+            entries.push((format!("{path}@v1.0.0/{name}"), text.clone().into_bytes()));
+        }
+        std::fs::write(at.join("v1.0.0.zip"), zip_of(&borrowed(&entries))).expect("zip");
+    }
+    let mut open = std::process::Command::new("chmod");
+    open.arg("-R").arg("a+rX").arg(dir);
+    assert!(open.status().expect("chmod").success());
+}
+
+/// The function of the proxy tests: `greet` needs `words`, through the proxy.
+fn proxied_function(proxy: &std::path::Path, work: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    write_proxy(
+        proxy,
+        &[
+            (
+                "example.com/words",
+                "module example.com/words\n\ngo 1.19\n".to_string(),
+                vec![(
+                    "words.go",
+                    "package words\n\nfunc Word() string { return \"chained\" }\n".to_string(),
+                )],
+            ),
+            (
+                "example.com/greet",
+                "module example.com/greet\n\ngo 1.19\n\nrequire example.com/words v1.0.0\n"
+                    .to_string(),
+                vec![(
+                    "greet.go",
+                    "package greet\n\nimport \"example.com/words\"\n\nfunc Hello() string { return \"hello, \" + words.Word() }\n"
+                        .to_string(),
+                )],
+            ),
+        ],
+    );
+    let main = "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/greet\"\n)\n\nfunc main() {\n\tfmt.Println(greet.Hello())\n}\n";
+    std::fs::create_dir_all(work).expect("work");
+    std::fs::write(
+        work.join("go.mod"),
+        "module example.com/fn\n\ngo 1.19\n\nrequire example.com/greet v1.0.0\n",
+    )
+    .expect("go.mod");
+    std::fs::write(work.join("main.go"), main).expect("main.go");
+    // go.sum as `go mod tidy` writes it, with the real toolchain and the same proxy.
+    let tidy = std::process::Command::new("go")
+        .args(["mod", "tidy"])
+        .current_dir(work)
+        .env("GOPROXY", format!("file://{}", proxy.display()))
+        .env("GOSUMDB", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPATH", work.join("gopath"))
+        .env("GOCACHE", work.join("gocache"))
+        .output()
+        .expect("go mod tidy");
+    assert!(
+        tidy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tidy.stderr)
+    );
+    ["go.mod", "go.sum", "main.go"]
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(work.join(name)).expect("tidied file");
+            (name.to_string(), bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn modules_come_through_a_file_proxy_with_go_sum_as_the_authority() {
+    let proxy_server = Server::new().start();
+    let proxy = proxy_server.io_path("proxy");
+    let work = proxy_server.io_path("work");
+    let files = proxied_function(&proxy, &work);
+    let go_sum = String::from_utf8(files[1].1.clone()).expect("go.sum");
+    assert!(go_sum.contains("example.com/words"), "{go_sum}");
+    let server = Server::new()
+        .arg("--goproxy")
+        .arg(format!("file://{}", proxy.display()))
+        .start();
+    let answer = register_code(&server, "proxied", &zip_of(&borrowed(&files)), json!({}));
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert_eq!(output(&server, "proxied"), "hello, chained\n");
+
+    // go.sum without the indirect module: refused, saying so.
+    let mut short = files.clone();
+    short[1].1 = go_sum
+        .lines()
+        .filter(|l| !l.contains("example.com/words"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .into_bytes();
+    let answer = register_code(&server, "shortsum", &zip_of(&borrowed(&short)), json!({}));
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    let details = answer.json()["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(details.contains("go.sum"), "{details}");
+
+    // A go line newer than the toolchain, and a replacement outside the package.
+    for (name, change, said) in [
+        ("newgo", ("go 1.19", "go 1.99"), "1.99"),
+        (
+            "replaced",
+            (
+                "go 1.19",
+                "go 1.19\n\nreplace example.com/greet => ../greet",
+            ),
+            "outside the package",
+        ),
+    ] {
+        let mut changed = files.clone();
+        let go_mod = String::from_utf8(changed[0].1.clone()).expect("go.mod");
+        changed[0].1 = go_mod.replacen(change.0, change.1, 1).into_bytes();
+        let answer = register_code(&server, name, &zip_of(&borrowed(&changed)), json!({}));
+        assert_eq!(answer.status, 422, "{name}: {}", answer.text());
+        let details = answer.json()["details"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(details.contains(said), "{name}: {details}");
+    }
+
+    // Without --goproxy the same package is told to vendor its modules.
+    let answer = register_code(
+        &proxy_server,
+        "noproxy",
+        &zip_of(&borrowed(&files)),
+        json!({}),
+    );
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    let details = answer.json()["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(details.contains("go mod vendor"), "{details}");
+}

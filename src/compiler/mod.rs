@@ -6,6 +6,9 @@
 //! writes must be a program: `package notmain` builds an archive, refused as not one.
 //! Knows nothing of the registry or of HTTP.
 
+mod gomod;
+
+use crate::config::GoModules;
 use crate::platform;
 use crate::runner::child::{self, ChildSpec, Ending};
 use std::fmt;
@@ -143,6 +146,8 @@ pub struct Compiler {
     slots: Slots,
     /// See [`Compiler::identity`].
     identity: OnceLock<String>,
+    /// Where packages' modules are downloaded from, if anywhere.
+    modules: GoModules,
 }
 
 impl Compiler {
@@ -153,6 +158,7 @@ impl Compiler {
         user: Option<u32>,
         cache_dir: PathBuf,
         jobs: usize,
+        modules: GoModules,
     ) -> Compiler {
         Compiler {
             go,
@@ -165,6 +171,7 @@ impl Compiler {
                 freed: Condvar::new(),
             },
             identity: OnceLock::new(),
+            modules,
         }
     }
 
@@ -208,6 +215,13 @@ impl Compiler {
         };
         if modules == Modules::None {
             std::fs::write(build_dir.join("go.mod"), go_mod).map_err(CompileError::Io)?;
+        } else {
+            let declared =
+                std::fs::read_to_string(build_dir.join("go.mod")).map_err(CompileError::Io)?;
+            let toolchain = self.toolchain_version()?;
+            if let Some(output) = gomod::refuse(&declared, &toolchain) {
+                return Err(CompileError::Rejected { output });
+            }
         }
         let scratch = temp_dir_of(build_dir);
         std::fs::create_dir(&scratch).map_err(CompileError::Io)?;
@@ -215,14 +229,20 @@ impl Compiler {
             platform::give_tree_to_user(build_dir, uid).map_err(CompileError::Io)?;
             platform::give_to_user(&scratch, uid).map_err(CompileError::Io)?;
         }
+        if modules == Modules::Download && self.modules.downloads() {
+            self.download(build_dir)?;
+        }
         let partial = build_dir.join(format!("function{}", platform::EXE_SUFFIX));
         let mut command = self.go_command(build_dir);
         command.args(["build", "-trimpath"]);
-        if modules == Modules::Vendored {
-            command.arg("-mod=vendor");
-        }
+        match modules {
+            Modules::Vendored => command.arg("-mod=vendor"),
+            // go.sum decides: nothing is added to it, and nothing is fetched now.
+            Modules::Download => command.arg("-mod=readonly"),
+            Modules::None => &mut command,
+        };
         command.arg("-o").arg(&partial).arg(&target);
-        let finished = self.run_go(command, Some(self.memory))?;
+        let finished = self.run_go(command, Some(self.memory), false)?;
         match finished.ending {
             Ending::Exited(0) => {}
             Ending::TimedOut => {
@@ -237,7 +257,18 @@ impl Compiler {
                     "missing go.sum entry",
                     "no required module provides",
                 ];
-                if modules == Modules::Download && unreachable.iter().any(|m| output.contains(m)) {
+                let unreachable =
+                    modules == Modules::Download && unreachable.iter().any(|m| output.contains(m));
+                if unreachable && self.modules.downloads() {
+                    return Err(CompileError::Rejected {
+                        output: format!(
+                            "the package's go.sum must list every module it uses (it is the \
+                             authority: --gosumdb is {}); run `go mod tidy` and send it again\n\n{output}",
+                            self.modules.sumdb
+                        ),
+                    });
+                }
+                if unreachable {
                     return Err(CompileError::Rejected {
                         output: format!(
                             "the package's go.mod needs modules the server cannot fetch: vendor \
@@ -274,6 +305,58 @@ impl Compiler {
         Ok(output_text(&finished))
     }
 
+    /// Fetches the modules a package's `go.mod` needs into the module cache, the only step
+    /// of a build that may reach the network. `go.mod` and `go.sum` are put back as they
+    /// were afterwards, so the build checks the package's own `go.sum`.
+    fn download(&self, build_dir: &Path) -> Result<(), CompileError> {
+        let kept: Vec<(PathBuf, Option<Vec<u8>>)> = ["go.mod", "go.sum"]
+            .iter()
+            .map(|name| {
+                let path = build_dir.join(name);
+                let bytes = std::fs::read(&path).ok();
+                (path, bytes)
+            })
+            .collect();
+        let mut command = self.go_command(build_dir);
+        command
+            .env("GOPROXY", &self.modules.proxy)
+            .env("GOSUMDB", &self.modules.sumdb)
+            .env("GOPRIVATE", &self.modules.private)
+            .env("GONOSUMDB", &self.modules.nosumdb)
+            .args(["mod", "download"]);
+        let finished = self.run_go(command, Some(self.memory), true)?;
+        for (path, bytes) in kept {
+            match bytes {
+                Some(bytes) => std::fs::write(&path, bytes).map_err(CompileError::Io)?,
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        match finished.ending {
+            Ending::Exited(0) => Ok(()),
+            Ending::TimedOut => Err(CompileError::TimedOut {
+                limit: self.timeout,
+            }),
+            _ => Err(CompileError::Rejected {
+                output: format!(
+                    "the package's modules could not be downloaded through --goproxy:\n\n{}",
+                    output_text(&finished)
+                ),
+            }),
+        }
+    }
+
+    /// The toolchain's Go version (`go1.19.8`), from its identity.
+    fn toolchain_version(&self) -> Result<String, CompileError> {
+        Ok(self
+            .identity()?
+            .lines()
+            .find_map(|line| line.strip_prefix("version="))
+            .unwrap_or_default()
+            .to_string())
+    }
+
     /// What decides the output of a build apart from the source: the toolchain's path, its
     /// version and the target system, as `go env` reports them in the build's environment.
     /// Asked once per server process (a toolchain replaced while the server runs is noticed
@@ -285,7 +368,7 @@ impl Compiler {
         let mut command = self.go_command(&self.cache_dir);
         command.args(["env", "GOVERSION", "GOOS", "GOARCH"]);
         // A fixed query, not a build: `--compile-memory` bounds builds, not this.
-        let finished = self.run_go(command, None)?;
+        let finished = self.run_go(command, None, false)?;
         let text = String::from_utf8_lossy(&finished.stdout).into_owned();
         let values: Vec<&str> = text.lines().map(str::trim).collect();
         let answered = matches!(finished.ending, Ending::Exited(0))
@@ -346,6 +429,7 @@ impl Compiler {
         &self,
         command: Command,
         memory: Option<u64>,
+        network: bool,
     ) -> Result<child::Finished, CompileError> {
         child::run(ChildSpec {
             command,
@@ -361,7 +445,7 @@ impl Compiler {
                 },
                 user: self.user,
                 // Nothing a build needs is on the network (GOPROXY=off, no cgo).
-                no_network: platform::can_isolate_network(),
+                no_network: !network && platform::can_isolate_network(),
                 // Builds share their user (and its build cache).
                 exclusive_user: false,
             },
