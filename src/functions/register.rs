@@ -99,9 +99,14 @@ impl Registration {
                 })?,
             )
         };
+        // Bounded here only against absurd sizes (the body is bounded already): which limit
+        // applies depends on what the bytes are.
         let source = decode_code(
             required_string(&object, "code")?,
-            limits.max_source.max(limits.max_package),
+            limits
+                .max_source
+                .max(limits.max_package)
+                .saturating_add(1 << 20),
         )?;
         let kind = packages::Kind::of(&source);
         if kind == packages::Kind::Source && source.len() as u64 > limits.max_source {

@@ -206,7 +206,7 @@ fn hostile_archives_are_refused_and_change_nothing() {
     // Unpacked, at most 8 MiB.
     let server = Server::new().arg("--max-package").arg("1MiB").start();
     let main = MAIN.as_bytes();
-    let escaping = targz_with_raw_name("../../escaped.go", main);
+    let escaping = targz_raw(&[("../../escaped.go", tar::EntryType::Regular, main)]);
     let mut symlink = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     symlink
         .add_symlink(
@@ -220,14 +220,65 @@ fn hostile_archives_are_refused_and_change_nothing() {
     let bomb = zip_of(&[("main.go", main), ("zeros", &zeros)]);
     let many: Vec<(String, Vec<u8>)> = (0..10_001).map(|i| (format!("f{i}"), Vec::new())).collect();
     let many = zip_of(&borrowed(&many));
-    let cases: [(&str, &[u8], u16, &str); 4] = [
-        ("escaping", &escaping, 400, "'..'"),
-        ("symlink", &symlink, 400, "symbolic link"),
-        ("bomb", &bomb, 413, "unpacks to more than"),
-        ("many", &many, 413, "more than 10000 entries"),
+    let raw = |name: &str, kind: tar::EntryType| targz_raw(&[(name, kind, main)]);
+    let mut lying = zip_of(&[("main.go", main), ("zeros", &zeros[..2 << 20])]);
+    let (from, to) = ((2u32 << 20).to_le_bytes(), 1000u32.to_le_bytes());
+    let mut patched = 0;
+    for i in 0..lying.len() - 3 {
+        if lying[i..i + 4] == from {
+            lying[i..i + 4].copy_from_slice(&to);
+            patched += 1;
+        }
+    }
+    assert!(patched >= 2, "declared sizes not found");
+    let oversized = zip_of(&[("main.go", main), ("noise", &noise(1_200_000))]);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("escaping", escaping, 400, "'..'"),
+        (
+            "absolute",
+            raw("/etc/cron.d/evil", tar::EntryType::Regular),
+            400,
+            "absolute",
+        ),
+        ("symlink", symlink, 400, "symbolic link"),
+        (
+            "hardlink",
+            raw("main.go", tar::EntryType::Link),
+            400,
+            "hard link",
+        ),
+        ("fifo", raw("main.go", tar::EntryType::Fifo), 400, "FIFO"),
+        (
+            "device",
+            raw("main.go", tar::EntryType::Char),
+            400,
+            "device",
+        ),
+        (
+            "casefold",
+            zip_of(&[("Main.go", main), ("main.go", main)]),
+            400,
+            "ignoring case",
+        ),
+        (
+            "twice",
+            targz_raw(&[
+                ("main.go", tar::EntryType::Regular, main),
+                ("main.go", tar::EntryType::Regular, main),
+            ]),
+            400,
+            "twice",
+        ),
+        ("lying", lying, 400, "declared size"),
+        ("bomb", bomb, 413, "unpacks to more than"),
+        ("many", many, 413, "more than 10000 entries"),
+        ("oversized", oversized, 413, "--max-package"),
     ];
+    server.register_ok("keep", MAIN_ALONE, json!({}));
+    let registry =
+        std::fs::read(server.data_dir().join("registry/registry.json")).expect("registry");
     for (name, code, status, said) in cases {
-        let answer = register_code(&server, name, code, json!({}));
+        let answer = register_code(&server, name, &code, json!({}));
         assert_eq!(answer.status, status, "{name}: {}", answer.text());
         let error = answer.json()["error"]
             .as_str()
@@ -254,20 +305,48 @@ fn hostile_archives_are_refused_and_change_nothing() {
         .expect("parent")
         .join("escaped.go")
         .exists());
+    assert!(!std::path::Path::new("/etc/cron.d/evil").exists());
+    let after = std::fs::read(server.data_dir().join("registry/registry.json")).expect("registry");
+    assert_eq!(registry, after, "a refused archive changed the registry");
+    assert_eq!(output(&server, "keep"), "alone\n");
 }
 
-/// A tar.gz of one file whose name is written as given, past the checks of `tar::Builder`.
-fn targz_with_raw_name(name: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut header = tar::Header::new_gnu();
-    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    header.set_size(bytes.len() as u64);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
+/// A tar.gz of entries `(name, kind, data)` whose names are written as given, past the
+/// checks of `tar::Builder`; links point at /etc/passwd.
+fn targz_raw(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut builder = tar::Builder::new(gz);
-    builder.append(&header, bytes).expect("tar entry");
+    for (name, kind, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        let data: &[u8] = if *kind == tar::EntryType::Regular {
+            bytes
+        } else {
+            &[]
+        };
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(*kind);
+        if matches!(kind, tar::EntryType::Link | tar::EntryType::Symlink) {
+            header.set_link_name("/etc/passwd").expect("link name");
+        }
+        header.set_cksum();
+        builder.append(&header, data).expect("tar entry");
+    }
     builder.into_inner().expect("tar").finish().expect("gzip")
+}
+
+/// Bytes that do not compress.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 #[test]
