@@ -2,7 +2,8 @@
 //! tar.gz, unpacked by `golambda::packages::unpack` with the limits of a default server
 //! (median of 5 runs, into tmpfs and onto the disk of the temporary folder), and the peak
 //! memory the unpacking adds for archives of 1/8, 1/2 and all of that, made before anything
-//! is measured. Prints Markdown rows.
+//! is measured; beside them, the floor of writing the same files plainly. Prints Markdown
+//! rows.
 
 use golambda::packages::{self, Kind, Limits};
 use std::io::Write;
@@ -97,6 +98,24 @@ fn unpack_once(base: &Path, code: &[u8], kind: Kind, entries: usize) -> f64 {
     elapsed
 }
 
+/// The floor: the same files written with `std::fs::write`, nothing read or checked.
+fn write_plainly(base: &Path, files: &[(String, Vec<u8>)]) -> f64 {
+    let dir = base.join(format!("golambda-package-floor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    sync();
+    let started = Instant::now();
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("folder");
+        }
+        std::fs::write(&path, bytes).expect("file");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    elapsed
+}
+
 fn sync() {
     let _ = std::process::Command::new("sync").status();
 }
@@ -123,7 +142,7 @@ fn main() {
             ],
         ),
     ];
-    drop(all);
+    let floor_files = all;
     // In memory (the unpacker's own cost) and on the disk the temporary folder is on.
     let mut bases = vec![(
         "disk (temp folder)",
@@ -139,6 +158,14 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|");
     for (place, base) in &bases {
+        let mut floor: Vec<f64> = (0..RUNS)
+            .map(|_| write_plainly(base, &floor_files))
+            .collect();
+        floor.sort_by(f64::total_cmp);
+        println!(
+            "| floor: the same {ENTRIES} files written with std::fs::write, nothing checked | {place} | | {ENTRIES} | {:.0} ms | |",
+            floor[RUNS / 2] * 1000.0
+        );
         for (label, kind, codes) in &archives {
             for (code, entries) in codes.iter().zip([ENTRIES / 8, ENTRIES / 2, ENTRIES]) {
                 assert!(code.len() <= 32 << 20, "{label}: {} bytes", code.len());

@@ -28,6 +28,10 @@ pub struct Sink {
     taken: Taken,
     files: Vec<(Vec<String>, File)>,
     folders: Vec<Vec<String>>,
+    /// Folders known to exist already.
+    made: std::collections::HashSet<PathBuf>,
+    /// One buffer for every file's bytes.
+    buffer: Vec<u8>,
 }
 
 impl Sink {
@@ -40,6 +44,8 @@ impl Sink {
             taken: Taken::default(),
             files: Vec::new(),
             folders: Vec::new(),
+            made: std::collections::HashSet::new(),
+            buffer: vec![0u8; 64 * 1024],
         }
     }
 
@@ -99,20 +105,18 @@ impl Sink {
             return Err(self.too_large());
         }
         let path = self.path_of(&parts);
-        if let Some(parent) = path.parent() {
+        if let Some(parent) = path.parent().filter(|p| !self.made.contains(*p)) {
             std::fs::create_dir_all(parent).map_err(Refusal::Io)?;
+            self.made.insert(parent.to_path_buf());
         }
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(Refusal::Io)?;
+        let mut out =
+            crate::platform::create_package_file(&path, executable).map_err(Refusal::Io)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        let mut buffer = vec![0u8; 64 * 1024];
+        let buffer = &mut self.buffer;
         let mut limited = data.take(declared + 1);
         loop {
-            let n = match limited.read(&mut buffer) {
+            let n = match limited.read(buffer) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -140,7 +144,6 @@ impl Sink {
             ));
         }
         self.written += size;
-        crate::platform::set_executable(&path, executable).map_err(Refusal::Io)?;
         let sha256 = hasher
             .finalize()
             .iter()

@@ -501,10 +501,15 @@ pub fn make_traversable(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
 }
 
-/// Gives a file of a package its mode: 0755 when it is executable, 0644 otherwise.
-pub fn set_executable(path: &Path, executable: bool) -> io::Result<()> {
-    let mode = if executable { 0o755 } else { 0o644 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+/// Creates a file of a package, which must not exist: mode 0755 when it is executable,
+/// 0644 otherwise (less what the umask takes).
+pub fn create_package_file(path: &Path, executable: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if executable { 0o755 } else { 0o644 })
+        .open(path)
 }
 
 /// Every live descendant of `root`, from the parent links in `/proc` (Linux); elsewhere none.

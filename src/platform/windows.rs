@@ -387,9 +387,12 @@ pub fn make_traversable(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Files have no executable mode on Windows.
-pub fn set_executable(_path: &Path, _executable: bool) -> io::Result<()> {
-    Ok(())
+/// Creates a file of a package, which must not exist (Windows has no executable mode).
+pub fn create_package_file(path: &Path, _executable: bool) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 /// The data dir inherits the ACL of its parent on Windows.
