@@ -10,6 +10,7 @@ pub mod app;
 pub mod files;
 pub mod invoke;
 pub mod manage;
+pub mod parse;
 pub mod register;
 #[cfg(test)]
 mod tests;
