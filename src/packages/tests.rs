@@ -328,3 +328,51 @@ fn a_directory_claiming_too_many_entries_is_refused_before_it_is_read() {
         Refusal::TooManyEntries { limit: 100 }
     ));
 }
+
+#[test]
+fn a_zip64_record_claiming_millions_of_entries_is_refused_before_it_is_read() {
+    // A plain end record that says one entry, and before it a zip64 record (and its
+    // locator) that says 30 million, with the directory 31 MB in: a reader that sizes its
+    // directory by the zip64 record would ask for gigabytes.
+    let padding = vec![0u8; 31_000_000];
+    let mut code = stored_zip(&[("pad", &padding, 0o644)]);
+    let end = code
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .expect("end record");
+    let directory = u64::from(u32::from_le_bytes(
+        code[end + 16..end + 20].try_into().unwrap(),
+    ));
+    let mut record = b"PK\x06\x06".to_vec();
+    record.extend_from_slice(&44u64.to_le_bytes());
+    record.extend_from_slice(&45u16.to_le_bytes());
+    record.extend_from_slice(&45u16.to_le_bytes());
+    record.extend_from_slice(&[0u8; 8]);
+    record.extend_from_slice(&30_000_000u64.to_le_bytes());
+    record.extend_from_slice(&30_000_000u64.to_le_bytes());
+    record.extend_from_slice(&46u64.to_le_bytes());
+    record.extend_from_slice(&directory.to_le_bytes());
+    let mut locator = b"PK\x06\x07".to_vec();
+    locator.extend_from_slice(&0u32.to_le_bytes());
+    locator.extend_from_slice(&(end as u64).to_le_bytes());
+    locator.extend_from_slice(&1u32.to_le_bytes());
+    let tail = code.split_off(end);
+    code.extend_from_slice(&record);
+    code.extend_from_slice(&locator);
+    code.extend_from_slice(&tail);
+    assert!(matches!(
+        refused(&code, LIMITS),
+        Refusal::TooManyEntries { limit: 100 }
+    ));
+    // The plain record's count of this disk counts too.
+    let mut code = stored_zip(&[("a.go", b"1", 0o644)]);
+    let end = code
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .expect("end record");
+    code[end + 8..end + 10].copy_from_slice(&60_000u16.to_le_bytes());
+    assert!(matches!(
+        refused(&code, LIMITS),
+        Refusal::TooManyEntries { limit: 100 }
+    ));
+}

@@ -1,8 +1,9 @@
 //! Zip archives, read with the `zip` crate. Before the crate parses the central directory,
-//! the entry count of the end record is checked against the bound, so that a directory
-//! claiming millions of entries is refused before it is read. Every entry's kind, name and
-//! declared size is checked before any data is inflated; data is then inflated into the
-//! sink, which stops at the declared size, and the crate checks each entry's CRC-32.
+//! the entry counts of every end record (zip64 ones too) are checked against the bound, so
+//! that a directory claiming millions of entries is refused before the crate allocates
+//! room for them. Every entry's kind, name and declared size is checked before any data is
+//! inflated; data is then inflated into the sink, which stops at the declared size, and the
+//! crate checks each entry's CRC-32.
 
 use super::paths::Kind;
 use super::sink::Sink;
@@ -16,14 +17,14 @@ const FOLDER: u32 = 0o040_000;
 const LINK: u32 = 0o120_000;
 
 pub fn read(code: &[u8], sink: &mut Sink) -> Result<(), Refusal> {
-    let end = end_record(code);
-    if let Some(end) = end {
-        if end.entries > sink.entry_limit() {
-            return Err(Refusal::TooManyEntries {
-                limit: sink.entry_limit(),
-            });
-        }
+    let ends = end_records(code);
+    // Before the crate sizes its directory by one of them.
+    if ends.iter().any(|end| end.entries > sink.entry_limit()) {
+        return Err(Refusal::TooManyEntries {
+            limit: sink.entry_limit(),
+        });
     }
+    let end = ends.first().copied();
     let mut archive = ::zip::ZipArchive::new(Cursor::new(code)).map_err(malformed)?;
     if let Some(end) = end.filter(|end| end.entries != archive.len() as u64) {
         // The crate keeps one entry of each name: the directory names one file twice.
@@ -74,8 +75,9 @@ fn malformed(err: ::zip::result::ZipError) -> Refusal {
     }
 }
 
-/// What the archive's end record says (the zip64 one where the plain record says to look
-/// there); `None` where there is no readable end record, which the crate then refuses.
+/// What an end record of the archive says, read as the crate reads it: the zip64 record
+/// wherever a locator points at one, the larger of each record's two counts (this disk's,
+/// and the whole archive's).
 #[derive(Debug, Clone, Copy)]
 struct End {
     entries: u64,
@@ -83,37 +85,40 @@ struct End {
     directory: u64,
 }
 
-fn end_record(code: &[u8]) -> Option<End> {
+/// Every end record the trailing 64 KiB could hold, the last first: which one a reader
+/// takes is its own choice, so the bounds are checked against all of them.
+fn end_records(code: &[u8]) -> Vec<End> {
     const END: &[u8] = b"PK\x05\x06";
+    // The end record is 22 bytes and a comment of at most 64 KiB follows it.
+    let from = code.len().saturating_sub(22 + 65_535);
+    (from..code.len().saturating_sub(21))
+        .rev()
+        .filter(|&i| code[i..].starts_with(END))
+        .filter_map(|at| end_at(code, at))
+        .collect()
+}
+
+fn end_at(code: &[u8], at: usize) -> Option<End> {
     const LOCATOR: &[u8] = b"PK\x06\x07";
     const END64: &[u8] = b"PK\x06\x06";
     let u16_at = |at: usize| Some(u16::from_le_bytes(code.get(at..at + 2)?.try_into().ok()?));
     let u32_at = |at: usize| Some(u32::from_le_bytes(code.get(at..at + 4)?.try_into().ok()?));
     let u64_at = |at: usize| Some(u64::from_le_bytes(code.get(at..at + 8)?.try_into().ok()?));
-    // The end record is 22 bytes and a comment of at most 64 KiB follows it.
-    let from = code.len().saturating_sub(22 + 65_535);
-    let at = (from..code.len().saturating_sub(21))
-        .rev()
-        .find(|&i| code[i..].starts_with(END))?;
-    let (count, directory) = (u16_at(at + 10)?, u32_at(at + 16)?);
-    if count != u16::MAX && directory != u32::MAX {
-        return Some(End {
-            entries: u64::from(count),
-            directory: u64::from(directory),
-        });
+    let zip64 = at
+        .checked_sub(20)
+        .filter(|&locator| code[locator..].starts_with(LOCATOR))
+        .and_then(|locator| usize::try_from(u64_at(locator + 8)?).ok())
+        .filter(|&record| code.get(record..).is_some_and(|r| r.starts_with(END64)));
+    match zip64 {
+        Some(record) => Some(End {
+            entries: u64_at(record + 24)?.max(u64_at(record + 32)?),
+            directory: u64_at(record + 48)?,
+        }),
+        None => Some(End {
+            entries: u64::from(u16_at(at + 8)?.max(u16_at(at + 10)?)),
+            directory: u64::from(u32_at(at + 16)?),
+        }),
     }
-    let locator = at.checked_sub(20)?;
-    if !code[locator..].starts_with(LOCATOR) {
-        return None;
-    }
-    let record = usize::try_from(u64_at(locator + 8)?).ok()?;
-    if !code.get(record..)?.starts_with(END64) {
-        return None;
-    }
-    Some(End {
-        entries: u64_at(record + 32)?,
-        directory: u64_at(record + 48)?,
-    })
 }
 
 /// The refusal of a directory that names a file twice, naming it where the directory can
