@@ -721,10 +721,15 @@ pub fn has_memory_cgroups() -> bool {
 
 /// The JSON body of a registration.
 pub fn registration_body(name: &str, source: &str, extra: Value) -> Value {
+    registration_body_of(name, source.as_bytes(), extra)
+}
+
+/// The JSON body of a registration of any code: a source file or a package's archive.
+pub fn registration_body_of(name: &str, code: &[u8], extra: Value) -> Value {
     let mut body = json!({
         "name": name,
         "trigger": "http",
-        "code": base64::engine::general_purpose::STANDARD.encode(source),
+        "code": base64::engine::general_purpose::STANDARD.encode(code),
     });
     if let Value::Object(extra) = extra {
         for (key, value) in extra {

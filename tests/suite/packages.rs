@@ -2,8 +2,8 @@
 //! HTTP, built with the real Go toolchain, run, restarted and rolled back; hostile archives
 //! refused with nothing changed.
 
+use crate::harness::server::registration_body_of;
 use crate::harness::{eventually, Response, Server};
-use base64::Engine;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
@@ -38,17 +38,10 @@ fn targz_of(files: &[(&str, &[u8])], mtime: u64) -> Vec<u8> {
 }
 
 fn register_code(server: &Server, name: &str, code: &[u8], extra: Value) -> Response {
-    let mut body = json!({
-        "name": name,
-        "trigger": "http",
-        "code": base64::engine::general_purpose::STANDARD.encode(code),
-    });
-    if let Value::Object(extra) = extra {
-        for (key, value) in extra {
-            body[key] = value;
-        }
-    }
-    server.put("/register", body.to_string())
+    server.put(
+        "/register",
+        registration_body_of(name, code, extra).to_string(),
+    )
 }
 
 fn output(server: &Server, name: &str) -> String {

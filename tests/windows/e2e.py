@@ -211,13 +211,11 @@ class Server:
         finally:
             conn.close()
 
-    def register_code(self, name, code, **extra):
-        body = dict(name=name, trigger="http", code=base64.b64encode(code).decode(), **extra)
-        return self.request("PUT", "/register", json.dumps(body))
-
     def register(self, name, source, trigger="http", **extra):
-        body = dict(name=name, trigger=trigger,
-                    code=base64.b64encode(source.encode()).decode(), **extra)
+        return self.register_code(name, source.encode(), trigger=trigger, **extra)
+
+    def register_code(self, name, code, trigger="http", **extra):
+        body = dict(name=name, trigger=trigger, code=base64.b64encode(code).decode(), **extra)
         answer = self.request("PUT", "/register", json.dumps(body))
         if answer.status == 422 and all(part in answer.body for part in WINE_SPAWN_FLAKE):
             # Wine now and then fails to start one of the Go toolchain's own tools
