@@ -86,6 +86,8 @@ fn main() {
             let finished = runner::run(
                 RunSpec {
                     executable: exe.clone(),
+                    args: Vec::new(),
+                    tree: None,
                     program: None,
                     env: Vec::new(),
                     stdin: Vec::new(),

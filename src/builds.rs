@@ -1,13 +1,14 @@
-//! Content-addressed executables: each build is kept once in `cache/builds/<key>`, where the
-//! key is the SHA-256 of what decides the build's output (the toolchain's identity, see
-//! [`Compiler::identity`], and the source bytes). A version's `plugins/<name>/v<N>` is a hard
-//! link to its build (a copy where the file system cannot link), so registering identical
-//! source again, under any name, runs no `go build`, and removing one version's file never
-//! takes another's away. Owns `cache/builds/`; knows nothing of the registry.
+//! Content-addressed builds: each build is kept once in `cache/builds/<key>`, where the key
+//! is the SHA-256 of what decides the build's output (the runtime's identity, see
+//! [`Runtime::identity`], and the code). A version's `plugins/<name>/v<N>` is a hard link to
+//! its build (a copy where the file system cannot link), or for an interpreted runtime a
+//! folder of hard links to its build's tree, so registering identical code again, under any
+//! name, builds nothing, and removing one version's files never takes another's away. Owns
+//! `cache/builds/`; knows nothing of the registry.
 
-use crate::compiler::{Build, Code, CompileError};
 use crate::metrics::Metrics;
 use crate::platform;
+use crate::runtimes::{tree, Artifact, Code, CompileError, Runtime};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io;
@@ -34,10 +35,12 @@ pub struct Builds {
 pub struct Installed {
     /// Size of the installed executable.
     pub size: u64,
-    /// Whether `go build` ran (otherwise an existing build was reused).
+    /// Whether a build ran (otherwise an existing build was reused).
     pub compiled: bool,
     /// What the build printed; for a reused build, a line that says so.
     pub output: String,
+    /// For a tree: the file a run starts, relative to the tree.
+    pub entry: Option<String>,
 }
 
 /// The store key of `code` built by the toolchain `identity`: hex SHA-256. A package's
@@ -79,13 +82,13 @@ impl Builds {
     /// size: a damaged build is replaced). Concurrent requests for one source compile once.
     pub fn install(
         &self,
-        compiler: &dyn Build,
+        runtime: &dyn Runtime,
         metrics: &Metrics,
         code: Code<'_>,
         target: &Path,
         expected_size: Option<u64>,
     ) -> Result<Installed, CompileError> {
-        let key = key(&compiler.identity()?, code);
+        let key = key(&runtime.identity()?, code);
         if self.untrusted_owner.is_some() && platform::owner_of(&self.dir) == self.untrusted_owner {
             return Err(CompileError::Io(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -95,20 +98,42 @@ impl Builds {
                 ),
             )));
         }
-        let entry = self.dir.join(format!("{key}{}", platform::EXE_SUFFIX));
+        let is_tree = runtime.artifact() == Artifact::Tree;
+        let entry = match is_tree {
+            true => self.dir.join(&key),
+            false => self.dir.join(format!("{key}{}", platform::EXE_SUFFIX)),
+        };
         let _claim = self.claim(&key);
-        let usable = std::fs::metadata(&entry)
-            .is_ok_and(|m| m.is_file() && expected_size.is_none_or(|size| m.len() == size));
+        let usable = match is_tree {
+            true => tree::entry_of(&entry).is_some(),
+            false => std::fs::metadata(&entry)
+                .is_ok_and(|m| m.is_file() && expected_size.is_none_or(|size| m.len() == size)),
+        };
         let output = if usable {
             format!("no build: the same code was built before (build {key})")
         } else {
             let started = Instant::now();
-            let compiled = compiler.compile(code, &entry);
+            let compiled = runtime.build(code, &entry);
             metrics.compiled(compiled.is_ok(), started.elapsed());
             compiled?
         };
         if let Some(dir) = target.parent() {
             platform::create_dir_durably(dir).map_err(CompileError::Io)?;
+        }
+        if is_tree {
+            tree::link(&entry, target).map_err(CompileError::Io)?;
+            let started = tree::entry_of(target).ok_or_else(|| {
+                CompileError::Io(io::Error::other(format!(
+                    "the tree {} has no entry point",
+                    target.display()
+                )))
+            })?;
+            return Ok(Installed {
+                size: 0,
+                compiled: !usable,
+                output,
+                entry: Some(started),
+            });
         }
         platform::link_or_copy(&entry, target).map_err(CompileError::Io)?;
         let size = std::fs::metadata(target).map_err(CompileError::Io)?.len();
@@ -116,6 +141,7 @@ impl Builds {
             size,
             compiled: !usable,
             output,
+            entry: None,
         })
     }
 
@@ -129,7 +155,21 @@ impl Builds {
         let mut removed = 0;
         for entry in entries.flatten() {
             let path = entry.path();
-            if platform::link_count(&path) == Some(1) && std::fs::remove_file(&path).is_ok() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                // A tree half made when the server stopped.
+                let _ = platform::remove_tree(&path);
+                continue;
+            }
+            // A tree is in use while a version's tree links its stamp.
+            let unused = match path.is_dir() {
+                true => platform::link_count(&path.join(tree::STAMP)) == Some(1),
+                false => platform::link_count(&path) == Some(1),
+            };
+            let gone = match path.is_dir() {
+                true => unused && platform::remove_tree(&path).is_ok(),
+                false => unused && std::fs::remove_file(&path).is_ok(),
+            };
+            if gone {
                 removed += 1;
             }
         }

@@ -27,6 +27,9 @@ pub struct Config {
     pub max_package: u64,
     /// Where packages' Go modules come from.
     pub modules: GoModules,
+    /// The interpreters and toolchains of the other runtimes, and where their
+    /// dependencies may come from.
+    pub toolchains: Toolchains,
     pub log_level: log::LevelFilter,
     pub token: Option<String>,
     pub jwt_secret: Option<String>,
@@ -86,6 +89,12 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("goprivate", ""),
     ("gonosumdb", ""),
     ("gosumdb", "off"),
+    ("python", PYTHON),
+    ("node", "node"),
+    ("cargo", "cargo"),
+    ("sh", "/bin/sh"),
+    ("pip-index-url", "off"),
+    ("npm-registry", "off"),
     ("log-level", "info"),
     ("token", ""),
     ("token-file", ""),
@@ -122,11 +131,36 @@ impl GoModules {
     }
 }
 
+/// The Python interpreter looked for by default.
+#[cfg(windows)]
+const PYTHON: &str = "python";
+#[cfg(not(windows))]
+const PYTHON: &str = "python3";
+
+/// The toolchains of the runtimes other than Go (`--python`, `--node`, `--cargo`, `--sh`),
+/// and where dependencies may be fetched from (`--pip-index-url`, `--npm-registry`;
+/// `None` when off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toolchains {
+    pub python: PathBuf,
+    pub node: PathBuf,
+    pub cargo: PathBuf,
+    pub sh: PathBuf,
+    pub pip_index_url: Option<String>,
+    pub npm_registry: Option<String>,
+}
+
+/// `None` for an empty value or `off`.
+fn unless_off(value: String) -> Option<String> {
+    let value = value.trim().to_string();
+    (!value.is_empty() && !value.eq_ignore_ascii_case("off")).then_some(value)
+}
+
 /// Flags that are switches.
 const SWITCH_FLAGS: &[&str] = &["allow-unauthenticated", "invoke-auth", "jwt-allow-no-exp"];
 
 pub const HELP: &str = "\
-golambda: register Go programs over HTTP and run them on request or on a cron schedule
+golambda: register Go, Python, Node.js, Rust or shell programs over HTTP and run them on request or on a cron schedule
 
 usage: golambda [serve] [--flag value]...
 
@@ -157,6 +191,16 @@ flags (each also read from GOLAMBDA_<FLAG>, upper case, '-' as '_'; the flag win
   --goprivate LIST          GOPRIVATE for module downloads
   --gonosumdb LIST          GONOSUMDB for module downloads
   --gosumdb NAME            GOSUMDB for module downloads; off: go.sum decides [off]
+  --python PATH             Python interpreter of the python runtime [python3 on PATH;
+                            python on Windows]
+  --node PATH               Node.js of the node runtime [node on PATH]
+  --cargo PATH              cargo of the rust runtime, with its rustc beside it or on
+                            PATH [cargo on PATH]
+  --sh PATH                 shell of the sh runtime (not on Windows) [/bin/sh]
+  --pip-index-url URL       package index that requirements.txt's wheels may come from;
+                            off: only a package's wheels/ folder [off]
+  --npm-registry URL        registry for npm ci of a package-lock.json; off: only a
+                            package's node_modules/ [off]
   --log-level LEVEL         error, warn, info, debug, trace [info]
   --memory SIZE             default memory limit of a run [512MiB]
   --disk SIZE               default bound on what a run may write in total: its working
@@ -292,6 +336,14 @@ impl Command {
                 private: value("goprivate"),
                 nosumdb: value("gonosumdb"),
                 sumdb: value("gosumdb"),
+            },
+            toolchains: Toolchains {
+                python: PathBuf::from(value("python")),
+                node: PathBuf::from(value("node")),
+                cargo: PathBuf::from(value("cargo")),
+                sh: PathBuf::from(value("sh")),
+                pip_index_url: unless_off(value("pip-index-url")),
+                npm_registry: unless_off(value("npm-registry")),
             },
             log_level,
             token: Some(value("token")).filter(|t| !t.is_empty()),

@@ -122,9 +122,13 @@ pub enum ApiError {
     OutputTooLarge {
         limit: u64,
     },
-    GoMissing {
-        go: String,
+    /// A runtime's toolchain cannot be used here.
+    ToolchainMissing {
+        runtime: &'static str,
+        tool: String,
         reason: String,
+        /// What to install, or the flag to set.
+        install: String,
     },
     QueueFull,
     /// Accepted async runs hold this many bytes of bodies (`--queue-bytes`) already.
@@ -185,7 +189,7 @@ impl ApiError {
             | ApiError::AnswerTooLarge { .. }
             | ApiError::CgiMalformed { .. }
             | ApiError::FastCgiBroken { .. } => 502,
-            ApiError::GoMissing { .. }
+            ApiError::ToolchainMissing { .. }
             | ApiError::QueueFull
             | ApiError::QueueBytesFull { .. }
             | ApiError::RunUsersExhausted { .. }
@@ -209,7 +213,7 @@ impl ApiError {
                 vec![("Retry-After", "1".into())]
             }
             ApiError::ShuttingDown => vec![("Retry-After", "5".into())],
-            ApiError::GoMissing { .. } => vec![("Retry-After", "60".into())],
+            ApiError::ToolchainMissing { .. } => vec![("Retry-After", "60".into())],
             _ => Vec::new(),
         }
     }
@@ -343,11 +347,24 @@ impl fmt::Display for ApiError {
                 f,
                 "the function wrote more than the {limit}-byte output limit (--max-output) and was stopped"
             ),
-            ApiError::GoMissing { go, reason } => write!(
+            ApiError::ToolchainMissing {
+                runtime: "go",
+                tool,
+                reason,
+                install,
+            } => write!(
                 f,
-                "the Go toolchain '{go}' cannot be run ({reason}); install Go (on Debian or \
-                 Ubuntu: apt-get install golang-go; elsewhere see go.dev/doc/install) or \
-                 point --go at the go binary, then register again"
+                "the Go toolchain '{tool}' cannot be run ({reason}); {install}, then register again"
+            ),
+            ApiError::ToolchainMissing {
+                runtime,
+                tool,
+                reason,
+                install,
+            } => write!(
+                f,
+                "the {runtime} runtime is not available here: its toolchain '{tool}' cannot be \
+                 used ({reason}); {install}, then register again"
             ),
             ApiError::QueueFull => write!(
                 f,
@@ -435,9 +452,11 @@ mod tests {
             ),
             (ApiError::RunUsersExhausted { total: 6, stuck: 5 }, 503),
             (
-                ApiError::GoMissing {
-                    go: "go".into(),
+                ApiError::ToolchainMissing {
+                    runtime: "python",
+                    tool: "python3".into(),
                     reason: "x".into(),
+                    install: "install it".into(),
                 },
                 503,
             ),
@@ -471,10 +490,23 @@ mod tests {
             ApiError::QueueFull.headers(),
             vec![("Retry-After", "1".to_string())]
         );
-        let missing = ApiError::GoMissing {
-            go: "go".into(),
+        let missing = ApiError::ToolchainMissing {
+            runtime: "go",
+            tool: "go".into(),
             reason: "not found".into(),
+            install: "install Go".into(),
         };
         assert!(missing.to_string().contains("install Go"));
+        let python = ApiError::ToolchainMissing {
+            runtime: "python",
+            tool: "/root/.pyenv/shims/python3".into(),
+            reason: "not reachable".into(),
+            install: "install Python 3".into(),
+        };
+        let text = python.to_string();
+        assert!(
+            text.contains("python runtime") && text.contains("install Python 3"),
+            "{text}"
+        );
     }
 }

@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
         "packages",
     ],
     // Stores and long-lived processes: builds, the registry, warm processes.
-    &["compiler", "builds", "registry", "warm"],
+    &["runtimes", "builds", "registry", "warm"],
     // The domain: what can happen to a function.
     &["functions"],
     // HTTP: the accept loop, routing, access, its own state.

@@ -1,15 +1,14 @@
-//! golambda: a small self-hosted serverless platform. Users register Go programs over
-//! HTTP; the server compiles them with `go build`, keeps source, executable and registry on
-//! disk, and runs them as child processes on request or on a cron schedule.
+//! golambda: a small self-hosted serverless platform. Users register Go, Python, Node.js,
+//! Rust or shell programs over HTTP; the server builds or checks them, keeps source, build
+//! and registry on disk, and runs them as child processes on request or on a cron schedule.
 //!
 //! Subsystems: [`http`] (accept loop, routing, answers), [`registry`] (what is registered,
-//! durably), [`compiler`] (go build), [`builds`] (each distinct build kept once), [`runner`]
+//! durably), [`runtimes`] (each language's build and run), [`builds`] (each distinct build kept once), [`runner`]
 //! (one child process under limits), [`scheduler`] (cron), [`warm`] (long-lived FastCGI
 //! functions), [`packages`] (archives of several files, unpacked safely), [`platform`]
 //! (everything OS-specific).
 
 pub mod builds;
-pub mod compiler;
 pub mod concurrency;
 pub mod config;
 pub mod credentials;
@@ -28,6 +27,7 @@ pub mod prop;
 pub mod registry;
 pub mod reply;
 pub mod runner;
+pub mod runtimes;
 pub mod scheduler;
 pub mod sync;
 pub mod units;

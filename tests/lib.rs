@@ -44,6 +44,8 @@ mod packages;
 mod register;
 #[path = "suite/runs.rs"]
 mod runs;
+#[path = "suite/runtimes.rs"]
+mod runtimes;
 #[path = "suite/scale.rs"]
 mod scale;
 #[path = "suite/slow_clients.rs"]

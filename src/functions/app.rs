@@ -3,7 +3,6 @@
 //! an `&App`; nothing here holds a lock while a function runs.
 
 use crate::builds::Builds;
-use crate::compiler::{Build, Code, Compiler};
 use crate::concurrency::Concurrency;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -18,6 +17,7 @@ use crate::registry::secrets::SecretStore;
 use crate::registry::trash::Trash;
 use crate::registry::{DataDir, Function, Registry, Version};
 use crate::runner::WorkDirs;
+use crate::runtimes::{tree, Artifact, Builder, Code, Runtime, Runtimes};
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
 use crate::users::UserPool;
 use crate::warm::Warm;
@@ -31,8 +31,8 @@ use std::time::Instant;
 pub struct App {
     pub config: Config,
     pub registry: Registry,
-    /// The toolchain (a [`Compiler`]; a fake one in unit tests).
-    pub compiler: Box<dyn Build>,
+    /// The languages and their toolchains (Go a fake one in unit tests).
+    pub runtimes: Runtimes,
     /// Each distinct build, kept once; versions link to them.
     pub builds: Builds,
     pub scheduler: Scheduler,
@@ -57,8 +57,8 @@ impl App {
         App::open_with(config, None)
     }
 
-    /// [`App::open`] with `build` as the toolchain instead of `go` (unit tests).
-    pub fn open_with(config: Config, build: Option<Box<dyn Build>>) -> io::Result<App> {
+    /// [`App::open`] with `build` as the Go runtime (unit tests).
+    pub fn open_with(config: Config, build: Option<Box<dyn Runtime>>) -> io::Result<App> {
         let data = DataDir {
             root: config.data_dir.clone(),
         };
@@ -72,18 +72,14 @@ impl App {
             Some(uid) => build_area(&data, uid)?,
             None => data.cache(),
         };
-        let compiler = match build {
-            Some(build) => build,
-            None => Box::new(Compiler::new(
-                config.go.clone(),
-                config.compile_timeout,
-                config.compile_memory,
-                build_user,
-                build_area,
-                config.compile_jobs,
-                config.modules.clone(),
-            )),
-        };
+        let builder = Arc::new(Builder::new(
+            config.compile_timeout,
+            config.compile_memory,
+            build_user,
+            build_area,
+            config.compile_jobs,
+        ));
+        let runtimes = Runtimes::new(&config, builder, build);
         // The last uid of the range is the build user's.
         let last_run_uid = if build_user.is_some() { last - 1 } else { last };
         let users = privileged.then(|| Arc::new(UserPool::new(first, last_run_uid)));
@@ -92,7 +88,7 @@ impl App {
         Ok(App {
             config,
             registry,
-            compiler,
+            runtimes,
             builds: Builds::new(data.builds(), build_user),
             scheduler: Scheduler::new(),
             trash: Trash::new(data.trash()),
@@ -146,7 +142,7 @@ impl App {
 
     /// Removes build directories a crash left behind.
     fn sweep_scratch(&self) {
-        self.compiler.sweep_scratch();
+        self.runtimes.sweep_scratch();
     }
 
     /// Checks the current version's executable and, if it is missing or its size changed,
@@ -162,9 +158,19 @@ impl App {
             .ok_or_else(|| "it has no version".to_string())?;
         let data = self.registry.data();
         let exe = data.resolve(&version.executable);
-        let intact = std::fs::metadata(&exe)
-            .map(|m| m.len() == version.executable_size)
-            .unwrap_or(false);
+        let runtime = self
+            .runtimes
+            .named(&version.settings.runtime)
+            .ok_or_else(|| format!("its runtime '{}' is unknown", version.settings.runtime))?;
+        let is_tree = runtime.artifact() == Artifact::Tree;
+        let intact = match is_tree {
+            true => {
+                tree::entry_of(&exe).is_some_and(|entry| Some(&entry) == version.entry.as_ref())
+            }
+            false => std::fs::metadata(&exe)
+                .map(|m| m.len() == version.executable_size)
+                .unwrap_or(false),
+        };
         if intact {
             return Ok(());
         }
@@ -211,11 +217,11 @@ impl App {
         let installed = self
             .builds
             .install(
-                &*self.compiler,
+                runtime,
                 &self.metrics,
                 code,
                 &exe,
-                Some(version.executable_size),
+                Some(version.executable_size).filter(|_| !is_tree),
             )
             .map_err(|err| err.to_string())?;
         super::register::keep_build_output(
@@ -223,7 +229,7 @@ impl App {
             &installed.output,
         );
         let size = installed.size;
-        if size != version.executable_size {
+        if size != version.executable_size || installed.entry != version.entry {
             // Another toolchain can build another size: record it so the next start does
             // not rebuild again.
             let mut updated = function.clone();
@@ -233,6 +239,7 @@ impl App {
                 .find(|v| v.number == version.number)
             {
                 v.executable_size = size;
+                v.entry = installed.entry.clone();
             }
             self.registry
                 .put(updated)

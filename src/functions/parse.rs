@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::packages;
 use crate::registry::name::check_name;
 use crate::registry::{ResponseMode, Settings};
+use crate::runtimes::Kind;
 use crate::scheduler::CronExpr;
 use crate::units::{parse_duration, parse_size};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -115,6 +116,23 @@ impl Registration {
                 ),
             });
         }
+        let runtime_name = optional_string(&object, "runtime")?.unwrap_or("go");
+        let runtime = Kind::of(runtime_name).ok_or_else(|| {
+            invalid(
+                "runtime",
+                &format!(
+                    "'{}' is not a runtime; the runtimes are {}",
+                    truncate(runtime_name, 40),
+                    Kind::ALL.map(Kind::name).join(", ")
+                ),
+            )
+        })?;
+        if !runtime.here() {
+            return Err(invalid(
+                "runtime",
+                "\"sh\" needs a Unix host (/bin/sh); on Windows use python, node, go or rust",
+            ));
+        }
         let main = match optional_string(&object, "main")? {
             None => None,
             Some(_) if kind == packages::Kind::Source => {
@@ -123,18 +141,26 @@ impl Registration {
                     "applies to a package (a zip or tar.gz), not one file",
                 ))
             }
-            Some(main) => packages::folder_of(main).map_err(|reason| {
-                invalid("main", &format!("'{}': {reason}", truncate(main, 80)))
-            })?,
+            Some(main) if runtime.main_is_folder() => {
+                packages::folder_of(main).map_err(|reason| {
+                    invalid("main", &format!("'{}': {reason}", truncate(main, 80)))
+                })?
+            }
+            Some(main) => Some(packages::file_of(main).map_err(|reason| {
+                invalid(
+                    "main",
+                    &format!("'{}' (the entry file): {reason}", truncate(main, 80)),
+                )
+            })?),
         };
-        let runtime = optional_string(&object, "runtime")?.unwrap_or("go");
-        if runtime != "go" {
-            return Err(invalid("runtime", "must be \"go\", the only runtime"));
-        }
         let response = match optional_string(&object, "response")?.unwrap_or("json") {
             "json" => ResponseMode::Json,
             "raw" => ResponseMode::Raw,
             "cgi" => ResponseMode::Cgi,
+            "fcgi" if !runtime.warm() => return Err(invalid(
+                "response",
+                "\"fcgi\" (a warm FastCGI responder) is for the go runtime; use \"json\", \"raw\" or \"cgi\"",
+            )),
             "fcgi" if crate::platform::WARM_PROCESSES => ResponseMode::Fcgi,
             "fcgi" => return Err(invalid(
                 "response",
@@ -148,7 +174,7 @@ impl Registration {
         let secrets = parse_variables(&object, "secrets")?;
         let settings = Settings {
             trigger,
-            runtime: runtime.to_string(),
+            runtime: runtime.name().to_string(),
             response,
             timeout_ms: parse_timeout(&object, limits.default_timeout)?,
             memory: match optional_string(&object, "memory")? {
@@ -487,8 +513,14 @@ mod tests {
                 "response",
             ),
             (
-                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","runtime":"python"}}"#),
+                format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","runtime":"cobol"}}"#),
                 "runtime",
+            ),
+            (
+                format!(
+                    r#"{{"name":"a","trigger":"http","code":"{HELLO}","runtime":"node","response":"fcgi"}}"#
+                ),
+                "response",
             ),
             (
                 format!(r#"{{"name":"a","trigger":"http","code":"{HELLO}","network":"no"}}"#),

@@ -4,12 +4,12 @@
 //! version serving. The body's parser is [`super::parse`].
 
 use crate::builds::Installed;
-use crate::compiler::{Code, CompileError};
 use crate::error::ApiError;
 use crate::functions::app::App;
 use crate::packages;
 use crate::registry::function::KEPT_VERSIONS;
 use crate::registry::{remove_file_if_present, DataDir, Function, Version};
+use crate::runtimes::{Code, CompileError, Kind, Runtime};
 use chrono::Utc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -34,16 +34,19 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         .map_or_else(crate::ids::new_id, |f| f.generation.clone());
     let number = existing.as_ref().map_or(1, |f| f.next_number());
     let data = app.registry.data();
+    let runtime = runtime_of(app, &registration.settings.runtime)?;
+    let kind = runtime.kind();
     // A package is unpacked first, into the folder of the version it would be: its
     // identity is its content, which only unpacking tells.
     let unpacked = match registration.kind {
         packages::Kind::Source => None,
-        kind => {
-            let (_, tree_rel, _) = DataDir::package_files(&name, &generation, number, kind);
+        archive => {
+            let (_, tree_rel, _) =
+                DataDir::package_files(&name, &generation, number, archive, kind);
             Some(unpack(
                 app,
                 &registration.source,
-                kind,
+                archive,
                 &data.resolve(&tree_rel),
             )?)
         }
@@ -77,14 +80,20 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
             return Ok((200, app.metadata(shown)));
         }
     }
+    if let Some(reason) = runtime.unavailable() {
+        if let Some(package) = &unpacked {
+            app.trash.discard(&package.folder);
+        }
+        return Err(toolchain_missing(runtime, reason));
+    }
     let (source_rel, exe_rel, package_rel) = match &unpacked {
         Some(package) => {
             let (archive, _, exe) =
-                DataDir::package_files(&name, &generation, number, registration.kind);
+                DataDir::package_files(&name, &generation, number, registration.kind, kind);
             (archive, exe, Some(package.root_rel.clone()))
         }
         None => {
-            let (source, exe) = DataDir::version_files(&name, &generation, number);
+            let (source, exe) = DataDir::version_files(&name, &generation, number, kind);
             (source, exe, None)
         }
     };
@@ -98,12 +107,19 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         },
         None => Code::Source(&registration.source),
     };
-    let built = write_and_build(app, &registration.source, code, &source_path, &exe_path);
+    let built = write_and_build(
+        app,
+        runtime,
+        &registration.source,
+        code,
+        &source_path,
+        &exe_path,
+    );
     let installed = match built {
         Ok(installed) => installed,
         Err(err) => {
             let _ = remove_file_if_present(&source_path);
-            let _ = remove_file_if_present(&exe_path);
+            app.trash.discard(&exe_path);
             if let Some(package) = &unpacked {
                 app.trash.discard(&package.folder);
             }
@@ -144,6 +160,7 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         executable: exe_rel,
         executable_size: installed.size,
         package: package_rel,
+        entry: installed.entry.clone(),
     };
     let mut function = match &existing {
         Some(f) => (**f).clone(),
@@ -173,7 +190,7 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         app.trash
             .discard(&app.secrets.version_file(&name, &generation, number));
         let _ = remove_file_if_present(&source_path);
-        let _ = remove_file_if_present(&exe_path);
+        app.trash.discard(&exe_path);
         if let Some(package) = &unpacked {
             app.trash.discard(&package.folder);
         }
@@ -201,6 +218,7 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
 /// was built before).
 fn write_and_build(
     app: &App,
+    runtime: &dyn Runtime,
     source: &[u8],
     code: Code<'_>,
     source_path: &std::path::Path,
@@ -219,13 +237,13 @@ fn write_and_build(
         let storing = scope.spawn(|| crate::platform::write_atomically(source_path, source));
         let installed = app
             .builds
-            .install(&*app.compiler, &app.metrics, code, exe_path, None);
+            .install(runtime, &app.metrics, code, exe_path, None);
         let stored = storing
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the source writer panicked")));
         (stored, installed)
     });
-    let installed = installed.map_err(|err| compile_error(app, err))?;
+    let installed = installed.map_err(|err| compile_error(runtime, err))?;
     stored.map_err(|e| io_failure("cannot store the source", &e))?;
     Ok(installed)
 }
@@ -314,13 +332,32 @@ fn refused(refusal: packages::Refusal) -> ApiError {
     }
 }
 
-/// Maps a compiler failure to its API answer.
-pub fn compile_error(app: &App, err: CompileError) -> ApiError {
+/// The runtime a registration's settings name.
+pub fn runtime_of<'a>(app: &'a App, name: &str) -> Result<&'a dyn Runtime, ApiError> {
+    Kind::of(name)
+        .and_then(|kind| app.runtimes.get(kind))
+        .ok_or_else(|| ApiError::FieldInvalid {
+            field: "runtime",
+            reason: format!("'{name}' is not a runtime of this server"),
+        })
+}
+
+/// The 503 of a runtime whose toolchain cannot be used.
+pub fn toolchain_missing(runtime: &dyn Runtime, reason: String) -> ApiError {
+    ApiError::ToolchainMissing {
+        runtime: runtime.kind().name(),
+        tool: runtime.tool().display().to_string(),
+        reason,
+        install: runtime.install_hint(),
+    }
+}
+
+/// Maps a build failure to its API answer.
+pub fn compile_error(runtime: &dyn Runtime, err: CompileError) -> ApiError {
     match err {
-        CompileError::ToolchainMissing { source, .. } => ApiError::GoMissing {
-            go: app.compiler.go().display().to_string(),
-            reason: source.to_string(),
-        },
+        CompileError::ToolchainMissing { source, .. } => {
+            toolchain_missing(runtime, source.to_string())
+        }
         // The toolchain's own words when the disk filled under it: not the code's fault.
         CompileError::Rejected { output }
             if output
@@ -328,7 +365,7 @@ pub fn compile_error(app: &App, err: CompileError) -> ApiError {
                 .contains("no space left on device") =>
         {
             ApiError::StorageFull {
-                context: format!("go build: {}", one_line(&output)),
+                context: format!("the build: {}", one_line(&output)),
             }
         }
         CompileError::Rejected { output } => ApiError::CompileRejected { details: output },

@@ -6,9 +6,9 @@
 use super::manage;
 use super::register::{self, ParseRules, Registration};
 use super::App;
-use crate::compiler::{Build, Code, CompileError};
 use crate::config::{Command, Config};
 use crate::error::ApiError;
+use crate::runtimes::{Code, CompileError, Kind, Runtime};
 use base64::Engine as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,14 +22,20 @@ struct FakeBuild {
     builds: Arc<AtomicUsize>,
 }
 
-impl Build for FakeBuild {
-    fn go(&self) -> &Path {
+impl Runtime for FakeBuild {
+    fn kind(&self) -> Kind {
+        Kind::Go
+    }
+    fn tool(&self) -> &Path {
         Path::new("fake-go")
+    }
+    fn install_hint(&self) -> String {
+        "nothing to install".into()
     }
     fn identity(&self) -> Result<String, CompileError> {
         Ok("fake toolchain".into())
     }
-    fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
+    fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         self.builds.fetch_add(1, Ordering::SeqCst);
         let program = match code {
             Code::Source(source) => format!("#!/bin/sh\n# built from {} bytes\n", source.len()),

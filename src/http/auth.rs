@@ -33,7 +33,7 @@ impl Access {
             .unwrap_or("");
         match first {
             "" | "health" | "healthz" => Access::Open,
-            "register" | "functions" | "metrics" => Access::Admin,
+            "register" | "functions" | "metrics" | "runtimes" => Access::Admin,
             _ => Access::Invoke,
         }
     }

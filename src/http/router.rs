@@ -62,6 +62,8 @@ pub fn route(
             app.metrics.render(app.registry.len()).into_bytes(),
         )),
         (_, ["metrics"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (Get, ["runtimes"]) => Ok(Reply::json(200, &runtimes(app))),
+        (_, ["runtimes"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (Get, ["functions"] | ["functions", ""]) => Ok(list(app)),
         (_, ["functions"] | ["functions", ""]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (Get, ["functions", name]) => Ok(Reply::json(200, &app.metadata(&*known(app, name)?))),
@@ -194,6 +196,30 @@ pub fn route(
             path: path.chars().take(100).collect(),
         }),
     }
+}
+
+/// `GET /runtimes`: each runtime, whether it can be used here, its version and toolchain,
+/// and why not when it cannot.
+fn runtimes(app: &App) -> serde_json::Value {
+    let all: Vec<serde_json::Value> = app
+        .runtimes
+        .iter()
+        .map(|runtime| {
+            let status = runtime.status();
+            let mut shown = json!({
+                "runtime": status.runtime,
+                "available": status.available,
+                "version": status.version,
+                "path": status.path,
+            });
+            if let Some(reason) = status.reason {
+                shown["reason"] = json!(reason);
+                shown["install"] = json!(runtime.install_hint());
+            }
+            shown
+        })
+        .collect();
+    json!(all)
 }
 
 fn health(app: &App) -> Reply {

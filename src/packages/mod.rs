@@ -165,6 +165,16 @@ pub fn folder_of(main: &str) -> Result<Option<String>, &'static str> {
     paths::check(main).map(|parts| Some(parts.join("/")))
 }
 
+/// The file `main` names inside a package, as a relative path with `/` separators: it must
+/// stay inside the package.
+pub fn file_of(main: &str) -> Result<String, &'static str> {
+    let main = main.trim_start_matches("./");
+    if main.ends_with('/') {
+        return Err("names a folder; name the entry file");
+    }
+    paths::check(main).map(|parts| parts.join("/"))
+}
+
 /// The digest of `files` (sorted by path): each path, whether it is executable, and the
 /// SHA-256 of its bytes, length-prefixed.
 pub fn digest(files: &[File]) -> String {

@@ -85,6 +85,10 @@ impl Sink {
     }
 
     pub fn folder(&mut self, name: &str) -> Result<(), Refusal> {
+        // The archive's own root (`tar czf f.tgz .` writes `./`): nothing to make.
+        if name.trim_end_matches('/') == "." {
+            return Ok(());
+        }
         let parts = self.claim(name, Kind::Folder)?;
         std::fs::create_dir_all(self.path_of(&parts)).map_err(Refusal::Io)?;
         self.folders.push(parts);

@@ -376,3 +376,23 @@ fn a_zip64_record_claiming_millions_of_entries_is_refused_before_it_is_read() {
         Refusal::TooManyEntries { limit: 100 }
     ));
 }
+
+#[test]
+fn an_archive_of_the_current_folder_is_its_files() {
+    // What `tar czf f.tgz .` writes: the folder itself as `./`, then `./name`s.
+    let code = targz_of(
+        &[
+            ("./", b"", 0o755),
+            ("./main.py", b"print(1)", 0o644),
+            ("./lib/", b"", 0o755),
+            ("./lib/m.py", b"x = 1", 0o644),
+        ],
+        0,
+    );
+    let dir = scratch();
+    let unpacked = unpack(&code, Kind::TarGz, &dir, LIMITS).unwrap();
+    assert_eq!(unpacked.root, dir);
+    let paths: Vec<&str> = unpacked.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["lib/m.py", "main.py"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -112,6 +112,7 @@ fn make(disk: &Disk) -> io::Result<Slot> {
     let mut holder = spawn::spawn(
         &command,
         None,
+        None,
         &super::Sandbox::default(),
         [&read, null, null],
         Vec::new(),

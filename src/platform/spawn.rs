@@ -115,6 +115,9 @@ struct Plan {
     program_fd: Option<File>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
+    /// A descriptor left open across the exec (a function's files, see
+    /// `super::unix::open_tree`); every other one of ours closes.
+    inherit: Option<RawFd>,
     cwd: Option<CString>,
     stdio: [RawFd; 3],
     cgroup_fds: Vec<RawFd>,
@@ -176,10 +179,12 @@ struct DiskPlan {
 /// An exec refused with "text file busy" is tried again a few times: any process holding
 /// the file open for writing causes it, even one that only inherited the descriptor for
 /// the instant between its own clone and exec. With `opened`, that open file is what is
-/// executed, not what the command's path names now.
+/// executed, not what the command's path names now. `inherit` stays open in the child, at
+/// the number it has here.
 pub fn spawn(
     command: &Command,
     opened: Option<&File>,
+    inherit: Option<&File>,
     sandbox: &Sandbox,
     stdio: [&OwnedFd; 3],
     cgroup_fds: Vec<RawFd>,
@@ -187,7 +192,15 @@ pub fn spawn(
 ) -> io::Result<Process> {
     let mut tries = 0;
     loop {
-        match spawn_once(command, opened, sandbox, stdio, &cgroup_fds, scratch) {
+        match spawn_once(
+            command,
+            opened,
+            inherit,
+            sandbox,
+            stdio,
+            &cgroup_fds,
+            scratch,
+        ) {
             Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && tries < 5 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(tries));
@@ -200,6 +213,7 @@ pub fn spawn(
 fn spawn_once(
     command: &Command,
     opened: Option<&File>,
+    inherit: Option<&File>,
     sandbox: &Sandbox,
     stdio: [&OwnedFd; 3],
     cgroup_fds: &[RawFd],
@@ -292,6 +306,7 @@ fn spawn_once(
         program_fd,
         argv: pointers(&strings[..argc]),
         envp: pointers(&strings[argc..]),
+        inherit: inherit.map(AsRawFd::as_raw_fd),
         cwd: command
             .get_current_dir()
             .map(|d| cstring(d.as_os_str().as_bytes()))
@@ -502,6 +517,9 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
     step!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL));
     // No set-user-id or file-capability program the function executes gains anything.
     step!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    if let Some(fd) = plan.inherit {
+        step!(libc::fcntl(fd, libc::F_SETFD, 0));
+    }
     let mut none: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut none);
     libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());

@@ -37,13 +37,40 @@ pub fn compile_env() -> Vec<(String, String)> {
     Vec::new()
 }
 
-/// Renames `from` over `to`, replacing it atomically.
 /// Opens an executable to be run later through the descriptor: what runs then is this file,
 /// whatever is removed or written at its path meanwhile.
 pub fn open_program(path: &Path) -> io::Result<Option<File>> {
     File::open(path).map(Some)
 }
 
+/// Opens the folder of a function's files (a version's tree) to be passed to its runs: a
+/// run's user reaches the files through this descriptor (see [`tree_view`]), never through
+/// the server's private folders, and what runs is this folder whatever is renamed or
+/// removed at its path meanwhile.
+pub fn open_tree(path: &Path) -> io::Result<Option<File>> {
+    let file = File::open(path)?;
+    if !file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is not a folder", path.display()),
+        ));
+    }
+    Ok(Some(file))
+}
+
+/// The path by which a child started with `tree` (see [`start`]) reaches that folder:
+/// `/proc/self/fd/N` on Linux, the folder's own path elsewhere.
+pub fn tree_view(tree: Option<&File>, path: &Path) -> std::path::PathBuf {
+    #[cfg(target_os = "linux")]
+    if let Some(tree) = tree {
+        use std::os::fd::AsRawFd;
+        return std::path::PathBuf::from(format!("/proc/self/fd/{}", tree.as_raw_fd()));
+    }
+    let _ = tree;
+    path.to_path_buf()
+}
+
+/// Renames `from` over `to`, replacing it atomically.
 pub fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::rename(from, to)
 }
@@ -64,10 +91,12 @@ pub fn stop_finished() {
 /// (a new empty network namespace), takes its rlimits, drops to the run's user, and asks to
 /// be killed if the server dies (see [`super::spawn`]). Stdout and stderr are pipes; stdin
 /// is a pipe when `with_stdin`, else `/dev/null`. With `program` (from [`open_program`]),
-/// that file is executed rather than what the command's path names now.
+/// that file is executed rather than what the command's path names now. `tree` (from
+/// [`open_tree`]) stays open in the child, which reaches it as [`tree_view`] says.
 pub fn start(
     command: &Command,
     program: Option<&File>,
+    tree: Option<&File>,
     sandbox: &Sandbox,
     with_stdin: bool,
 ) -> io::Result<super::Spawned> {
@@ -86,6 +115,7 @@ pub fn start(
     let (process, tree) = start_confined(
         command,
         program,
+        tree,
         sandbox,
         [stdin_child, &stdout_child, &stderr_child],
     )?;
@@ -102,6 +132,7 @@ pub fn start(
 pub(super) fn start_confined(
     command: &Command,
     program: Option<&File>,
+    inherit: Option<&File>,
     sandbox: &Sandbox,
     stdio: [&std::os::fd::OwnedFd; 3],
 ) -> io::Result<(super::Process, ProcessTree)> {
@@ -123,6 +154,7 @@ pub(super) fn start_confined(
         super::spawn::spawn(
             command,
             program,
+            inherit,
             sandbox,
             stdio,
             confinement.fds(),
@@ -350,6 +382,16 @@ pub fn owner_of(path: &Path) -> Option<u32> {
     std::fs::symlink_metadata(path).ok().map(|m| m.uid())
 }
 
+/// Whether users other than the owner may execute `path` (pass through it, for a folder).
+pub fn others_can_execute(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o001 != 0)
+}
+
+/// Whether someone may execute the file at `path`.
+pub fn can_execute(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o111 != 0)
+}
+
 /// Whether users other than the owner may pass through a folder.
 pub fn others_can_traverse(dir: &Path) -> bool {
     // The folder and every folder above it: one closed ancestor blocks the way.
@@ -494,6 +536,18 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Makes a directory readable by its owner only.
 pub fn make_private(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Lets every user read a file of a function's tree (and run it, with `executable`), or
+/// list and pass through a folder of it, whatever the umask.
+pub fn make_shared(path: &Path, executable: bool) -> io::Result<()> {
+    let mode = if executable { 0o755 } else { 0o644 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Whether the owner may execute the file at `metadata` (a package's script, say).
+pub fn owner_executes(metadata: &std::fs::Metadata) -> bool {
+    metadata.mode() & 0o100 != 0
 }
 
 /// Lets other users pass through a folder to what they own inside, without listing it.

@@ -49,6 +49,7 @@ pub fn start_warm(
     let (process, tree) = super::unix::start_confined(
         command,
         program,
+        None,
         sandbox,
         [listener, super::process::null_output()?, &stderr_child],
     )?;

@@ -69,6 +69,16 @@ pub fn owner_of(_path: &Path) -> Option<u32> {
 }
 
 /// Builds run as the server's user on Windows.
+/// Runs have no users of their own on Windows: what the server reaches, they do.
+pub fn others_can_execute(_path: &Path) -> bool {
+    true
+}
+
+/// Windows has no execute bit: any file may be started.
+pub fn can_execute(_path: &Path) -> bool {
+    true
+}
+
 pub fn others_can_traverse(_dir: &Path) -> bool {
     false
 }
@@ -145,6 +155,7 @@ pub fn compile_env() -> Vec<(String, String)> {
 pub fn start(
     command: &Command,
     _program: Option<&File>,
+    _tree: Option<&File>,
     sandbox: &Sandbox,
     with_stdin: bool,
 ) -> io::Result<super::Spawned> {
@@ -383,6 +394,16 @@ pub fn reclaim(_dir: &Path) -> io::Result<()> {
 }
 
 /// Folders inherit their ACLs on Windows.
+/// Files are shared by their folder's access list on Windows: nothing to change.
+pub fn make_shared(_path: &Path, _executable: bool) -> io::Result<()> {
+    Ok(())
+}
+
+/// Windows has no executable mode.
+pub fn owner_executes(_metadata: &std::fs::Metadata) -> bool {
+    false
+}
+
 pub fn make_traversable(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
@@ -409,6 +430,23 @@ fn wide(path: &Path) -> Vec<u16> {
 /// nothing is held: the run starts it by its path (which no other version ever takes).
 pub fn open_program(path: &Path) -> io::Result<Option<File>> {
     std::fs::metadata(path).map(|_| None)
+}
+
+/// A function's files are reached by their path here (runs have no user of their own):
+/// checks the folder is there.
+pub fn open_tree(path: &Path) -> io::Result<Option<File>> {
+    if std::fs::metadata(path)?.is_dir() {
+        return Ok(None);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} is not a folder", path.display()),
+    ))
+}
+
+/// The path by which a run reaches a function's files: their own.
+pub fn tree_view(_tree: Option<&File>, path: &Path) -> std::path::PathBuf {
+    path.to_path_buf()
 }
 
 pub fn replace_file(from: &Path, to: &Path) -> io::Result<()> {

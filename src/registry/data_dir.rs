@@ -2,6 +2,18 @@
 //! journal and secrets live, and creating those folders private to the server's user.
 
 use crate::platform;
+use crate::runtimes::Kind;
+
+/// The extension a runtime's single source file is stored with.
+fn source_extension(runtime: Kind) -> &'static str {
+    match runtime {
+        Kind::Go => "go",
+        Kind::Python => "py",
+        Kind::Node => "js",
+        Kind::Rust => "rs",
+        Kind::Sh => "sh",
+    }
+}
 use std::io;
 use std::path::PathBuf;
 
@@ -61,13 +73,27 @@ impl DataDir {
         Ok(())
     }
 
-    /// Relative paths of a version's source and executable.
-    pub fn version_files(name: &str, generation: &str, number: u32) -> (String, String) {
+    /// Relative paths of a version's source and executable (or, for an interpreted
+    /// runtime, its tree: a folder).
+    pub fn version_files(
+        name: &str,
+        generation: &str,
+        number: u32,
+        runtime: Kind,
+    ) -> (String, String) {
         let stem = version_stem(generation, number);
         (
-            format!("user_functions/{name}/{stem}.go"),
-            format!("plugins/{name}/{stem}{}", platform::EXE_SUFFIX),
+            format!("user_functions/{name}/{stem}.{}", source_extension(runtime)),
+            DataDir::built_file(name, &stem, runtime),
         )
+    }
+
+    /// Where a version's build is: its executable, or its tree.
+    fn built_file(name: &str, stem: &str, runtime: Kind) -> String {
+        match runtime {
+            Kind::Go | Kind::Rust => format!("plugins/{name}/{stem}{}", platform::EXE_SUFFIX),
+            Kind::Python | Kind::Node | Kind::Sh => format!("plugins/{name}/{stem}"),
+        }
     }
 
     /// The data-dir-relative archive, unpacked folder and executable of a package version.
@@ -76,6 +102,7 @@ impl DataDir {
         generation: &str,
         number: u32,
         kind: crate::packages::Kind,
+        runtime: Kind,
     ) -> (String, String, String) {
         let stem = version_stem(generation, number);
         let suffix = match kind {
@@ -85,13 +112,13 @@ impl DataDir {
         (
             format!("user_functions/{name}/{stem}.{suffix}"),
             format!("user_functions/{name}/{stem}"),
-            format!("plugins/{name}/{stem}{}", platform::EXE_SUFFIX),
+            DataDir::built_file(name, &stem, runtime),
         )
     }
 
     /// Where the output of a version's build is kept, beside its source `source_rel`.
     pub fn build_output_of(source_rel: &str) -> String {
-        let stem = [".tar.gz", ".zip", ".go"]
+        let stem = [".tar.gz", ".zip", ".go", ".py", ".js", ".rs", ".sh"]
             .iter()
             .find_map(|suffix| source_rel.strip_suffix(suffix))
             .unwrap_or(source_rel);

@@ -90,6 +90,10 @@ pub struct Version {
     /// archive as uploaded); `None` for one source file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
+    /// For an interpreted runtime, the file a run starts, relative to its tree
+    /// (`executable`, a folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
 }
 
 /// A registered function.

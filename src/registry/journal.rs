@@ -324,6 +324,7 @@ pub(crate) mod tests {
                 executable: format!("plugins/{name}/v{current}"),
                 executable_size: 42,
                 package: None,
+                entry: None,
             }],
         }
     }

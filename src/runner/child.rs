@@ -28,6 +28,8 @@ pub struct ChildSpec {
     /// The open executable to run instead of the command's path (see
     /// [`platform::open_program`]).
     pub program: Option<std::sync::Arc<std::fs::File>>,
+    /// A folder kept open in the child: a function's files (see [`platform::open_tree`]).
+    pub tree: Option<std::sync::Arc<std::fs::File>>,
 }
 
 /// How a child ended.
@@ -63,6 +65,7 @@ pub fn run(mut spec: ChildSpec) -> io::Result<Finished> {
     } = platform::start(
         &spec.command,
         spec.program.as_deref(),
+        spec.tree.as_deref(),
         &spec.sandbox,
         !spec.stdin.is_empty(),
     )?;

@@ -21,7 +21,12 @@ pub const STDERR_KEEP: usize = 64 * 1024;
 /// The child process of one run, as the runner starts it (what a run is asked to do, its
 /// trigger and request, is `invocation::Call`).
 pub struct RunSpec {
+    /// The function's executable, or its runtime's interpreter.
     pub executable: PathBuf,
+    /// The arguments: an interpreter's options and script.
+    pub args: Vec<std::ffi::OsString>,
+    /// The function's files, for an interpreted runtime (see [`platform::open_tree`]).
+    pub tree: Option<std::sync::Arc<std::fs::File>>,
     /// `executable` as opened when the run's version was resolved: run instead of the path.
     pub program: Option<std::sync::Arc<std::fs::File>>,
     /// The function's own variables and the request's meta-variables; the runner adds
@@ -45,11 +50,17 @@ pub fn run(spec: RunSpec, work_dirs: &WorkDirs) -> io::Result<Finished> {
     result
 }
 
-/// The command that runs a function's executable in `work_dir`: an environment built from
-/// scratch (`PATH`, `HOME` and the temp variables pointing at the working directory, `LANG`,
-/// then `env`), one-shot and warm runs alike.
-pub fn function_command(executable: &Path, work_dir: &Path, env: Vec<(String, String)>) -> Command {
+/// The command that runs a function's executable (or its interpreter, with `args`) in
+/// `work_dir`: an environment built from scratch (`PATH`, `HOME` and the temp variables
+/// pointing at the working directory, `LANG`, then `env`), one-shot and warm runs alike.
+pub fn function_command(
+    executable: &Path,
+    args: &[std::ffi::OsString],
+    work_dir: &Path,
+    env: Vec<(String, String)>,
+) -> Command {
     let mut command = Command::new(executable);
+    command.args(args);
     let dir = work_dir.to_string_lossy().into_owned();
     command
         .env_clear()
@@ -64,7 +75,7 @@ pub fn function_command(executable: &Path, work_dir: &Path, env: Vec<(String, St
 }
 
 fn run_in(spec: RunSpec, work_dir: &Path) -> io::Result<Finished> {
-    let command = function_command(&spec.executable, work_dir, spec.env);
+    let command = function_command(&spec.executable, &spec.args, work_dir, spec.env);
     child::run(child::ChildSpec {
         command,
         stdin: spec.stdin,
@@ -73,5 +84,6 @@ fn run_in(spec: RunSpec, work_dir: &Path) -> io::Result<Finished> {
         keep: STDERR_KEEP,
         sandbox: spec.sandbox,
         program: spec.program,
+        tree: spec.tree,
     })
 }

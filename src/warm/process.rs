@@ -154,7 +154,7 @@ impl WarmProcess {
         platform::make_private(socket_dir)?;
         let socket = socket_dir.join("fcgi.sock");
         let listener = platform::listen_local(&socket)?;
-        let command = crate::runner::function_command(&spec.executable, work_dir, spec.env);
+        let command = crate::runner::function_command(&spec.executable, &[], work_dir, spec.env);
         let WarmSpawned {
             process: child,
             tree,

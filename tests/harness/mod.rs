@@ -2,6 +2,7 @@
 //! and the Go programs the tests register. Nothing here asserts product behaviour except the
 //! small `assert_error` helper, which checks the shape every error answer shares.
 
+pub mod archives;
 pub mod go;
 pub mod http;
 pub mod server;

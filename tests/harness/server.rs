@@ -165,6 +165,12 @@ impl Server {
             "--run-uids".into(),
             self.run_uids.clone(),
         ];
+        // The other runtimes' toolchains, where the suite's setup put them: reachable by the
+        // build and run users (the machine's own may sit under /root). A test's own flags,
+        // later, win.
+        for (flag, path) in other_toolchains() {
+            args.extend([flag.to_string(), path]);
+        }
         match &builder.go {
             Go::Wrapper => args.extend(["--go".into(), self.go_wrapper.display().to_string()]),
             Go::Path(path) => args.extend(["--go".into(), path.clone()]),
@@ -638,6 +644,13 @@ impl Server {
 
     /// Like `restart`, with more flags or env vars for this run only.
     #[track_caller]
+    /// Restarts with `change` made to the server's settings for good: later restarts keep it.
+    pub fn reconfigure(&mut self, change: impl FnOnce(Builder) -> Builder) {
+        self.base = change(self.base.clone());
+        let builder = self.base.clone();
+        self.restart_as(builder);
+    }
+
     pub fn restart_with(&mut self, change: impl FnOnce(Builder) -> Builder) {
         let builder = change(self.base.clone());
         self.restart_as(builder);
@@ -717,6 +730,25 @@ impl Drop for Server {
 /// Whether runs get memory cgroups here: as root, with the v1 `memory` controller mounted.
 pub fn has_memory_cgroups() -> bool {
     super::is_root() && Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").is_file()
+}
+
+/// `--python` and `--cargo` for the suite: `GOLAMBDA_TEST_PYTHON` and `GOLAMBDA_TEST_CARGO`
+/// when set, else Debian's python3 and the copy of the Rust toolchain that
+/// `scripts/test.sh` makes under /opt, where those exist.
+pub fn other_toolchains() -> Vec<(&'static str, String)> {
+    let pick = |var: &str, default: &str| {
+        std::env::var(var)
+            .ok()
+            .or_else(|| Path::new(default).is_file().then(|| default.to_string()))
+    };
+    let mut flags = Vec::new();
+    if let Some(python) = pick("GOLAMBDA_TEST_PYTHON", "/usr/bin/python3") {
+        flags.push(("--python", python));
+    }
+    if let Some(cargo) = pick("GOLAMBDA_TEST_CARGO", "/opt/golambda-rust/bin/cargo") {
+        flags.push(("--cargo", cargo));
+    }
+    flags
 }
 
 /// The JSON body of a registration.

@@ -2,40 +2,15 @@
 //! HTTP, built with the real Go toolchain, run, restarted and rolled back; hostile archives
 //! refused with nothing changed.
 
+use crate::harness::archives::{targz_of, zip_of};
 use crate::harness::server::registration_body_of;
 use crate::harness::{eventually, Response, Server};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::time::Duration;
 
 const MAIN: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tfmt.Println(greeting())\n}\n";
 const GREETING: &str = "package main\n\nfunc greeting() string {\n\treturn \"from two files\"\n}\n";
-
-fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in files {
-        let options = zip::write::SimpleFileOptions::default();
-        writer.start_file(*name, options).expect("zip entry");
-        writer.write_all(bytes).expect("zip data");
-    }
-    writer.finish().expect("zip").into_inner()
-}
-
-fn targz_of(files: &[(&str, &[u8])], mtime: u64) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut builder = tar::Builder::new(gz);
-    for (name, bytes) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(mtime);
-        builder
-            .append_data(&mut header, name, *bytes)
-            .expect("tar entry");
-    }
-    builder.into_inner().expect("tar").finish().expect("gzip")
-}
 
 fn register_code(server: &Server, name: &str, code: &[u8], extra: Value) -> Response {
     server.put(

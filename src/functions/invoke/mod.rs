@@ -16,6 +16,7 @@ use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, ResponseMode, Version};
 use crate::reply::Reply;
 use crate::runner::{self, Ending, RunSpec};
+use crate::runtimes::{Artifact, Runtime};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +83,8 @@ pub struct Held {
     pub version: Version,
     /// [`function_env`], its secrets read when the version was resolved.
     pub env: Vec<(String, String)>,
-    /// The executable, opened when the version was resolved (see [`platform::open_program`]).
+    /// The executable, opened when the version was resolved (see [`platform::open_program`]);
+    /// for an interpreted runtime, its tree (see [`platform::open_tree`]).
     pub program: Option<Arc<std::fs::File>>,
 }
 
@@ -175,13 +177,73 @@ pub(crate) fn parts(
 ) -> Result<(Env, Option<Arc<std::fs::File>>), Parts> {
     let env = function_env(app, function, version).map_err(Parts::Failed)?;
     let path = app.registry.data().resolve(&version.executable);
-    match platform::open_program(&path) {
+    let opened = match runtime_of(app, version).map_err(Parts::Failed)?.artifact() {
+        Artifact::Executable => platform::open_program(&path),
+        Artifact::Tree => platform::open_tree(&path),
+    };
+    match opened {
         Ok(program) => Ok((env, program.map(Arc::new))),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(Parts::Gone(err)),
         Err(err) => Err(Parts::Failed(ApiError::Internal {
             context: format!("cannot open the function's executable: {err}"),
         })),
     }
+}
+
+/// The runtime of `version`.
+fn runtime_of<'a>(app: &'a App, version: &Version) -> Result<&'a dyn Runtime, ApiError> {
+    app.runtimes
+        .named(&version.settings.runtime)
+        .ok_or_else(|| ApiError::Internal {
+            context: format!("the runtime '{}' is unknown", version.settings.runtime),
+        })
+}
+
+/// How a run of `version` starts: the program, its arguments, the executable or tree to
+/// pass it, and variables the runtime adds. An interpreter that is gone (or was unusable
+/// from the start) is a 503, and the function stays as it is.
+fn launch_of(
+    app: &App,
+    version: &Version,
+    opened: Option<Arc<std::fs::File>>,
+    env: &mut Env,
+) -> Result<Started, ApiError> {
+    let runtime = runtime_of(app, version)?;
+    let path = app.registry.data().resolve(&version.executable);
+    if runtime.artifact() == Artifact::Executable {
+        return Ok(Started {
+            executable: path,
+            args: Vec::new(),
+            program: opened,
+            tree: None,
+        });
+    }
+    let view = platform::tree_view(opened.as_deref(), &path);
+    let launch = runtime.launch(&view, version.entry.as_deref().unwrap_or_default());
+    let gone = runtime.unavailable().or_else(|| {
+        (!launch.program.is_file())
+            .then(|| format!("'{}' is not there any more", launch.program.display()))
+    });
+    if let Some(reason) = gone {
+        return Err(crate::functions::register::toolchain_missing(
+            runtime, reason,
+        ));
+    }
+    env.extend(launch.env);
+    Ok(Started {
+        executable: launch.program,
+        args: launch.args,
+        program: None,
+        tree: opened,
+    })
+}
+
+/// What [`launch_of`] gives the runner.
+struct Started {
+    executable: std::path::PathBuf,
+    args: Vec<std::ffi::OsString>,
+    program: Option<Arc<std::fs::File>>,
+    tree: Option<Arc<std::fs::File>>,
 }
 
 /// The confinement of one run of a version as `user`, one-shot or warm alike. A warm
@@ -296,6 +358,7 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
     env.push(("GOLAMBDA_TRIGGER".into(), call.trigger.as_str().into()));
     env.push(("GOLAMBDA_REQUEST_ID".into(), call.request_id.clone()));
     let timeout = Duration::from_millis(settings.timeout_ms);
+    let started = launch_of(app, version, program, &mut env)?;
     let _place = concurrency_place(app, function, concurrency_limit(app, settings))?;
     let run_user = match &app.users {
         None => None,
@@ -317,7 +380,9 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
     );
     let finished = runner::run(
         RunSpec {
-            executable: app.registry.data().resolve(&version.executable),
+            executable: started.executable,
+            args: started.args,
+            tree: started.tree,
             env,
             stdin: call.body,
             timeout,
@@ -329,7 +394,7 @@ pub fn invoke(app: &App, held: Held, call: Call) -> Result<Reply, ApiError> {
                 Some(timeout.as_secs() + 2),
                 run_user.as_ref().map(|u| u.uid),
             ),
-            program,
+            program: started.program,
         },
         &app.work_dirs,
     );

@@ -6,144 +6,57 @@
 //! writes must be a program: `package notmain` builds an archive, refused as not one.
 //! Knows nothing of the registry or of HTTP.
 
+//! The `go` runtime: compiles a function's Go source into an executable with `go build`,
+//! in the build confinement of [`super::Builder`], with a shared build cache in the build
+//! area and an environment built from scratch. Builds are in module mode (a `go.mod` of the
+//! build directory's own): GOPATH mode compiled relative imports (`import
+//! "../../../tmp/x"`), reaching code outside the build directory. What a build writes must
+//! be a program: `package notmain` builds an archive, refused as not one. Knows nothing of
+//! the registry or of HTTP.
+
 mod gomod;
 
+use super::builder::{copy_tree, output_text, Builder};
+use super::toolchain::Toolchain;
+use super::{Code, CompileError, Kind, Runtime};
 use crate::config::GoModules;
 use crate::platform;
-use crate::runner::child::{self, ChildSpec, Ending};
-use std::fmt;
+use crate::runner::child::{self, Ending};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
-/// Compiler output kept for the 422 answer.
-const OUTPUT_KEEP: usize = 64 * 1024;
-
-/// Why a compilation produced no executable.
-#[derive(Debug)]
-pub enum CompileError {
-    /// The Go toolchain could not be started.
-    ToolchainMissing { go: PathBuf, source: io::Error },
-    /// `go build` refused the program.
-    Rejected { output: String },
-    /// The build ran past `--compile-timeout`.
-    TimedOut { limit: Duration },
-    /// The build directory or the output could not be written.
-    Io(io::Error),
-}
-
-impl fmt::Display for CompileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CompileError::ToolchainMissing { go, source } => {
-                write!(
-                    f,
-                    "cannot run the Go toolchain '{}': {source}",
-                    go.display()
-                )
-            }
-            CompileError::Rejected { output } => write!(f, "go build failed: {output}"),
-            CompileError::TimedOut { limit } => {
-                write!(
-                    f,
-                    "go build ran past {}",
-                    crate::units::format_duration(*limit)
-                )
-            }
-            CompileError::Io(err) => write!(f, "build files: {err}"),
-        }
+impl Runtime for Compiler {
+    fn kind(&self) -> Kind {
+        Kind::Go
     }
-}
-
-/// A counting semaphore bounding concurrent builds.
-struct Slots {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-impl Slots {
-    fn acquire(&self) -> SlotGuard<'_> {
-        let mut free = crate::sync::lock(&self.free);
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        SlotGuard(self)
+    fn tool(&self) -> &Path {
+        &self.go.path
     }
-}
-
-struct SlotGuard<'a>(&'a Slots);
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        let mut free = crate::sync::lock(&self.0.free);
-        *free += 1;
-        self.0.freed.notify_one();
+    fn install_hint(&self) -> String {
+        "install Go (on Debian or Ubuntu: apt-get install golang-go; elsewhere see \
+         go.dev/doc/install) or point --go at the go binary"
+            .into()
     }
-}
-
-/// What is built: one source file, or an unpacked package.
-#[derive(Debug, Clone, Copy)]
-pub enum Code<'a> {
-    Source(&'a [u8]),
-    Package {
-        /// The package's files.
-        root: &'a Path,
-        /// Its content digest ([`crate::packages::digest`]).
-        digest: &'a str,
-        /// The folder of `package main` inside it; `None` for its root.
-        main: Option<&'a str>,
-    },
-}
-
-/// What the domain needs of a toolchain: the seam that lets registration, rollback and
-/// restore be tested with a fake build (no Go, no process). [`Compiler`] is the real one.
-pub trait Build: Send + Sync {
-    /// The toolchain, for messages.
-    fn go(&self) -> &Path;
-    /// What decides a build's output besides the source (see [`Compiler::identity`]).
-    fn identity(&self) -> Result<String, CompileError>;
-    /// Builds `code` into the executable `output` (written whole or not at all); returns
-    /// what the build printed.
-    fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError>;
-    /// Removes the scratch folders a crash left behind.
-    fn sweep_scratch(&self) {}
-}
-
-impl Build for Compiler {
-    fn go(&self) -> &Path {
-        Compiler::go(self)
+    fn unavailable(&self) -> Option<String> {
+        self.go.problem.clone()
     }
     fn identity(&self) -> Result<String, CompileError> {
         Compiler::identity(self)
     }
-    fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
+    fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         Compiler::compile(self, code, output)
     }
     fn sweep_scratch(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with("build-") {
-                let _ = platform::remove_tree(&entry.path());
-            }
-        }
+        self.builder.sweep_scratch();
     }
 }
 
 /// The Go toolchain as the server uses it.
 pub struct Compiler {
-    go: PathBuf,
-    timeout: Duration,
-    /// Data memory of the build's processes (`--compile-memory`).
-    memory: u64,
-    /// The unprivileged user builds run as, when the server runs as root.
-    user: Option<u32>,
-    cache_dir: PathBuf,
-    slots: Slots,
+    go: Toolchain,
+    builder: Arc<Builder>,
     /// See [`Compiler::identity`].
     identity: OnceLock<String>,
     /// Where packages' modules are downloaded from, if anywhere.
@@ -151,44 +64,21 @@ pub struct Compiler {
 }
 
 impl Compiler {
-    pub fn new(
-        go: PathBuf,
-        timeout: Duration,
-        memory: u64,
-        user: Option<u32>,
-        cache_dir: PathBuf,
-        jobs: usize,
-        modules: GoModules,
-    ) -> Compiler {
+    pub fn new(go: Toolchain, builder: Arc<Builder>, modules: GoModules) -> Compiler {
         Compiler {
             go,
-            timeout,
-            memory,
-            user,
-            cache_dir,
-            slots: Slots {
-                free: Mutex::new(jobs.max(1)),
-                freed: Condvar::new(),
-            },
+            builder,
             identity: OnceLock::new(),
             modules,
         }
     }
 
-    pub fn go(&self) -> &Path {
-        &self.go
-    }
-
     /// Builds `code` into the executable `output` (written whole or not at all); returns
     /// what `go build` printed.
     pub fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
-        let _slot = self.slots.acquire();
-        let build_dir = self
-            .cache_dir
-            .join(format!("build-{}", crate::ids::new_id()));
-        let result = self.compile_in(&build_dir, code, output);
-        let _ = platform::remove_tree(&build_dir);
-        result
+        let _slot = self.builder.slot();
+        let scratch = self.builder.scratch()?;
+        self.compile_in(&scratch.dir, code, output)
     }
 
     fn compile_in(
@@ -223,12 +113,7 @@ impl Compiler {
                 return Err(CompileError::Rejected { output });
             }
         }
-        let scratch = temp_dir_of(build_dir);
-        std::fs::create_dir(&scratch).map_err(CompileError::Io)?;
-        if let Some(uid) = self.user {
-            platform::give_tree_to_user(build_dir, uid).map_err(CompileError::Io)?;
-            platform::give_to_user(&scratch, uid).map_err(CompileError::Io)?;
-        }
+        self.builder.give(build_dir)?;
         if modules == Modules::Download && self.modules.downloads() {
             self.download(build_dir)?;
         }
@@ -242,12 +127,12 @@ impl Compiler {
             Modules::None => &mut command,
         };
         command.arg("-o").arg(&partial).arg(&target);
-        let finished = self.run_go(command, Some(self.memory), false)?;
+        let finished = self.run_go(command, true, false)?;
         match finished.ending {
             Ending::Exited(0) => {}
             Ending::TimedOut => {
                 return Err(CompileError::TimedOut {
-                    limit: self.timeout,
+                    limit: self.builder.timeout(),
                 })
             }
             _ => {
@@ -280,28 +165,12 @@ impl Compiler {
                 return Err(CompileError::Rejected { output });
             }
         }
-        let mut magic = vec![0u8; platform::EXECUTABLE_MAGIC.len()];
-        let is_program = std::fs::File::open(&partial)
-            .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
-            .is_ok_and(|()| magic == platform::EXECUTABLE_MAGIC);
-        if !is_program {
-            return Err(CompileError::Rejected {
-                output: "the code builds a library, not a program: a function is \
-                         `package main` with a `func main()`"
-                    .into(),
-            });
-        }
-        platform::sync_file(&partial).map_err(CompileError::Io)?;
-        if let Some(dir) = output.parent() {
-            std::fs::create_dir_all(dir).map_err(CompileError::Io)?;
-        }
-        if self.user.is_some() {
-            // The executable belongs to the server, not to the build user.
-            platform::give_to_user(&partial, 0).map_err(CompileError::Io)?;
-        }
-        // The contents are synced; the name is not: the build store is a cache, and the
-        // version's own link to it (see `builds`) is what is made durable.
-        install(&partial, output).map_err(CompileError::Io)?;
+        self.builder.finish_executable(
+            &partial,
+            output,
+            "the code builds a library, not a program: a function is `package main` with a \
+             `func main()`",
+        )?;
         Ok(output_text(&finished))
     }
 
@@ -324,7 +193,7 @@ impl Compiler {
             .env("GOPRIVATE", &self.modules.private)
             .env("GONOSUMDB", &self.modules.nosumdb)
             .args(["mod", "download"]);
-        let finished = self.run_go(command, Some(self.memory), true)?;
+        let finished = self.run_go(command, true, true)?;
         for (path, bytes) in kept {
             match bytes {
                 Some(bytes) => std::fs::write(&path, bytes).map_err(CompileError::Io)?,
@@ -336,7 +205,7 @@ impl Compiler {
         match finished.ending {
             Ending::Exited(0) => Ok(()),
             Ending::TimedOut => Err(CompileError::TimedOut {
-                limit: self.timeout,
+                limit: self.builder.timeout(),
             }),
             _ => Err(CompileError::Rejected {
                 output: format!(
@@ -365,10 +234,10 @@ impl Compiler {
         if let Some(identity) = self.identity.get() {
             return Ok(identity.clone());
         }
-        let mut command = self.go_command(&self.cache_dir);
+        let mut command = self.go_command(self.builder.area());
         command.args(["env", "GOVERSION", "GOOS", "GOARCH"]);
         // A fixed query, not a build: `--compile-memory` bounds builds, not this.
-        let finished = self.run_go(command, None, false)?;
+        let finished = self.run_go(command, false, false)?;
         let text = String::from_utf8_lossy(&finished.stdout).into_owned();
         let values: Vec<&str> = text.lines().map(str::trim).collect();
         let answered = matches!(finished.ending, Ending::Exited(0))
@@ -376,7 +245,7 @@ impl Compiler {
             && values.iter().all(|v| !v.is_empty());
         if !answered {
             return Err(CompileError::ToolchainMissing {
-                go: self.go.clone(),
+                tool: self.go.path.clone(),
                 source: io::Error::other(format!(
                     "'go env GOVERSION GOOS GOARCH' did not answer: {}",
                     output_text(&finished)
@@ -385,7 +254,7 @@ impl Compiler {
         }
         let identity = format!(
             "go={}\nversion={}\nGOOS={}\nGOARCH={}\nflags=-trimpath CGO_ENABLED=0 GO111MODULE=on",
-            self.go.display(),
+            self.go.configured.display(),
             values[0],
             values[1],
             values[2]
@@ -395,22 +264,14 @@ impl Compiler {
 
     /// A `go` command with the build environment, made from scratch, running in `dir`.
     fn go_command(&self, dir: &Path) -> Command {
-        let mut command = Command::new(&self.go);
-        let cache = self.cache_dir.to_string_lossy().into_owned();
+        let area = self.builder.area();
         // Not `dir` itself: go ignores a go.mod in the system's temporary folder.
-        let tmp = temp_dir_of(dir).to_string_lossy().into_owned();
+        let tmp = super::builder::temp_dir_of(dir);
+        let mut command = self.builder.command(&self.go.path, dir, &tmp);
         command
-            .current_dir(dir)
-            .env_clear()
-            .envs(platform::compile_env())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &cache)
-            .env("GOCACHE", self.cache_dir.join("go-build"))
-            .env("GOPATH", self.cache_dir.join("gopath"))
+            .env("GOCACHE", area.join("go-build"))
+            .env("GOPATH", area.join("gopath"))
             .env("GOTMPDIR", &tmp)
-            .env("TMPDIR", &tmp)
-            .env("TMP", &tmp)
-            .env("TEMP", &tmp)
             .env("GOENV", "off")
             .env("GOFLAGS", "")
             .env("GO111MODULE", "on")
@@ -423,49 +284,16 @@ impl Compiler {
         command
     }
 
-    /// Runs a `go` command as builds run: time limit, build user, no network, and `memory`
-    /// as the data memory limit of its processes where the platform sets one.
+    /// Runs a `go` command as builds run (see [`Builder::run`]); `limited`: under
+    /// `--compile-memory`; `network`: the download step.
     fn run_go(
         &self,
         command: Command,
-        memory: Option<u64>,
+        limited: bool,
         network: bool,
     ) -> Result<child::Finished, CompileError> {
-        child::run(ChildSpec {
-            command,
-            stdin: Vec::new(),
-            timeout: self.timeout,
-            stdout_limit: None,
-            keep: OUTPUT_KEEP,
-            sandbox: platform::Sandbox {
-                limits: platform::Limits {
-                    memory: memory.filter(|_| platform::COMPILER_MEMORY_LIMIT),
-                    no_core_dumps: true,
-                    ..platform::Limits::default()
-                },
-                user: self.user,
-                // Nothing a build needs is on the network (GOPROXY=off, no cgo).
-                no_network: !network && platform::can_isolate_network(),
-                // Builds share their user (and its build cache).
-                exclusive_user: false,
-            },
-            program: None,
-        })
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
-                CompileError::ToolchainMissing {
-                    go: self.go.clone(),
-                    source,
-                }
-            }
-            _ => CompileError::Io(source),
-        })
+        self.builder.run(command, &self.go.path, limited, network)
     }
-}
-
-/// The temporary folder of a build in `dir`.
-fn temp_dir_of(dir: &Path) -> PathBuf {
-    dir.join(".tmp")
 }
 
 /// The language version of a `go.mod` for the toolchain of `identity`: `1.24` of
@@ -484,32 +312,6 @@ fn language_version(identity: &str) -> String {
         })
         .filter(|v| v.contains('.'))
         .unwrap_or_else(|| "1.21".into())
-}
-
-/// A failed command's stderr then stdout, trimmed.
-fn output_text(finished: &child::Finished) -> String {
-    let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
-    text.push_str(&String::from_utf8_lossy(&finished.stdout));
-    text.trim_end().to_string()
-}
-
-/// Moves the finished `partial` to `output`: a rename, or (a build area outside the data
-/// dir's file system) a synced copy beside `output` renamed over it, so `output` is whole
-/// or absent at every instant.
-fn install(partial: &Path, output: &Path) -> io::Result<()> {
-    match platform::replace_file(partial, output) {
-        Err(err) if err.kind() == io::ErrorKind::CrossesDevices => {
-            let copy = output.with_extension(format!("copy-{}", crate::ids::new_id()));
-            let copied = std::fs::copy(partial, &copy)
-                .and_then(|_| platform::sync_file(&copy))
-                .and_then(|()| platform::replace_file(&copy, output));
-            if copied.is_err() {
-                let _ = std::fs::remove_file(&copy);
-            }
-            copied
-        }
-        other => other,
-    }
 }
 
 /// How a package's modules come to its build.
@@ -533,23 +335,6 @@ impl Modules {
             Modules::Download
         }
     }
-}
-
-/// Copies the files and folders under `from` into `to` (which exists); anything else is
-/// left out (an unpacked package holds nothing else).
-fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let target = to.join(entry.file_name());
-        if kind.is_dir() {
-            std::fs::create_dir(&target)?;
-            copy_tree(&entry.path(), &target)?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,240 @@
+//! The `node` runtime: the entry point is `main`, else `package.json`'s `main`, else
+//! `index.js` (one source file written with `import`/`export` is kept as `index.mjs`);
+//! every `.js`, `.mjs` and `.cjs` file outside `node_modules/` is checked with `node
+//! --check` at registration; dependencies are a `node_modules/` folder in the package as it
+//! is, or `npm ci --omit=dev --ignore-scripts` from `--npm-registry` (the only step with
+//! network). A run is `node --preserve-symlinks --preserve-symlinks-main <tree>/<entry>`:
+//! modules are found in the tree as the run reaches it, not through their real folders.
+
+use super::builder::{files_with, output_text, stage, Builder};
+use super::toolchain::Toolchain;
+use super::{tree, Artifact, Code, CompileError, Kind, Launch, Runtime};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+pub struct Node {
+    node: Toolchain,
+    builder: Arc<Builder>,
+    registry: Option<String>,
+    identity: OnceLock<String>,
+}
+
+impl Node {
+    pub fn new(node: Toolchain, builder: Arc<Builder>, registry: Option<String>) -> Node {
+        Node {
+            node,
+            builder,
+            registry,
+            identity: OnceLock::new(),
+        }
+    }
+
+    /// `node --check` of `file` in `dir`: what it printed when it refused the file.
+    fn check(&self, dir: &Path, tmp: &Path, file: &str) -> Result<Option<String>, CompileError> {
+        let mut command = self.builder.command(&self.node.path, dir, tmp);
+        command.arg("--check").arg(file);
+        let finished = self.builder.run(command, &self.node.path, true, false)?;
+        match self.builder.succeeded(finished) {
+            Ok(_) => Ok(None),
+            Err(CompileError::Rejected { output }) => Ok(Some(readable(&output, dir))),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// npm, beside node or on the server's PATH.
+    fn npm(&self) -> PathBuf {
+        let beside = self.node.dir().map(|dir| dir.join("npm"));
+        beside
+            .filter(|npm| npm.is_file())
+            .unwrap_or_else(|| PathBuf::from("npm"))
+    }
+
+    /// Installs `package-lock.json`'s packages with `npm ci` from `--npm-registry`, when the
+    /// package needs any and brought no `node_modules/`.
+    fn install(&self, dir: &Path, tmp: &Path) -> Result<String, CompileError> {
+        if dir.join("node_modules").is_dir() || !needs_packages(dir) {
+            return Ok(String::new());
+        }
+        let Some(registry) = &self.registry else {
+            return Err(CompileError::Rejected {
+                output: "package.json has dependencies and the package brings no \
+                         node_modules/: send it with its node_modules/ folder (npm ci \
+                         --omit=dev), or start the server with --npm-registry"
+                    .into(),
+            });
+        };
+        if !dir.join("package-lock.json").is_file() {
+            return Err(CompileError::Rejected {
+                output: "package.json has dependencies but no package-lock.json: run npm \
+                         install and send the package with its package-lock.json"
+                    .into(),
+            });
+        }
+        let npm = self.npm();
+        let mut command = self.builder.command(&npm, dir, tmp);
+        command
+            .args([
+                "ci",
+                "--omit=dev",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--no-update-notifier",
+                "--registry",
+                registry,
+                "--cache",
+            ])
+            .arg(self.builder.area().join("npm-cache"))
+            .env("NPM_CONFIG_USERCONFIG", tmp.join("npmrc"))
+            .env("NPM_CONFIG_GLOBALCONFIG", tmp.join("npmrc-global"));
+        let finished = self.builder.run(command, &npm, true, true)?;
+        let finished = self.builder.succeeded(finished)?;
+        Ok(output_text(&finished))
+    }
+}
+
+impl Runtime for Node {
+    fn kind(&self) -> Kind {
+        Kind::Node
+    }
+    fn tool(&self) -> &Path {
+        &self.node.path
+    }
+    fn install_hint(&self) -> String {
+        "install Node.js (on Debian or Ubuntu: apt-get install nodejs) where every user can \
+         reach it, or point --node at it"
+            .into()
+    }
+    fn unavailable(&self) -> Option<String> {
+        self.node.problem.clone()
+    }
+    fn identity(&self) -> Result<String, CompileError> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity.clone());
+        }
+        let answer = self.builder.ask(&self.node.path, &["--version"])?;
+        let identity = format!(
+            "runtime=node\npath={}\nversion={}\nflags=--preserve-symlinks",
+            self.node.configured.display(),
+            answer.trim_start_matches('v')
+        );
+        Ok(self.identity.get_or_init(|| identity).clone())
+    }
+    fn artifact(&self) -> Artifact {
+        Artifact::Tree
+    }
+    fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
+        let _slot = self.builder.slot();
+        let scratch = self.builder.scratch()?;
+        let (dir, tmp) = (&scratch.dir, scratch.tmp());
+        let main = match code {
+            Code::Package {
+                root, main: None, ..
+            } => Some(package_main(root)?),
+            _ => None,
+        };
+        let code = match (code, &main) {
+            (Code::Package { root, digest, .. }, Some(main)) => Code::Package {
+                root,
+                digest,
+                main: Some(main),
+            },
+            (code, _) => code,
+        };
+        let mut entry = stage(code, dir, "index.js")?;
+        self.builder.give(dir)?;
+        let mut printed = self.install(dir, &tmp)?;
+        let mut refusals = Vec::new();
+        for file in files_with(dir, &[".js", ".mjs", ".cjs"], &["node_modules", ".tmp"])
+            .map_err(CompileError::Io)?
+        {
+            let Some(refused) = self.check(dir, &tmp, &file)? else {
+                continue;
+            };
+            // One file of ES module syntax, sent alone, is an ES module.
+            if matches!(code, Code::Source(_)) && is_module_syntax(&refused) {
+                std::fs::rename(dir.join(&file), dir.join("index.mjs"))
+                    .map_err(CompileError::Io)?;
+                entry = "index.mjs".into();
+                match self.check(dir, &tmp, &entry)? {
+                    None => continue,
+                    Some(refused) => refusals.push(refused),
+                }
+            } else {
+                refusals.push(refused);
+            }
+        }
+        if !refusals.is_empty() {
+            return Err(CompileError::Rejected {
+                output: refusals.join("\n\n"),
+            });
+        }
+        if !printed.is_empty() {
+            printed.push('\n');
+        }
+        tree::finish(dir, &[".tmp"], &entry, output)?;
+        Ok(printed)
+    }
+    fn launch(&self, tree: &Path, entry: &str) -> Launch {
+        let mut args: Vec<OsString> = ["--preserve-symlinks", "--preserve-symlinks-main"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push(tree.join(entry).into_os_string());
+        Launch {
+            program: self.node.path.clone(),
+            args,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// `node --check`'s refusal as the package's author reads it: paths relative to the
+/// package, without node's own stack and banner.
+fn readable(output: &str, dir: &Path) -> String {
+    let prefix = format!("{}{}", dir.display(), std::path::MAIN_SEPARATOR);
+    output
+        .replace(&prefix, "")
+        .lines()
+        .filter(|line| !line.starts_with("    at ") && !line.starts_with("Node.js v"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
+}
+
+/// What `node --check` says of ES module syntax in a CommonJS file.
+fn is_module_syntax(refused: &str) -> bool {
+    refused.contains("Cannot use import statement outside a module")
+        || refused.contains("Unexpected token 'export'")
+        || refused.contains("import.meta")
+}
+
+/// The entry point of a package without `main`: `package.json`'s `main`, else `index.js`.
+fn package_main(root: &Path) -> Result<String, CompileError> {
+    let Ok(text) = std::fs::read_to_string(root.join("package.json")) else {
+        return Ok("index.js".into());
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_str(&text).map_err(|err| CompileError::Rejected {
+            output: format!("package.json is not JSON: {err}"),
+        })?;
+    let Some(main) = manifest.get("main").and_then(|m| m.as_str()) else {
+        return Ok("index.js".into());
+    };
+    let main = main.trim_start_matches("./");
+    crate::packages::file_of(main).map_err(|reason| CompileError::Rejected {
+        output: format!("package.json's main '{main}': {reason}"),
+    })
+}
+
+/// Whether `package.json` in `dir` lists dependencies (development ones are not installed).
+fn needs_packages(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("package.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|manifest| manifest.get("dependencies").cloned())
+        .and_then(|deps| deps.as_object().map(|d| !d.is_empty()))
+        .unwrap_or(false)
+}

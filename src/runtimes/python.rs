@@ -1,0 +1,244 @@
+//! The `python` runtime: every `.py` file of a version is compiled in memory at
+//! registration (a syntax error is refused with its file, line and message; no bytecode is
+//! written), `requirements.txt` is installed by pip from wheels only (the package's
+//! `wheels/` folder, or `--pip-index-url`) into the version's own tree, and a run is
+//! `python -S -s -B main.py` with that tree's `.deps` as its only addition to the path:
+//! nothing from the host's own site-packages, no user site, no bytecode.
+
+use super::builder::{output_text, stage, Builder};
+use super::toolchain::Toolchain;
+use super::{tree, Artifact, Code, CompileError, Kind, Launch, Runtime};
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// Where a tree's installed dependencies are.
+const DEPS: &str = ".deps";
+
+/// Compiles every `.py` file below the working folder without writing bytecode, and
+/// prints each syntax error as Python shows one (file, line, the line, message).
+const CHECK: &str = r#"
+import os, sys, traceback
+bad = 0
+for top, dirs, files in os.walk("."):
+    dirs[:] = sorted(d for d in dirs if d not in (".tmp", ".deps", "wheels", "__pycache__"))
+    for name in sorted(files):
+        if not name.endswith(".py"):
+            continue
+        path = os.path.join(top, name)[2:]
+        try:
+            with open(path, "rb") as f:
+                compile(f.read(), path, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as e:
+            bad += 1
+            sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
+sys.exit(1 if bad else 0)
+"#;
+
+pub struct Python {
+    python: Toolchain,
+    builder: Arc<Builder>,
+    index: Option<String>,
+    identity: OnceLock<String>,
+}
+
+impl Python {
+    pub fn new(python: Toolchain, builder: Arc<Builder>, index: Option<String>) -> Python {
+        Python {
+            python,
+            builder,
+            index,
+            identity: OnceLock::new(),
+        }
+    }
+
+    /// Installs `requirements.txt` into `dir/.deps` from wheels only.
+    fn install_requirements(&self, dir: &Path, tmp: &Path) -> Result<String, CompileError> {
+        let requirements =
+            std::fs::read_to_string(dir.join("requirements.txt")).map_err(|err| {
+                CompileError::Rejected {
+                    output: format!("requirements.txt cannot be read as text: {err}"),
+                }
+            })?;
+        check_requirements(&requirements).map_err(|output| CompileError::Rejected { output })?;
+        let wheels = dir.join("wheels").is_dir();
+        if !wheels && self.index.is_none() {
+            return Err(CompileError::Rejected {
+                output: "requirements.txt needs its wheels: put them in the package's wheels/ \
+                         folder (pip download --only-binary=:all: -r requirements.txt -d \
+                         wheels), or start the server with --pip-index-url"
+                    .into(),
+            });
+        }
+        let mut command = self.builder.command(&self.python.path, dir, tmp);
+        command
+            .args(["-s", "-E", "-B", "-m", "pip", "install"])
+            .args([
+                "--isolated",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--no-cache-dir",
+                "--only-binary=:all:",
+                "--no-compile",
+                "--no-warn-script-location",
+                "--target",
+                DEPS,
+                "-r",
+                "requirements.txt",
+            ]);
+        if wheels {
+            command.args(["--find-links", "wheels"]);
+        }
+        match &self.index {
+            Some(index) => command.arg("--index-url").arg(index),
+            None => command.arg("--no-index"),
+        };
+        let finished = self
+            .builder
+            .run(command, &self.python.path, true, self.index.is_some())?;
+        let text = output_text(&finished);
+        if text.contains("No module named pip") {
+            return Err(CompileError::ToolchainMissing {
+                tool: self.python.path.clone(),
+                source: std::io::Error::other(
+                    "it has no pip to install requirements.txt with (on Debian or Ubuntu: \
+                     apt-get install python3-pip)",
+                ),
+            });
+        }
+        self.builder.succeeded(finished)?;
+        Ok(text)
+    }
+}
+
+impl Runtime for Python {
+    fn kind(&self) -> Kind {
+        Kind::Python
+    }
+    fn tool(&self) -> &Path {
+        &self.python.path
+    }
+    fn install_hint(&self) -> String {
+        "install Python 3 (on Debian or Ubuntu: apt-get install python3 python3-pip) where \
+         every user can reach it, or point --python at it"
+            .into()
+    }
+    fn unavailable(&self) -> Option<String> {
+        self.python.problem.clone()
+    }
+    fn identity(&self) -> Result<String, CompileError> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity.clone());
+        }
+        let answer = self.builder.ask(&self.python.path, &["--version"])?;
+        let version = answer.trim_start_matches("Python").trim();
+        let identity = format!(
+            "runtime=python\npath={}\nversion={version}\nflags=-S -s -B",
+            self.python.configured.display()
+        );
+        Ok(self.identity.get_or_init(|| identity).clone())
+    }
+    fn artifact(&self) -> Artifact {
+        Artifact::Tree
+    }
+    fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
+        let _slot = self.builder.slot();
+        let scratch = self.builder.scratch()?;
+        let dir = &scratch.dir;
+        let entry = stage(code, dir, "main.py")?;
+        self.builder.give(dir)?;
+        let mut check = self.builder.command(&self.python.path, dir, &scratch.tmp());
+        check.args(["-S", "-s", "-B", "-c", CHECK]);
+        let checked = self
+            .builder
+            .run(check, &self.python.path, true, false)
+            .and_then(|finished| self.builder.succeeded(finished))?;
+        let mut printed = output_text(&checked);
+        if dir.join("requirements.txt").is_file() {
+            printed.push_str(&self.install_requirements(dir, &scratch.tmp())?);
+        }
+        tree::finish(dir, &[".tmp"], &entry, output)?;
+        Ok(printed)
+    }
+    fn launch(&self, tree: &Path, entry: &str) -> Launch {
+        let mut args: Vec<OsString> = ["-S", "-s", "-B"].iter().map(OsString::from).collect();
+        args.push(tree.join(entry).into_os_string());
+        Launch {
+            program: self.python.path.clone(),
+            args,
+            env: vec![
+                (
+                    "PYTHONPATH".into(),
+                    tree.join(DEPS).to_string_lossy().into_owned(),
+                ),
+                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+                ("PYTHONNOUSERSITE".into(), "1".into()),
+            ],
+        }
+    }
+}
+
+/// Refuses what in a `requirements.txt` could make pip run package code or look beyond
+/// the wheels: option lines (`-e`, `--index-url`, `-r other.txt`), paths and URLs. What is
+/// left is names with versions, extras, markers and `--hash` options.
+fn check_requirements(text: &str) -> Result<(), String> {
+    for (number, line) in text.lines().enumerate() {
+        let line = match line
+            .find(" #")
+            .or_else(|| line.starts_with('#').then_some(0))
+        {
+            Some(comment) => &line[..comment],
+            None => line,
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let requirement = line.split(" --hash").next().unwrap_or(line).trim();
+        let named = requirement
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+        let reaches_out = requirement.contains("://")
+            || requirement.contains(" @ ")
+            || requirement.contains('@')
+            || requirement.contains('/')
+            || requirement.contains('\\');
+        if !named || reaches_out {
+            return Err(format!(
+                "requirements.txt line {}: '{}' is not accepted: only package names with \
+                 versions, extras and markers are (no options, paths or URLs), installed \
+                 from wheels",
+                number + 1,
+                line.chars().take(80).collect::<String>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_requirements;
+
+    #[test]
+    fn requirements_are_names_and_versions_only() {
+        let fine = "# pinned\nrequests==2.31.0\nidna>=3 ; python_version >= \"3.8\"\n\
+                    pkg[extra]~=1.0 --hash=sha256:abc\n\n  six  # note\n";
+        assert_eq!(check_requirements(fine), Ok(()));
+        for bad in [
+            "-e .",
+            "--index-url https://example.org/simple",
+            "-r other.txt",
+            "./local-package",
+            "/abs/path.whl",
+            "pkg @ https://example.org/pkg.tar.gz",
+            "pkg@file:///tmp/x",
+            "git+https://example.org/repo.git",
+            "..\\up",
+        ] {
+            let refused = check_requirements(&format!("six\n{bad}\n")).expect_err(bad);
+            assert!(refused.contains("line 2"), "{refused}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! A version's tree: the folder an interpreted function runs from (its files, the
+//! dependencies installed at registration, and a stamp naming its entry point). A build
+//! finishes one by copying what it made, regular files and folders only, into a folder the
+//! server owns, readable by every user (runs reach it through a descriptor, see
+//! `platform::open_tree`), synced, then renamed into place: a tree with its stamp is
+//! whole. Knows no language.
+
+use super::CompileError;
+use crate::platform;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The stamp inside a finished tree: the entry point, relative to the tree.
+pub const STAMP: &str = ".golambda-entry";
+
+/// The entry point of the finished tree at `tree`; `None` when it is not a whole tree.
+pub fn entry_of(tree: &Path) -> Option<String> {
+    let entry = std::fs::read_to_string(tree.join(STAMP)).ok()?;
+    let entry = entry.trim().to_string();
+    (!entry.is_empty() && tree.join(&entry).is_file()).then_some(entry)
+}
+
+/// Makes `output` a tree of what `built` holds (leaving out `skip`, names at its top such
+/// as the build's temporary folder), with `entry` as its entry point.
+pub fn finish(built: &Path, skip: &[&str], entry: &str, output: &Path) -> Result<(), CompileError> {
+    let partial = beside(output, "part");
+    let made = (|| -> io::Result<()> {
+        std::fs::create_dir_all(&partial)?;
+        copy_shared(built, &partial, skip)?;
+        let stamp = partial.join(STAMP);
+        std::fs::write(&stamp, entry)?;
+        platform::make_shared(&stamp, false)?;
+        platform::sync_file(&stamp)?;
+        platform::make_shared(&partial, true)?;
+        place(&partial, output)
+    })();
+    if made.is_err() {
+        let _ = platform::remove_tree(&partial);
+    }
+    made.map_err(CompileError::Io)
+}
+
+/// Makes `to` the same tree as `from`: each file a hard link (a copy where the file system
+/// cannot link), each folder made anew; whatever `to` was is replaced whole.
+pub fn link(from: &Path, to: &Path) -> io::Result<()> {
+    let partial = beside(to, "link");
+    let made = mirror(from, &partial).and_then(|()| place(&partial, to));
+    if made.is_err() {
+        let _ = platform::remove_tree(&partial);
+    }
+    made
+}
+
+/// A fresh name beside `path`.
+fn beside(path: &Path, what: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{what}-{}", crate::ids::new_id()))
+}
+
+/// Renames the finished `partial` over `output` (removing an old tree first) and makes
+/// the rename durable.
+fn place(partial: &Path, output: &Path) -> io::Result<()> {
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match platform::remove_tree(output) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
+    std::fs::rename(partial, output)?;
+    platform::sync_dir(output.parent().unwrap_or_else(|| Path::new(".")))
+}
+
+/// Copies the regular files and folders under `from` into `to` (which exists), each file
+/// synced and readable by every user; links, devices and the like are left out.
+fn copy_shared(from: &Path, to: &Path, skip: &[&str]) -> io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if skip.iter().any(|s| name.to_string_lossy() == *s) {
+            continue;
+        }
+        // Not followed: the build's user made what is here.
+        let kind = entry.file_type()?;
+        let target = to.join(&name);
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_shared(&entry.path(), &target, &[])?;
+            platform::make_shared(&target, true)?;
+        } else if kind.is_file() {
+            let executable = platform::owner_executes(&entry.metadata()?);
+            std::fs::copy(entry.path(), &target)?;
+            platform::make_shared(&target, executable)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&target)?
+                .sync_all()?;
+        }
+    }
+    platform::sync_dir(to)
+}
+
+/// Makes `to` hold hard links to every file under `from`.
+fn mirror(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            mirror(&entry.path(), &target)?;
+        } else if kind.is_file() && std::fs::hard_link(entry.path(), &target).is_err() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    platform::make_shared(to, true)?;
+    platform::sync_dir(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_tree_is_whole_shared_and_names_its_entry() {
+        let root = std::env::temp_dir().join(format!("golambda-tree-{}", crate::ids::new_id()));
+        let built = root.join("built");
+        std::fs::create_dir_all(built.join("pkg").join("deep")).expect("mkdir");
+        std::fs::create_dir_all(built.join(".tmp")).expect("mkdir");
+        std::fs::write(built.join("main.py"), b"print(1)").expect("write");
+        std::fs::write(built.join("pkg/deep/m.py"), b"x = 1").expect("write");
+        std::fs::write(built.join(".tmp/junk"), b"junk").expect("write");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/etc/passwd", built.join("link")).expect("symlink");
+        let output = root.join("plugins").join("v1");
+        finish(&built, &[".tmp"], "main.py", &output).expect("finished");
+        assert_eq!(entry_of(&output).as_deref(), Some("main.py"));
+        assert!(output.join("pkg/deep/m.py").is_file());
+        assert!(!output.join(".tmp").exists(), "skipped");
+        assert!(
+            std::fs::symlink_metadata(output.join("link")).is_err(),
+            "no links"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode(&output), 0o755);
+            assert_eq!(mode(&output.join("pkg/deep")), 0o755);
+            assert_eq!(mode(&output.join("main.py")), 0o644);
+        }
+        // A second finish replaces the first whole; a link mirrors it.
+        std::fs::write(built.join("main.py"), b"print(2)").expect("write");
+        finish(&built, &[".tmp"], "main.py", &output).expect("again");
+        assert_eq!(
+            std::fs::read(output.join("main.py")).expect("read"),
+            b"print(2)"
+        );
+        let linked = root.join("plugins").join("f").join("v2");
+        link(&output, &linked).expect("linked");
+        assert_eq!(entry_of(&linked).as_deref(), Some("main.py"));
+        assert_eq!(
+            std::fs::read(linked.join("pkg/deep/m.py")).expect("read"),
+            b"x = 1"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(root.join("plugins"))
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // A tree without its stamp, or whose entry is gone, is not whole.
+        std::fs::remove_file(linked.join("main.py")).expect("rm");
+        assert_eq!(entry_of(&linked), None);
+        let _ = platform::remove_tree(&root);
+    }
+}
