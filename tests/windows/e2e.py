@@ -1,6 +1,7 @@
 """End-to-end tests of golambda.exe under Wine, driven from Linux over HTTP.
 
 Usage: e2e.py --exe PATH/golambda.exe --go PATH/go.exe [--wine /usr/lib/wine/wine64]
+              [--python PATH/python.exe]
 
 Starts the Windows build of the server with the Windows Go toolchain and checks what a
 Windows user relies on: the GoLambda README examples, `.exe` executables, a cron function
@@ -168,6 +169,8 @@ class Server:
         command = [self.args.wine, self.args.exe, "--addr", "127.0.0.1:0",
                    "--data-dir", win_path(self.data), "--go", self.args.go,
                    "--timeout", "20s", "--max-output", "64KiB"] + self.extra
+        if self.args.python:
+            command += ["--python", self.args.python]
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, env=env)
         deadline = time.time() + 120
@@ -393,6 +396,40 @@ def run_tests(server, work):
         expect(answer.json() == {"message": "from a vendored module\n"}, answer)
 
     @test
+    def a_python_function_runs():
+        if not server.args.python:
+            print("note: no Python for Windows was given (--python); skipped")
+            return
+        runtimes = {r["runtime"]: r for r in server.request("GET", "/runtimes").json()}
+        expect(runtimes["python"]["available"], runtimes)
+        expect("sh" not in runtimes, runtimes)
+        source = ("import os, sys\n"
+                  "print('hello from python on', sys.platform, os.environ['REQUEST_METHOD'],"
+                  " os.environ['GREETING'], sys.stdin.read())\n")
+        answer = server.register("pyhello", source, runtime="python", env={"GREETING": "hi"})
+        expect(answer.status == 201, answer)
+        answer = server.request("POST", "/pyhello", b"the body")
+        # Python's stdout is in text mode on Windows: print ends lines with CRLF.
+        expect(answer.json() == {"message": "hello from python on win32 POST hi the body\r\n"},
+               answer)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("main.py", "import helper\nprint(helper.WORD)\n")
+            archive.writestr("helper.py", "WORD = 'imported beside main.py'\n")
+        answer = server.register_code("pypackage", buffer.getvalue(), runtime="python")
+        expect(answer.status == 201, answer)
+        answer = server.request("GET", "/pypackage")
+        expect(answer.json() == {"message": "imported beside main.py\r\n"}, answer)
+
+    @test
+    def a_python_syntax_error_is_422_and_sh_is_refused():
+        if server.args.python:
+            answer = server.register("pybroken", "print(1)\ndef f(:\n", runtime="python")
+            expect(answer.status == 422 and b"line 2" in answer.body, answer)
+        answer = server.register("shell", "echo hi\n", runtime="sh")
+        expect(answer.status == 400 and b"Unix" in answer.body, answer)
+
+    @test
     def restart_restores_everything_without_compiling():
         names = sorted(f["name"] for f in server.request("GET", "/functions").json())
         code = server.stop()
@@ -439,6 +476,7 @@ def main():
     parser.add_argument("--exe", required=True)
     parser.add_argument("--go", required=True, help="Windows path of go.exe")
     parser.add_argument("--wine", default="/usr/lib/wine/wine64")
+    parser.add_argument("--python", default="", help="Windows path of python.exe")
     args = parser.parse_args()
     started = time.time()
     work = tempfile.mkdtemp(prefix="golambda-windows-")
