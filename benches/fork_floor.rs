@@ -17,16 +17,19 @@
 //! `FORK_FLOOR_PHASE=direct` only the ceiling (`GOMAXPROCS` passed on), `FORK_FLOOR_PHASE=floor`
 //! only the floor from 16 threads (prints the bench's pid).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "support/fcgi_direct.rs"]
 mod fcgi_direct;
+#[path = "support/server.rs"]
+mod server;
+
+use server::{median, ms, Connection, Server};
 
 const HELLO: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() {\n    fmt.Println(\"Hello, World!\")\n}\n";
@@ -106,7 +109,7 @@ fn main() {
     for _ in 0..ROUNDS {
         let two = floor_rate(&hello, 2, slice);
         let many = floor_rate(&hello, CONNECTIONS, slice);
-        let served = server.load("/hello", HELLO_ANSWER, CONNECTIONS, slice);
+        let served = load_of(&server, "/hello", HELLO_ANSWER, CONNECTIONS, slice);
         ratios.push(served.rate() / two.rate().max(many.rate()));
         floor_2.merge(&two);
         floor_16.merge(&many);
@@ -122,13 +125,13 @@ fn main() {
     let floor = best.rate();
     server.register("warm", FCGI_HELLO, "fcgi");
     let warm_latency = server.p50("/warm", WARM_ANSWER, 2000);
-    let warm = server.load("/warm", WARM_ANSWER, CONNECTIONS, window);
+    let warm = load_of(&server, "/warm", WARM_ANSWER, CONNECTIONS, window);
     // The same function told to use one CPU: Go then schedules its goroutines on one
     // thread and wakes fewer threads per request, which two cores shared with the
     // server reward.
     server.register_with("warm1", FCGI_HELLO, "fcgi", r#","env":{"GOMAXPROCS":"1"}"#);
     server.p50("/warm1", WARM_ANSWER, 200);
-    let warm_one_cpu = server.load("/warm1", WARM_ANSWER, CONNECTIONS, window);
+    let warm_one_cpu = load_of(&server, "/warm1", WARM_ANSWER, CONNECTIONS, window);
     std::thread::sleep(Duration::from_secs(1));
     let loaded_rss = rss_kib(server.child.id());
     server.stop();
@@ -235,7 +238,7 @@ fn profile_phase(server_binary: &Path, work: &Path, phase: &str, window: Duratio
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(CONNECTIONS);
-    let load = server.load(path, answer, connections, window);
+    let load = load_of(&server, path, answer, connections, window);
     println!(
         "{phase}: {:.0} req/s, errors {}, CPU per request: server {:.0} µs, runs {:.0} µs",
         load.rate(),
@@ -245,10 +248,6 @@ fn profile_phase(server_binary: &Path, work: &Path, phase: &str, window: Duratio
     );
     server.stop();
     let _ = std::fs::remove_dir_all(work);
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn build_hello(work: &Path) -> PathBuf {
@@ -299,11 +298,6 @@ fn spawn_times(exe: &Path, count: usize) -> Vec<Duration> {
         .collect()
 }
 
-fn median<T: PartialOrd + Copy>(values: &mut [T]) -> T {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    values[values.len() / 2]
-}
-
 /// Spawns from `threads` threads for `window`; the CPU figures are this process's own (the
 /// spawning threads) and its reaped children's (the programs), per spawn.
 fn floor_rate(exe: &Path, threads: usize, window: Duration) -> Load {
@@ -346,11 +340,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-struct Server {
-    child: Child,
-    port: u16,
 }
 
 /// What one load (or several, merged) did: requests, time and CPU.
@@ -423,168 +412,47 @@ fn cpu_seconds(pid: u32) -> (f64, f64) {
     ((tick(14) + tick(15)) / hz, (tick(16) + tick(17)) / hz)
 }
 
-impl Server {
-    fn start(binary: &Path, data: &Path) -> Server {
-        std::fs::create_dir_all(data).expect("data dir");
-        let mut child = Command::new(binary)
-            .args(["--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            // The default log level, written to a file as a service's log would be.
-            .stderr(std::fs::File::create(data.join("server.log")).expect("log file"))
-            .spawn()
-            .expect("start the server");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("banner");
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port in the banner");
-        Server { child, port }
-    }
-
-    fn register(&self, name: &str, source: &str, response: &str) {
-        self.register_with(name, source, response, "");
-    }
-
-    /// `extra`: more JSON members for the body, each with a leading comma.
-    fn register_with(&self, name: &str, source: &str, response: &str, extra: &str) {
-        use base64::Engine;
-        let code = base64::engine::general_purpose::STANDARD.encode(source);
-        let body = format!(
-            r#"{{"name":"{name}","trigger":"http","response":"{response}","code":"{code}"{extra}}}"#
-        );
-        let mut connection = Connection::open(self.port);
-        let (status, _) = connection.send("PUT", "/register", body.as_bytes());
-        assert!(status == 200 || status == 201, "register {name}: {status}");
-    }
-
-    /// How long each of `count` requests on one connection took (after 20 unmeasured).
-    fn times(&self, path: &'static str, answer: &'static [u8], count: usize) -> Vec<Duration> {
-        let mut connection = Connection::open(self.port);
-        for _ in 0..20 {
-            connection.get(path, answer);
-        }
-        (0..count)
-            .map(|_| {
-                let started = Instant::now();
-                assert!(connection.get(path, answer), "GET {path} failed");
-                started.elapsed()
-            })
-            .collect()
-    }
-
-    fn p50(&self, path: &'static str, answer: &'static [u8], count: usize) -> Duration {
-        median(&mut self.times(path, answer, count))
-    }
-
-    fn load(
-        &self,
-        path: &'static str,
-        answer: &'static [u8],
-        connections: usize,
-        window: Duration,
-    ) -> Load {
-        // Let the machine settle first: the runs of a previous load are still being cleaned
-        // up (their uids emptied, their memory freed) for a moment after it ends.
-        std::thread::sleep(SETTLE);
-        let done = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let cpu_before = cpu_seconds(self.child.id());
-        let started = Instant::now();
-        let clients: Vec<_> = (0..connections)
-            .map(|_| {
-                let (port, done, errors, stop) =
-                    (self.port, done.clone(), errors.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut connection = Connection::open(port);
-                    while !stop.load(Ordering::Relaxed) {
-                        if connection.get(path, answer) {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
+fn load_of(
+    server: &Server,
+    path: &'static str,
+    answer: &'static [u8],
+    connections: usize,
+    window: Duration,
+) -> Load {
+    // Let the machine settle first: the runs of a previous load are still being cleaned
+    // up (their uids emptied, their memory freed) for a moment after it ends.
+    std::thread::sleep(SETTLE);
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_seconds(server.child.id());
+    let started = Instant::now();
+    let clients: Vec<_> = (0..connections)
+        .map(|_| {
+            let (port, done, errors, stop) =
+                (server.port, done.clone(), errors.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut connection = Connection::open(port);
+                while !stop.load(Ordering::Relaxed) {
+                    if connection.get(path, answer) {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
                     }
-                })
-            })
-            .collect();
-        std::thread::sleep(window);
-        stop.store(true, Ordering::Relaxed);
-        for client in clients {
-            client.join().expect("client thread");
-        }
-        Load::since(
-            self.child.id(),
-            started,
-            cpu_before,
-            done.load(Ordering::Relaxed),
-            errors.load(Ordering::Relaxed),
-        )
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) with a pid we spawned and still own.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// A keep-alive HTTP/1.1 connection that understands just enough to read one answer.
-struct Connection {
-    reader: BufReader<TcpStream>,
-}
-
-impl Connection {
-    fn open(port: u16) -> Connection {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        Connection {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn get(&mut self, path: &str, answer: &[u8]) -> bool {
-        let (status, body) = self.send("GET", path, b"");
-        status == 200 && body == answer
-    }
-
-    fn send(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes()).expect("send");
-        stream.write_all(body).expect("send body");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("header");
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
                 }
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).expect("body");
-        (status, body)
+            })
+        })
+        .collect();
+    std::thread::sleep(window);
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client thread");
     }
+    Load::since(
+        server.child.id(),
+        started,
+        cpu_before,
+        done.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+    )
 }

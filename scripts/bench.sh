@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind the performance goals, in one go on this machine, and writes
 # the figures to docs/BENCHMARKS.md (also printed). Not part of the test suite; takes about
-# nine minutes. Run it as root for the default isolation (per-run users, cgroups) and on an
+# twelve minutes. Run it as root for the default isolation (per-run users, cgroups) and on an
 # otherwise idle machine: the fork floor is measured in the same run, so the ratios hold
 # on a busy one, the absolute figures do not.
 # Usage: scripts/bench.sh [seconds per load window, default 10]
@@ -102,6 +102,21 @@ The same hello run through the runner with one more layer at a time (p50 of 300 
 
 PART
   bench isolation
+  cat <<'PART'
+
+## Runtimes (`benches/runtimes.rs`)
+
+Each runtime's hello world through the server (`GET`, one keep-alive client) beside the
+same program started bare by a minimal spawn loop (the interpreter on the same script, or
+the same executable, with an environment made from scratch): 5 blocks of 40 of each in
+turn, medians. Then 5 pairs of the toolchain's own check or build of a changed hello
+(`go build -trimpath`, `python -c compile(…)`, `node --check`, `rustc --edition 2021 -O`,
+`sh -n`) and its `PUT /register`; the overhead is the median over the pairs. Registration
+also copies the checked files into the version's tree, readable by the run users, each
+file synced.
+
+PART
+  bench runtimes -- "$bin"
   cat <<'PART'
 
 ## Notes

@@ -1,0 +1,340 @@
+//! Every runtime through the server beside its bare toolchain, in one run on this machine.
+//!
+//! Latency: the hello world of each runtime at `GET /hello-<runtime>` from one keep-alive
+//! client, beside the same program (the interpreter on the same script, or the same
+//! executable) started, read and reaped by a minimal spawn loop with nothing else. The two
+//! take turns in blocks, so that both see the machine alike; the figure is the difference
+//! of the medians, and the goal is that no runtime adds more than Go does.
+//!
+//! Registration: `PUT /register` of a changed hello (so that something is built) beside the
+//! toolchain's own check or build of the same source (`go build`, `python -c compile(…)`,
+//! `node --check`, `rustc -O`, `sh -n`), in pairs; the overhead is the median over pairs.
+//!
+//! Usage: `cargo bench --bench runtimes -- SERVER_BINARY` (see scripts/bench.sh). The
+//! interpreters are `BENCH_PYTHON` (default /usr/bin/python3), `BENCH_NODE` (node),
+//! `BENCH_CARGO` (default the copy scripts/test.sh makes in /opt, else cargo on PATH).
+
+#[path = "support/server.rs"]
+mod server;
+
+use server::{median, ms, Connection, Server};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ANSWER: &[u8] = b"{\"message\":\"Hello, World!\\n\"}\n";
+/// Blocks of spawns and requests in turn, and how many of each per block.
+const BLOCKS: usize = 5;
+const BLOCK: usize = 40;
+/// Registration pairs (toolchain alone, then the server).
+const PAIRS: usize = 5;
+
+/// A runtime's hello world, `{variant}` standing for a number that changes the source.
+struct Runtime {
+    name: &'static str,
+    file: &'static str,
+    source: &'static str,
+}
+
+const RUNTIMES: [Runtime; 5] = [
+    Runtime {
+        name: "go",
+        file: "main.go",
+        source: "package main\n\nimport \"fmt\"\n\nfunc main() {\n    fmt.Println(\"Hello, World!\") // {variant}\n}\n",
+    },
+    Runtime {
+        name: "python",
+        file: "main.py",
+        source: "print('Hello, World!')  # {variant}\n",
+    },
+    Runtime {
+        name: "node",
+        file: "index.js",
+        source: "console.log('Hello, World!'); // {variant}\n",
+    },
+    Runtime {
+        name: "rust",
+        file: "main.rs",
+        source: "fn main() {\n    println!(\"Hello, World!\"); // {variant}\n}\n",
+    },
+    Runtime {
+        name: "sh",
+        file: "main.sh",
+        source: "echo 'Hello, World!' # {variant}\n",
+    },
+];
+
+struct Tools {
+    go: PathBuf,
+    python: PathBuf,
+    node: PathBuf,
+    cargo: PathBuf,
+    rustc: PathBuf,
+}
+
+impl Tools {
+    fn find() -> Tools {
+        let var = |name: &str, default: &str| {
+            PathBuf::from(std::env::var(name).unwrap_or_else(|_| default.to_string()))
+        };
+        let copy = Path::new("/opt/golambda-rust/bin/cargo");
+        let cargo = match std::env::var("BENCH_CARGO") {
+            Ok(cargo) => PathBuf::from(cargo),
+            Err(_) if copy.is_file() => copy.to_path_buf(),
+            Err(_) => PathBuf::from("cargo"),
+        };
+        let rustc = cargo
+            .parent()
+            .map(|dir| dir.join("rustc"))
+            .filter(|rustc| rustc.is_file())
+            .unwrap_or_else(|| PathBuf::from("rustc"));
+        Tools {
+            go: var("GO", "go"),
+            python: var("BENCH_PYTHON", "/usr/bin/python3"),
+            node: var("BENCH_NODE", "node"),
+            cargo,
+            rustc,
+        }
+    }
+
+    fn server_flags(&self) -> Vec<String> {
+        [
+            ("--python", &self.python),
+            ("--node", &self.node),
+            ("--cargo", &self.cargo),
+        ]
+        .iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .collect()
+    }
+
+    /// The toolchain's own check or build of `file` in `dir`, as registration runs it.
+    fn check(&self, runtime: &str, dir: &Path, file: &str) -> Command {
+        let mut command = match runtime {
+            "go" => {
+                let mut c = Command::new(&self.go);
+                c.args(["build", "-trimpath", "-o", "hello", file])
+                    .env("GO111MODULE", "off")
+                    .env("CGO_ENABLED", "0")
+                    .env("GOCACHE", dir.parent().unwrap_or(dir).join("go-cache"))
+                    .env("GOPATH", dir.join("gopath"));
+                c
+            }
+            "python" => {
+                let mut c = Command::new(&self.python);
+                c.args(["-S", "-s", "-B", "-c"]).arg(format!(
+                    "compile(open('{file}','rb').read(),'{file}','exec',dont_inherit=True)"
+                ));
+                c
+            }
+            "node" => {
+                let mut c = Command::new(&self.node);
+                c.arg("--check").arg(file);
+                c
+            }
+            "rust" => {
+                let mut c = Command::new(&self.rustc);
+                c.args(["--edition", "2021", "-O", "-o", "hello", file]);
+                c
+            }
+            _ => {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-n").arg(file);
+                c
+            }
+        };
+        // The environment of a build step: made from scratch, as the server makes it
+        // (a variable such as NODE_EXTRA_CA_CERTS costs node tens of milliseconds).
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .env("LANG", "C.UTF-8")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+
+    /// The bare program a run of `runtime` starts, on the files in `dir`.
+    fn floor(&self, runtime: &str, dir: &Path, file: &str) -> Command {
+        let script = dir.join(file);
+        let mut command = match runtime {
+            "go" | "rust" => Command::new(dir.join("hello")),
+            "python" => {
+                let mut c = Command::new(&self.python);
+                c.args(["-S", "-s", "-B"]).arg(&script);
+                c
+            }
+            "node" => {
+                let mut c = Command::new(&self.node);
+                c.args(["--preserve-symlinks", "--preserve-symlinks-main"])
+                    .arg(&script);
+                c
+            }
+            _ => {
+                let mut c = Command::new("/bin/sh");
+                c.arg(&script);
+                c
+            }
+        };
+        command
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .env("HOME", dir)
+            .current_dir(dir);
+        command
+    }
+}
+
+fn main() {
+    let Some(binary) = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map(PathBuf::from)
+    else {
+        eprintln!("usage: runtimes SERVER_BINARY");
+        std::process::exit(2);
+    };
+    let tools = Tools::find();
+    let work = std::env::temp_dir().join(format!("golambda-runtimes-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("temp dir");
+    let server = Server::start_with(&binary, &work.join("data"), &tools.server_flags());
+    let mut rows = Vec::new();
+    for runtime in &RUNTIMES {
+        let dir = work.join(runtime.name);
+        std::fs::create_dir_all(&dir).expect("program dir");
+        let hello = runtime.source.replace("{variant}", "0");
+        std::fs::write(dir.join(runtime.file), &hello).expect("source");
+        let built = tools.check(runtime.name, &dir, runtime.file).status();
+        assert!(
+            built.is_ok_and(|s| s.success()),
+            "{}: the check failed",
+            runtime.name
+        );
+        let path = format!("/hello-{}", runtime.name);
+        register(&server, &path[1..], runtime.name, &hello);
+        let mut floor = tools.floor(runtime.name, &dir, runtime.file);
+        spawn_times(&mut floor, 5);
+        let mut connection = Connection::open(server.port);
+        request_times(&mut connection, &path, 5);
+        let (mut floor_times, mut server_times) = (Vec::new(), Vec::new());
+        for _ in 0..BLOCKS {
+            floor_times.extend(spawn_times(&mut floor, BLOCK));
+            server_times.extend(request_times(&mut connection, &path, BLOCK));
+        }
+        let (mut own, mut registered, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
+        for pair in 1..=PAIRS {
+            let source = runtime.source.replace("{variant}", &pair.to_string());
+            std::fs::write(dir.join(runtime.file), &source).expect("source");
+            let started = Instant::now();
+            let checked = tools.check(runtime.name, &dir, runtime.file).status();
+            let alone = started.elapsed();
+            assert!(checked.is_ok_and(|s| s.success()));
+            let started = Instant::now();
+            register(
+                &server,
+                &format!("reg-{}-{pair}", runtime.name),
+                runtime.name,
+                &source,
+            );
+            let through = started.elapsed();
+            own.push(alone);
+            registered.push(through);
+            overheads.push(ms(through) - ms(alone));
+        }
+        rows.push(Row {
+            name: runtime.name,
+            floor: median(&mut floor_times),
+            served: median(&mut server_times),
+            own: median(&mut own),
+            registered: median(&mut registered),
+            overhead: median(&mut overheads),
+        });
+    }
+    server.stop();
+    let _ = std::fs::remove_dir_all(&work);
+    let go_adds = rows
+        .iter()
+        .find(|row| row.name == "go")
+        .map_or(0.0, |row| ms(row.served) - ms(row.floor));
+    println!(
+        "| runtime | bare program p50 | through the server p50 | server adds | goal: ≤ Go's | check or build alone | `PUT /register` | registration adds |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in &rows {
+        let adds = ms(row.served) - ms(row.floor);
+        println!(
+            "| {} | {:.2} ms | {:.2} ms | {adds:+.2} ms | {} | {:.1} ms | {:.1} ms | {:+.1} ms |",
+            row.name,
+            ms(row.floor),
+            ms(row.served),
+            if row.name == "go" {
+                "(the reference)"
+            } else if adds <= go_adds + 0.05 {
+                "met"
+            } else {
+                "missed"
+            },
+            ms(row.own),
+            ms(row.registered),
+            row.overhead,
+        );
+    }
+}
+
+struct Row {
+    name: &'static str,
+    floor: Duration,
+    served: Duration,
+    own: Duration,
+    registered: Duration,
+    overhead: f64,
+}
+
+fn register(server: &Server, name: &str, runtime: &str, source: &str) {
+    use base64::Engine;
+    let code = base64::engine::general_purpose::STANDARD.encode(source);
+    let body =
+        format!(r#"{{"name":"{name}","trigger":"http","runtime":"{runtime}","code":"{code}"}}"#);
+    let mut connection = Connection::open(server.port);
+    let (status, answer) = connection.send("PUT", "/register", body.as_bytes());
+    assert!(
+        status == 200 || status == 201,
+        "register {name}: {status} {}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+fn spawn_times(command: &mut Command, count: usize) -> Vec<Duration> {
+    (0..count)
+        .map(|_| {
+            let started = Instant::now();
+            let mut child = command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn");
+            let mut out = Vec::with_capacity(64);
+            if let Some(mut stdout) = child.stdout.take() {
+                stdout.read_to_end(&mut out).expect("read");
+            }
+            assert!(child.wait().expect("wait").success());
+            assert_eq!(out, b"Hello, World!\n");
+            started.elapsed()
+        })
+        .collect()
+}
+
+fn request_times(connection: &mut Connection, path: &str, count: usize) -> Vec<Duration> {
+    (0..count)
+        .map(|_| {
+            let started = Instant::now();
+            assert!(connection.get(path, ANSWER), "GET {path} failed");
+            started.elapsed()
+        })
+        .collect()
+}
