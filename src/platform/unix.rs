@@ -545,10 +545,93 @@ pub fn make_shared(path: &Path, executable: bool) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// Whether the owner may execute the file at `metadata` (a package's script, say).
-pub fn owner_executes(metadata: &std::fs::Metadata) -> bool {
-    metadata.mode() & 0o100 != 0
+/// What [`walk_no_follow`] finds: a folder, or a regular file opened for reading.
+pub enum Found {
+    Folder,
+    File { file: File, executable: bool },
 }
+
+/// Visits every folder and regular file below `root` (a folder another user may still be
+/// changing), with its path relative to `root` (`/` separators), parents before their
+/// contents; links, devices and the like are left out. Nothing is reached through a link:
+/// each folder is opened without following one and listed through its descriptor, and
+/// each file is opened relative to its folder's descriptor without following one, then
+/// checked by its descriptor. Names in `skip` are left out at the top.
+pub fn walk_no_follow(
+    root: &Path,
+    skip: &[&str],
+    visit: &mut dyn FnMut(&str, Found) -> io::Result<()>,
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_root = std::ffi::CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("a NUL in a path"))?;
+    // SAFETY: open(2) of a NUL-terminated path; the descriptor is owned at once.
+    let fd = unsafe {
+        libc::open(
+            c_root.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is ours alone.
+    let dir = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    walk_dir(&dir, "", skip, visit)
+}
+
+fn walk_dir(
+    dir: &std::os::fd::OwnedFd,
+    prefix: &str,
+    skip: &[&str],
+    visit: &mut dyn FnMut(&str, Found) -> io::Result<()>,
+) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let listing = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&listing)?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
+    for name in names {
+        let text = name.to_string_lossy().into_owned();
+        if skip.contains(&text.as_str()) {
+            continue;
+        }
+        let c_name = std::ffi::CString::new(name.as_bytes())
+            .map_err(|_| io::Error::other("a NUL in a name"))?;
+        // SAFETY: openat(2) relative to a descriptor we hold, of a NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c_name.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        };
+        if fd < 0 {
+            let err = io::Error::last_os_error();
+            // A link (ELOOP), or gone meanwhile: not taken.
+            if matches!(err.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOENT)) {
+                continue;
+            }
+            return Err(err);
+        }
+        // SAFETY: `fd` was just opened and is ours alone.
+        let opened = unsafe { OwnedFd::from_raw_fd(fd) };
+        let file = File::from(opened);
+        let metadata = file.metadata()?;
+        let path = format!("{prefix}{text}");
+        if metadata.is_dir() {
+            visit(&path, Found::Folder)?;
+            walk_dir(&OwnedFd::from(file), &format!("{path}/"), &[], visit)?;
+        } else if metadata.is_file() {
+            let executable = metadata.mode() & 0o100 != 0;
+            visit(&path, Found::File { file, executable })?;
+        }
+    }
+    Ok(())
+}
+
 
 /// Lets other users pass through a folder to what they own inside, without listing it.
 pub fn make_traversable(dir: &Path) -> io::Result<()> {

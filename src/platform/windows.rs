@@ -399,9 +399,46 @@ pub fn make_shared(_path: &Path, _executable: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Windows has no executable mode.
-pub fn owner_executes(_metadata: &std::fs::Metadata) -> bool {
-    false
+/// What [`walk_no_follow`] finds: a folder, or a regular file opened for reading.
+pub enum Found {
+    Folder,
+    File { file: File, executable: bool },
+}
+
+/// Visits every folder and regular file below `root` with its path relative to `root`
+/// (`/` separators), parents first; links and the like are left out. Builds have no user
+/// of their own on Windows: nothing else changes the folder while it is read.
+pub fn walk_no_follow(
+    root: &Path,
+    skip: &[&str],
+    visit: &mut dyn FnMut(&str, Found) -> io::Result<()>,
+) -> io::Result<()> {
+    fn walk(
+        dir: &Path,
+        prefix: &str,
+        skip: &[&str],
+        visit: &mut dyn FnMut(&str, Found) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if skip.contains(&name.as_str()) {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            let path = format!("{prefix}{name}");
+            if kind.is_dir() {
+                visit(&path, Found::Folder)?;
+                walk(&entry.path(), &format!("{path}/"), &[], visit)?;
+            } else if kind.is_file() {
+                let file = File::open(entry.path())?;
+                visit(&path, Found::File { file, executable: false })?;
+            }
+        }
+        Ok(())
+    }
+    walk(root, "", skip, visit)
 }
 
 pub fn make_traversable(_dir: &Path) -> io::Result<()> {

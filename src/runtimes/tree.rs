@@ -75,32 +75,31 @@ fn place(partial: &Path, output: &Path) -> io::Result<()> {
 }
 
 /// Copies the regular files and folders under `from` into `to` (which exists), each file
-/// synced and readable by every user; links, devices and the like are left out.
+/// synced and readable by every user; links, devices and the like are left out, and
+/// nothing is reached through a link (the build's user may still be changing `from`).
 fn copy_shared(from: &Path, to: &Path, skip: &[&str]) -> io::Result<()> {
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if skip.iter().any(|s| name.to_string_lossy() == *s) {
-            continue;
+    let mut folders = vec![to.to_path_buf()];
+    platform::walk_no_follow(from, skip, &mut |path, found| {
+        let target = to.join(path);
+        match found {
+            platform::Found::Folder => {
+                std::fs::create_dir(&target)?;
+                folders.push(target);
+            }
+            platform::Found::File { mut file, executable } => {
+                let mut copy = std::fs::File::create_new(&target)?;
+                io::copy(&mut file, &mut copy)?;
+                platform::make_shared(&target, executable)?;
+                copy.sync_all()?;
+            }
         }
-        // Not followed: the build's user made what is here.
-        let kind = entry.file_type()?;
-        let target = to.join(&name);
-        if kind.is_dir() {
-            std::fs::create_dir(&target)?;
-            copy_shared(&entry.path(), &target, &[])?;
-            platform::make_shared(&target, true)?;
-        } else if kind.is_file() {
-            let executable = platform::owner_executes(&entry.metadata()?);
-            std::fs::copy(entry.path(), &target)?;
-            platform::make_shared(&target, executable)?;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&target)?
-                .sync_all()?;
-        }
+        Ok(())
+    })?;
+    for folder in folders.iter().rev() {
+        platform::make_shared(folder, true)?;
+        platform::sync_dir(folder)?;
     }
-    platform::sync_dir(to)
+    Ok(())
 }
 
 /// Makes `to` hold hard links to every file under `from`.
@@ -134,7 +133,10 @@ mod tests {
         std::fs::write(built.join("pkg/deep/m.py"), b"x = 1").expect("write");
         std::fs::write(built.join(".tmp/junk"), b"junk").expect("write");
         #[cfg(unix)]
-        std::os::unix::fs::symlink("/etc/passwd", built.join("link")).expect("symlink");
+        {
+            std::os::unix::fs::symlink("/etc/passwd", built.join("link")).expect("symlink");
+            std::os::unix::fs::symlink("/etc", built.join("linked-folder")).expect("symlink");
+        }
         let output = root.join("plugins").join("v1");
         finish(&built, &[".tmp"], "main.py", &output).expect("finished");
         assert_eq!(entry_of(&output).as_deref(), Some("main.py"));
