@@ -632,7 +632,6 @@ fn walk_dir(
     Ok(())
 }
 
-
 /// Lets other users pass through a folder to what they own inside, without listing it.
 pub fn make_traversable(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))

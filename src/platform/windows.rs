@@ -433,7 +433,13 @@ pub fn walk_no_follow(
                 walk(&entry.path(), &format!("{path}/"), &[], visit)?;
             } else if kind.is_file() {
                 let file = File::open(entry.path())?;
-                visit(&path, Found::File { file, executable: false })?;
+                visit(
+                    &path,
+                    Found::File {
+                        file,
+                        executable: false,
+                    },
+                )?;
             }
         }
         Ok(())

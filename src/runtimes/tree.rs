@@ -86,7 +86,10 @@ fn copy_shared(from: &Path, to: &Path, skip: &[&str]) -> io::Result<()> {
                 std::fs::create_dir(&target)?;
                 folders.push(target);
             }
-            platform::Found::File { mut file, executable } => {
+            platform::Found::File {
+                mut file,
+                executable,
+            } => {
                 let mut copy = std::fs::File::create_new(&target)?;
                 io::copy(&mut file, &mut copy)?;
                 platform::make_shared(&target, executable)?;

@@ -670,3 +670,111 @@ fn interpreted_functions_survive_restarts_and_a_vanished_interpreter() {
     server.restart();
     assert_eq!(message(&server.get("/kept")), "still here\n");
 }
+
+#[test]
+fn python_requirements_can_come_from_the_configured_index() {
+    // A simple index (PEP 503) in a folder every user can read, as a file:// URL.
+    let server = Server::new().start();
+    let index = server.io_path("index");
+    let greet = wheel(
+        "greet",
+        "1.0",
+        "def hello(who):\n    return 'hello ' + who + ' from the index'\n",
+    );
+    std::fs::create_dir_all(index.join("simple/greet")).expect("mkdir");
+    std::fs::write(index.join("greet-1.0-py3-none-any.whl"), &greet).expect("wheel");
+    std::fs::write(
+        index.join("simple/greet/index.html"),
+        "<a href=\"../../greet-1.0-py3-none-any.whl\">greet-1.0-py3-none-any.whl</a>\n",
+    )
+    .expect("index page");
+    let url = format!("file://{}/simple/", index.display());
+    let mut server = server;
+    server.reconfigure(|builder| builder.arg("--pip-index-url").arg(url.clone()));
+    let code = zip_of(&[
+        (
+            "main.py",
+            b"import sys, greet\nprint(greet.hello(sys.stdin.read()))\n",
+        ),
+        ("requirements.txt", b"greet==1.0\n"),
+    ]);
+    register_ok(&server, "indexed", "python", &code, json!({}));
+    assert_eq!(
+        message(&server.post("/indexed", "Bo")),
+        "hello Bo from the index\n"
+    );
+}
+
+/// Serves `body` to every request on a loopback port until the test ends; returns the port.
+fn serve_file(body: Vec<u8>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn node_packages_can_come_from_the_configured_registry() {
+    use base64::Engine;
+    use sha2::Digest;
+    let tarball = targz_of(
+        &[
+            (
+                "package/package.json",
+                br#"{"name":"shout","version":"1.0.0","main":"index.js"}"#,
+            ),
+            (
+                "package/index.js",
+                b"module.exports = (s) => s.toUpperCase() + ' (from the registry)';\n",
+            ),
+        ],
+        1,
+    );
+    let integrity = format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(&tarball))
+    );
+    let port = serve_file(tarball);
+    let server = Server::new()
+        .arg("--npm-registry")
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .start();
+    let lock = json!({
+        "name": "fn", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+        "packages": {
+            "": {"name": "fn", "version": "1.0.0", "dependencies": {"shout": "1.0.0"}},
+            "node_modules/shout": {
+                "version": "1.0.0",
+                "resolved": format!("http://127.0.0.1:{port}/shout/-/shout-1.0.0.tgz"),
+                "integrity": integrity,
+            }
+        }
+    })
+    .to_string();
+    let code = zip_of(&[
+        (
+            "package.json",
+            br#"{"name":"fn","version":"1.0.0","dependencies":{"shout":"1.0.0"}}"#,
+        ),
+        ("package-lock.json", lock.as_bytes()),
+        ("index.js", b"console.log(require('shout')('hello'));\n"),
+    ]);
+    register_ok(&server, "fetched", "node", &code, json!({}));
+    assert_eq!(
+        message(&server.get("/fetched")),
+        "HELLO (from the registry)\n"
+    );
+}
