@@ -108,8 +108,9 @@ PART
 
 Each runtime's hello world through the server (`GET`, one keep-alive client) beside the
 same program started bare by a minimal spawn loop (the interpreter on the same script, or
-the same executable, with an environment made from scratch): 5 blocks of 40 of each in
-turn, medians. Then 5 pairs of the toolchain's own check or build of a changed hello
+the same executable, with an environment made from scratch): 400 pairs of one spawn and
+one request; what the server adds is the median of the pairs' differences, with its
+quartiles (an interpreter's own start-up varies by more than the server adds). Then 5 pairs of the toolchain's own check or build of a changed hello
 (`go build -trimpath`, `python -c compile(…)`, `node --check`, `rustc --edition 2021 -O`,
 `sh -n`) and its `PUT /register`; the overhead is the median over the pairs. Registration
 also copies the checked files into the version's tree, readable by the run users, each

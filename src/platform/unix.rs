@@ -533,6 +533,34 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Makes everything written under `dir` durable at once, however many files and folders it
+/// holds: `syncfs` of its file system on Linux (one call, where a sync per file of a tree
+/// of thousands costs seconds), each file and folder synced elsewhere.
+pub fn sync_tree(dir: &Path) -> io::Result<()> {
+    let folder = std::fs::File::open(dir)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs(2) on a descriptor we hold.
+        if unsafe { libc::syncfs(folder.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                sync_tree(&entry.path())?;
+            } else {
+                std::fs::File::open(entry.path())?.sync_all()?;
+            }
+        }
+        folder.sync_all()
+    }
+}
+
 /// Makes a directory readable by its owner only.
 pub fn make_private(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

@@ -368,6 +368,23 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes every file under `dir` durable (folders need nothing on Windows).
+pub fn sync_tree(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_tree(&entry.path())?;
+        } else {
+            // Opened for writing: Windows refuses to flush a read-only handle.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(entry.path())?
+                .sync_all()?;
+        }
+    }
+    Ok(())
+}
+
 /// Where runs' working directories go.
 /// Builds never run as another user on Windows: the data dir's cache is always used; this
 /// is where they would go.

@@ -18,7 +18,7 @@ const DEPS: &str = ".deps";
 /// Compiles every `.py` file below the working folder without writing bytecode, and
 /// prints each syntax error as Python shows one (file, line, the line, message).
 const CHECK: &str = r#"
-import os, sys, traceback
+import os, sys
 bad = 0
 for top, dirs, files in os.walk("."):
     dirs[:] = sorted(d for d in dirs if d not in (".tmp", ".deps", "wheels", "__pycache__"))
@@ -30,6 +30,7 @@ for top, dirs, files in os.walk("."):
             with open(path, "rb") as f:
                 compile(f.read(), path, "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as e:
+            import traceback
             bad += 1
             sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
 sys.exit(1 if bad else 0)

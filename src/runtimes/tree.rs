@@ -4,6 +4,10 @@
 //! server owns, readable by every user (runs reach it through a descriptor, see
 //! `platform::open_tree`), synced, then renamed into place: a tree with its stamp is
 //! whole. Knows no language.
+//!
+//! Durability: a tree is made whole in a folder of its own, its file system synced once
+//! (`platform::sync_tree`: a sync per file of a `node_modules` of thousands costs seconds),
+//! then renamed into place and its parent synced.
 
 use super::CompileError;
 use crate::platform;
@@ -30,8 +34,8 @@ pub fn finish(built: &Path, skip: &[&str], entry: &str, output: &Path) -> Result
         let stamp = partial.join(STAMP);
         std::fs::write(&stamp, entry)?;
         platform::make_shared(&stamp, false)?;
-        platform::sync_file(&stamp)?;
         platform::make_shared(&partial, true)?;
+        platform::sync_tree(&partial)?;
         place(&partial, output)
     })();
     if made.is_err() {
@@ -44,7 +48,9 @@ pub fn finish(built: &Path, skip: &[&str], entry: &str, output: &Path) -> Result
 /// cannot link), each folder made anew; whatever `to` was is replaced whole.
 pub fn link(from: &Path, to: &Path) -> io::Result<()> {
     let partial = beside(to, "link");
-    let made = mirror(from, &partial).and_then(|()| place(&partial, to));
+    let made = mirror(from, &partial)
+        .and_then(|()| platform::sync_tree(&partial))
+        .and_then(|()| place(&partial, to));
     if made.is_err() {
         let _ = platform::remove_tree(&partial);
     }
@@ -75,7 +81,7 @@ fn place(partial: &Path, output: &Path) -> io::Result<()> {
 }
 
 /// Copies the regular files and folders under `from` into `to` (which exists), each file
-/// synced and readable by every user; links, devices and the like are left out, and
+/// readable by every user; links, devices and the like are left out, and
 /// nothing is reached through a link (the build's user may still be changing `from`).
 fn copy_shared(from: &Path, to: &Path, skip: &[&str]) -> io::Result<()> {
     let mut folders = vec![to.to_path_buf()];
@@ -93,14 +99,12 @@ fn copy_shared(from: &Path, to: &Path, skip: &[&str]) -> io::Result<()> {
                 let mut copy = std::fs::File::create_new(&target)?;
                 io::copy(&mut file, &mut copy)?;
                 platform::make_shared(&target, executable)?;
-                copy.sync_all()?;
             }
         }
         Ok(())
     })?;
     for folder in folders.iter().rev() {
         platform::make_shared(folder, true)?;
-        platform::sync_dir(folder)?;
     }
     Ok(())
 }
@@ -118,8 +122,7 @@ fn mirror(from: &Path, to: &Path) -> io::Result<()> {
             std::fs::copy(entry.path(), &target)?;
         }
     }
-    platform::make_shared(to, true)?;
-    platform::sync_dir(to)
+    platform::make_shared(to, true)
 }
 
 #[cfg(test)]
