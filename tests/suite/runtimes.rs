@@ -778,3 +778,45 @@ fn node_packages_can_come_from_the_configured_registry() {
         "HELLO (from the registry)\n"
     );
 }
+
+#[test]
+fn after_a_run_a_server_thread_keeps_cgroup_joins_cheap_then_rests() {
+    if !crate::harness::server::has_memory_cgroups() {
+        return;
+    }
+    let server = Server::new().start();
+    register_ok(&server, "once", "sh", b"echo once\n", json!({}));
+    assert_eq!(message(&server.get("/once")), "once\n");
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .expect("the server's threads")
+        .flatten()
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .collect();
+    let group_of_ours = || {
+        ["keeper-a", "keeper-b"].into_iter().find(|group| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/memory/golambda/{group}/tasks"))
+                .is_ok_and(|tasks| tasks.lines().any(|t| threads.iter().any(|o| o == t)))
+        })
+    };
+    // Where the thread is, looked at 20 times 5 ms apart.
+    let samples = || -> Vec<Option<&str>> {
+        (0..20)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                group_of_ours()
+            })
+            .collect()
+    };
+    // While runs are recent, a thread of the server moves between the two groups.
+    let seen = samples();
+    assert!(
+        seen.contains(&Some("keeper-a")) && seen.contains(&Some("keeper-b")),
+        "no thread of the server moves between the keeper's groups: {seen:?}"
+    );
+    // Some seconds after the last run it rests: it stays in one group.
+    let resting = eventually(Duration::from_secs(10), || {
+        let seen = samples();
+        seen[0].is_some() && seen.iter().all(|group| *group == seen[0])
+    });
+    assert!(resting, "the keeper goes on moving with no run");
+}
