@@ -438,41 +438,69 @@ fn cron_functions_of_every_runtime_run_on_schedule() {
     }
 }
 
-#[test]
-fn interpreters_are_held_to_the_run_limits() {
-    let server = Server::new().start();
-    register_ok(
-        &server,
-        "hog",
+/// Each runtime's memory hog and endless loop.
+const HOGS: [(&str, &str, &str); 4] = [
+    (
         "python",
-        b"chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))\n",
-        json!({"memory": "64MiB"}),
-    );
-    let answer = server.get("/hog");
-    let body = assert_error(&answer, 500, &[]);
-    assert!(
-        body["stderr"]
-            .as_str()
-            .is_some_and(|e| e.contains("MemoryError"))
-            || body["signal"].is_string(),
-        "{body}"
-    );
-    register_ok(
-        &server,
-        "spin",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))\n",
+        "while True:\n    pass\n",
+    ),
+    (
         "node",
-        b"for (;;) {}\n",
-        json!({"timeout": "1s"}),
-    );
-    assert_error(&server.get("/spin"), 504, &["time limit"]);
-    register_ok(
-        &server,
-        "sleeper",
+        "const chunks = [];\nfor (;;) chunks.push(Buffer.alloc(16 << 20, 1));\n",
+        "for (;;) {}\n",
+    ),
+    (
+        "rust",
+        "fn main() {\n    let mut chunks = Vec::new();\n    loop {\n        chunks.push(vec![1u8; 16 << 20]);\n    }\n}\n",
+        "fn main() {\n    let mut n: u64 = 0;\n    loop {\n        n = std::hint::black_box(n.wrapping_add(1));\n    }\n}\n",
+    ),
+    (
         "sh",
-        b"sleep 37 &\nsleep 37\n",
-        json!({"timeout": "1s"}),
-    );
-    assert_error(&server.get("/sleeper"), 504, &["time limit"]);
+        "x=$(head -c 300000000 /dev/zero | tr '\\0' a)\necho ${#x}\n",
+        "sleep 37 &\nsleep 37\n",
+    ),
+];
+
+#[test]
+fn every_runtime_is_held_to_the_run_limits() {
+    let server = Server::new().start();
+    for (runtime, hog, spin) in HOGS {
+        register_ok(
+            &server,
+            &format!("hog-{runtime}"),
+            runtime,
+            hog.as_bytes(),
+            json!({"memory": "64MiB"}),
+        );
+        let answer = server.get(&format!("/hog-{runtime}"));
+        let body = assert_error(&answer, 500, &[]);
+        // Stopped by the limit: the allocation failed, or the memory cgroup killed it.
+        let stderr = body["stderr"].as_str().unwrap_or_default().to_lowercase();
+        let out_of_memory = [
+            "memoryerror",
+            "allocation failed",
+            "memory allocation",
+            "out of space",
+        ]
+        .iter()
+        .any(|words| stderr.contains(words))
+            || body["signal"] == "SIGKILL";
+        assert!(out_of_memory, "{runtime}: {body}");
+        register_ok(
+            &server,
+            &format!("spin-{runtime}"),
+            runtime,
+            spin.as_bytes(),
+            json!({"timeout": "1s"}),
+        );
+        assert_error(
+            &server.get(&format!("/spin-{runtime}")),
+            504,
+            &["time limit"],
+        );
+    }
+    // What the shell started is stopped with it.
     let left = eventually(Duration::from_secs(5), || {
         let out = std::process::Command::new("pgrep")
             .args(["-f", "sleep 37"])
