@@ -17,9 +17,8 @@
 //! `FORK_FLOOR_PHASE=direct` only the ceiling (`GOMAXPROCS` passed on), `FORK_FLOOR_PHASE=floor`
 //! only the floor from 16 threads (prints the bench's pid).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ mod fcgi_direct;
 #[path = "support/server.rs"]
 mod server;
 
-use server::{median, ms, Connection, Server};
+use server::{median, ms, spawn_hello, Connection, Server};
 
 const HELLO: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() {\n    fmt.Println(\"Hello, World!\")\n}\n";
@@ -273,18 +272,7 @@ fn build_go(work: &Path, name: &str, source: &str) -> PathBuf {
 }
 
 fn spawn_once(exe: &Path) {
-    let mut child = Command::new(exe)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut out = Vec::with_capacity(64);
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout.read_to_end(&mut out).expect("read");
-    }
-    assert!(child.wait().expect("wait").success());
-    assert_eq!(out, b"Hello, World!\n");
+    spawn_hello(&mut Command::new(exe));
 }
 
 /// How long each of `count` spawns took, one after the other.

@@ -17,8 +17,7 @@
 #[path = "support/server.rs"]
 mod server;
 
-use server::{median, ms, Connection, Server};
-use std::io::Read;
+use server::{median, ms, spawn_hello, Connection, Server};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -325,18 +324,7 @@ fn spawn_times(command: &mut Command, count: usize) -> Vec<Duration> {
     (0..count)
         .map(|_| {
             let started = Instant::now();
-            let mut child = command
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
-            let mut out = Vec::with_capacity(64);
-            if let Some(mut stdout) = child.stdout.take() {
-                stdout.read_to_end(&mut out).expect("read");
-            }
-            assert!(child.wait().expect("wait").success());
-            assert_eq!(out, b"Hello, World!\n");
+            spawn_hello(command);
             started.elapsed()
         })
         .collect()

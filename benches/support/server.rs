@@ -142,6 +142,23 @@ impl Connection {
     }
 }
 
+/// Runs `command` with its stdout read to the end (stdin and stderr the null device);
+/// asserts it exits 0 and prints the hello world.
+pub fn spawn_hello(command: &mut Command) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut out = Vec::with_capacity(64);
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_end(&mut out).expect("read");
+    }
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(out, b"Hello, World!\n");
+}
+
 /// Milliseconds of `d`.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

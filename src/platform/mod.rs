@@ -233,6 +233,27 @@ pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
     sync_dir(dir.parent().unwrap_or_else(|| Path::new(".")))
 }
 
+/// Syncs every file under `dir` (opened for writing: Windows refuses to flush a read-only
+/// handle), and with `folders` every folder too.
+#[allow(dead_code)]
+fn sync_each(dir: &Path, folders: bool) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_each(&entry.path(), folders)?;
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(entry.path())?
+                .sync_all()?;
+        }
+    }
+    if folders {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// Makes `to` the same file as `from`: a hard link where the file system allows it, else a
 /// synced copy. Whatever `to` was is replaced atomically, and the new entry is durable.
 pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {

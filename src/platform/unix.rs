@@ -549,15 +549,8 @@ pub fn sync_tree(dir: &Path) -> io::Result<()> {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                sync_tree(&entry.path())?;
-            } else {
-                std::fs::File::open(entry.path())?.sync_all()?;
-            }
-        }
-        folder.sync_all()
+        drop(folder);
+        super::sync_each(dir, true)
     }
 }
 

@@ -370,19 +370,7 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
 
 /// Makes every file under `dir` durable (folders need nothing on Windows).
 pub fn sync_tree(dir: &Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            sync_tree(&entry.path())?;
-        } else {
-            // Opened for writing: Windows refuses to flush a read-only handle.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(entry.path())?
-                .sync_all()?;
-        }
-    }
-    Ok(())
+    super::sync_each(dir, false)
 }
 
 /// Where runs' working directories go.

@@ -208,6 +208,19 @@ pub trait Runtime: Send + Sync {
     }
 }
 
+/// The identity in `cell`, made by `make` the first time it succeeds (a failure is not
+/// remembered: the toolchain may be installed meanwhile).
+pub fn cached(
+    cell: &std::sync::OnceLock<String>,
+    make: impl FnOnce() -> Result<String, CompileError>,
+) -> Result<String, CompileError> {
+    if let Some(identity) = cell.get() {
+        return Ok(identity.clone());
+    }
+    let identity = make()?;
+    Ok(cell.get_or_init(|| identity).clone())
+}
+
 /// Every runtime of this server.
 pub struct Runtimes {
     all: Vec<Box<dyn Runtime>>,

@@ -110,16 +110,14 @@ impl Runtime for Node {
         self.node.problem.clone()
     }
     fn identity(&self) -> Result<String, CompileError> {
-        if let Some(identity) = self.identity.get() {
-            return Ok(identity.clone());
-        }
-        let answer = self.builder.ask(&self.node.path, &["--version"])?;
-        let identity = format!(
-            "runtime=node\npath={}\nversion={}\nflags=--preserve-symlinks",
-            self.node.configured.display(),
-            answer.trim_start_matches('v')
-        );
-        Ok(self.identity.get_or_init(|| identity).clone())
+        super::cached(&self.identity, || {
+            let answer = self.builder.ask(&self.node.path, &["--version"])?;
+            Ok(format!(
+                "runtime=node\npath={}\nversion={}\nflags=--preserve-symlinks",
+                self.node.configured.display(),
+                answer.trim_start_matches('v')
+            ))
+        })
     }
     fn artifact(&self) -> Artifact {
         Artifact::Tree

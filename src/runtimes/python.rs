@@ -128,16 +128,14 @@ impl Runtime for Python {
         self.python.problem.clone()
     }
     fn identity(&self) -> Result<String, CompileError> {
-        if let Some(identity) = self.identity.get() {
-            return Ok(identity.clone());
-        }
-        let answer = self.builder.ask(&self.python.path, &["--version"])?;
-        let version = answer.trim_start_matches("Python").trim();
-        let identity = format!(
-            "runtime=python\npath={}\nversion={version}\nflags=-S -s -B",
-            self.python.configured.display()
-        );
-        Ok(self.identity.get_or_init(|| identity).clone())
+        super::cached(&self.identity, || {
+            let answer = self.builder.ask(&self.python.path, &["--version"])?;
+            let version = answer.trim_start_matches("Python").trim();
+            Ok(format!(
+                "runtime=python\npath={}\nversion={version}\nflags=-S -s -B",
+                self.python.configured.display()
+            ))
+        })
     }
     fn artifact(&self) -> Artifact {
         Artifact::Tree

@@ -129,9 +129,16 @@ impl Runtime for Rust {
             .or_else(|| self.rustc.problem.clone())
     }
     fn identity(&self) -> Result<String, CompileError> {
-        if let Some(identity) = self.identity.get() {
-            return Ok(identity.clone());
-        }
+        super::cached(&self.identity, || self.ask_identity())
+    }
+    fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
+        self.build_code(code, output)
+    }
+}
+
+impl Rust {
+    /// What `rustc -vV` says of the toolchain.
+    fn ask_identity(&self) -> Result<String, CompileError> {
         let mut command = self.command(
             &self.rustc.path,
             self.builder.area(),
@@ -154,16 +161,16 @@ impl Runtime for Rust {
                 )),
             });
         };
-        let identity = format!(
+        Ok(format!(
             "runtime=rust\ncargo={}\nrustc={}\nversion={release}\nhost={host}\ncommit={}\n\
              flags=--edition 2021 -O | --release --locked --offline",
             self.cargo.configured.display(),
             self.rustc.path.display(),
             field("commit-hash:").unwrap_or_default()
-        );
-        Ok(self.identity.get_or_init(|| identity).clone())
+        ))
     }
-    fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
+
+    fn build_code(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         let _slot = self.builder.slot();
         let scratch = self.builder.scratch()?;
         let (dir, tmp) = (&scratch.dir, scratch.tmp());

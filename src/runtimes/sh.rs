@@ -38,22 +38,20 @@ impl Runtime for Sh {
         self.sh.problem.clone()
     }
     fn identity(&self) -> Result<String, CompileError> {
-        if let Some(identity) = self.identity.get() {
-            return Ok(identity.clone());
-        }
-        // Shells name no version of their own (dash has no --version): the file decides.
-        let real = std::fs::canonicalize(&self.sh.path).map_err(|source| {
-            CompileError::ToolchainMissing {
-                tool: self.sh.path.clone(),
-                source,
-            }
-        })?;
-        let identity = format!(
-            "runtime=sh\npath={}\nshell={}",
-            self.sh.configured.display(),
-            real.display()
-        );
-        Ok(self.identity.get_or_init(|| identity).clone())
+        super::cached(&self.identity, || {
+            // Shells name no version of their own (dash has no --version): the file decides.
+            let real = std::fs::canonicalize(&self.sh.path).map_err(|source| {
+                CompileError::ToolchainMissing {
+                    tool: self.sh.path.clone(),
+                    source,
+                }
+            })?;
+            Ok(format!(
+                "runtime=sh\npath={}\nshell={}",
+                self.sh.configured.display(),
+                real.display()
+            ))
+        })
     }
     fn version(&self) -> Option<String> {
         let identity = self.identity().ok()?;

@@ -231,9 +231,11 @@ impl Compiler {
     /// Asked once per server process (a toolchain replaced while the server runs is noticed
     /// at the next start); a failure is not remembered.
     pub fn identity(&self) -> Result<String, CompileError> {
-        if let Some(identity) = self.identity.get() {
-            return Ok(identity.clone());
-        }
+        super::cached(&self.identity, || self.ask_identity())
+    }
+
+    /// What `go env` says of the toolchain.
+    fn ask_identity(&self) -> Result<String, CompileError> {
         let mut command = self.go_command(self.builder.area());
         command.args(["env", "GOVERSION", "GOOS", "GOARCH"]);
         // A fixed query, not a build: `--compile-memory` bounds builds, not this.
@@ -252,14 +254,13 @@ impl Compiler {
                 )),
             });
         }
-        let identity = format!(
+        Ok(format!(
             "go={}\nversion={}\nGOOS={}\nGOARCH={}\nflags=-trimpath CGO_ENABLED=0 GO111MODULE=on",
             self.go.configured.display(),
             values[0],
             values[1],
             values[2]
-        );
-        Ok(self.identity.get_or_init(|| identity).clone())
+        ))
     }
 
     /// A `go` command with the build environment, made from scratch, running in `dir`.
