@@ -235,7 +235,7 @@ pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
 
 /// Syncs every file under `dir` (opened for writing: Windows refuses to flush a read-only
 /// handle), and with `folders` every folder too.
-#[allow(dead_code)]
+#[cfg(not(target_os = "linux"))]
 fn sync_each(dir: &Path, folders: bool) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
