@@ -281,7 +281,7 @@ fn main() {
             row.adds_range.1,
             if row.name == "go" {
                 "(the reference)".to_string()
-            } else if row.adds <= go_adds {
+            } else if row.adds - go_adds < 0.005 {
                 "met".to_string()
             } else {
                 format!("missed by {:.2} ms", row.adds - go_adds)

@@ -113,8 +113,8 @@ one request; what the server adds is the median of the pairs' differences, with 
 quartiles (an interpreter's own start-up varies by more than the server adds). Then 5 pairs of the toolchain's own check or build of a changed hello
 (`go build -trimpath`, `python -c compile(…)`, `node --check`, `rustc --edition 2021 -O`,
 `sh -n`) and its `PUT /register`; the overhead is the median over the pairs. Registration
-also copies the checked files into the version's tree, readable by the run users, each
-file synced.
+also copies the checked files into the version's tree, readable by the run users, and
+syncs it.
 
 PART
   bench runtimes -- "$bin"

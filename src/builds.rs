@@ -119,6 +119,9 @@ impl Builds {
         };
         if let Some(dir) = target.parent() {
             platform::create_dir_durably(dir).map_err(CompileError::Io)?;
+            // A run reaches its own tree through a descriptor; through `..` it must not
+            // reach its function's other versions.
+            platform::make_private(dir).map_err(CompileError::Io)?;
         }
         if is_tree {
             tree::link(&entry, target).map_err(CompileError::Io)?;

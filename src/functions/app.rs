@@ -78,6 +78,7 @@ impl App {
             build_user,
             build_area,
             config.compile_jobs,
+            config.max_package.saturating_mul(8),
         ));
         let runtimes = Runtimes::new(&config, builder, build);
         // The last uid of the range is the build user's.
@@ -217,7 +218,7 @@ impl App {
         let installed = self
             .builds
             .install(
-                runtime,
+                &*runtime,
                 &self.metrics,
                 code,
                 &exe,

@@ -84,7 +84,7 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
         if let Some(package) = &unpacked {
             app.trash.discard(&package.folder);
         }
-        return Err(toolchain_missing(runtime, reason));
+        return Err(toolchain_missing(&*runtime, reason));
     }
     let (source_rel, exe_rel, package_rel) = match &unpacked {
         Some(package) => {
@@ -109,7 +109,7 @@ fn register_locked(app: &App, registration: Registration) -> Result<(u16, Value)
     };
     let built = write_and_build(
         app,
-        runtime,
+        &*runtime,
         &registration.source,
         code,
         &source_path,
@@ -333,7 +333,7 @@ fn refused(refusal: packages::Refusal) -> ApiError {
 }
 
 /// The runtime a registration's settings name.
-pub fn runtime_of<'a>(app: &'a App, name: &str) -> Result<&'a dyn Runtime, ApiError> {
+pub fn runtime_of(app: &App, name: &str) -> Result<std::sync::Arc<dyn Runtime>, ApiError> {
     Kind::of(name)
         .and_then(|kind| app.runtimes.get(kind))
         .ok_or_else(|| ApiError::FieldInvalid {
@@ -355,6 +355,9 @@ pub fn toolchain_missing(runtime: &dyn Runtime, reason: String) -> ApiError {
 /// Maps a build failure to its API answer.
 pub fn compile_error(runtime: &dyn Runtime, err: CompileError) -> ApiError {
     match err {
+        CompileError::ToolchainMissing { tool, source } if tool.as_path() != runtime.tool() => {
+            toolchain_missing(runtime, format!("'{}': {source}", tool.display()))
+        }
         CompileError::ToolchainMissing { source, .. } => {
             toolchain_missing(runtime, source.to_string())
         }

@@ -203,7 +203,8 @@ pub fn route(
 fn runtimes(app: &App) -> serde_json::Value {
     let all: Vec<serde_json::Value> = app
         .runtimes
-        .iter()
+        .all()
+        .into_iter()
         .map(|runtime| {
             let status = runtime.status();
             let mut shown = json!({

@@ -566,10 +566,25 @@ pub fn make_shared(path: &Path, executable: bool) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// What [`walk_no_follow`] finds: a folder, or a regular file opened for reading.
+/// What [`walk_no_follow`] finds: a folder, or a regular file opened for reading, with
+/// whether its owner may run it, and its owner.
 pub enum Found {
     Folder,
-    File { file: File, executable: bool },
+    File {
+        file: File,
+        executable: bool,
+        owner: u32,
+    },
+}
+
+/// Opens a file for reading without following a link at its last component, and without
+/// blocking on a FIFO; the caller checks what it is by the descriptor.
+pub fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// Visits every folder and regular file below `root` (a folder another user may still be
@@ -631,8 +646,11 @@ fn walk_dir(
         };
         if fd < 0 {
             let err = io::Error::last_os_error();
-            // A link (ELOOP), or gone meanwhile: not taken.
-            if matches!(err.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOENT)) {
+            // A link (ELOOP), a socket (ENXIO), or gone meanwhile: not taken.
+            if matches!(
+                err.raw_os_error(),
+                Some(libc::ELOOP) | Some(libc::ENOENT) | Some(libc::ENXIO)
+            ) {
                 continue;
             }
             return Err(err);
@@ -647,7 +665,15 @@ fn walk_dir(
             walk_dir(&OwnedFd::from(file), &format!("{path}/"), &[], visit)?;
         } else if metadata.is_file() {
             let executable = metadata.mode() & 0o100 != 0;
-            visit(&path, Found::File { file, executable })?;
+            let owner = metadata.uid();
+            visit(
+                &path,
+                Found::File {
+                    file,
+                    executable,
+                    owner,
+                },
+            )?;
         }
     }
     Ok(())

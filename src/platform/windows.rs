@@ -404,10 +404,20 @@ pub fn make_shared(_path: &Path, _executable: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// What [`walk_no_follow`] finds: a folder, or a regular file opened for reading.
+/// What [`walk_no_follow`] finds: a folder, or a regular file opened for reading (owners
+/// are not compared on Windows: builds have no user of their own).
 pub enum Found {
     Folder,
-    File { file: File, executable: bool },
+    File {
+        file: File,
+        executable: bool,
+        owner: u32,
+    },
+}
+
+/// Opens a file for reading (builds have no user of their own to plant links on Windows).
+pub fn open_no_follow(path: &Path) -> io::Result<File> {
+    File::open(path)
 }
 
 /// Visits every folder and regular file below `root` with its path relative to `root`

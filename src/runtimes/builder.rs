@@ -13,6 +13,9 @@ use std::process::Command;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+/// The largest program a build may make (a tree's bound is `max_bytes`).
+const MAX_PROGRAM: u64 = 1 << 30;
+
 /// Build output kept for the 422 answer.
 pub const OUTPUT_KEEP: usize = 64 * 1024;
 
@@ -43,6 +46,8 @@ pub struct Builder {
     /// Where builds run and toolchains keep their caches.
     area: PathBuf,
     slots: Slots,
+    /// The most a tree's files may take together.
+    max_bytes: u64,
 }
 
 /// One build's scratch folder, removed when dropped.
@@ -63,9 +68,13 @@ impl Scratch {
     }
 }
 
+/// The name of a build's temporary folder, inside its scratch folder (a package may not
+/// hold one of this name at its top).
+pub const TMP: &str = ".golambda-tmp";
+
 /// The temporary folder of a build in `dir`.
 pub fn temp_dir_of(dir: &Path) -> PathBuf {
-    dir.join(".tmp")
+    dir.join(TMP)
 }
 
 impl Builder {
@@ -75,6 +84,7 @@ impl Builder {
         user: Option<u32>,
         area: PathBuf,
         jobs: usize,
+        max_bytes: u64,
     ) -> Builder {
         Builder {
             timeout,
@@ -85,7 +95,18 @@ impl Builder {
                 free: Mutex::new(jobs.max(1)),
                 freed: Condvar::new(),
             },
+            max_bytes,
         }
+    }
+
+    /// Makes `output` the tree of what the build folder `dir` holds (see
+    /// [`super::tree::finish`]): only files of the build user, at most `max_bytes`.
+    pub fn finish_tree(&self, dir: &Path, entry: &str, output: &Path) -> Result<(), CompileError> {
+        let taking = super::tree::Taking {
+            owner: self.user,
+            bytes: self.max_bytes,
+        };
+        super::tree::finish(dir, &[TMP], entry, output, taking)
     }
 
     /// Whether builds and runs execute as users other than the server's.
@@ -246,33 +267,55 @@ impl Builder {
     }
 
     /// Installs the executable a build wrote at `partial` as `output`, checking it is one
-    /// (`what` says what was built instead when it is not).
+    /// (`what` says what was built instead when it is not). `partial` is in the build
+    /// user's folder: it is opened without following a link, and its bytes (at most
+    /// 1 GiB) are copied into a new file of the server's, synced, renamed over
+    /// `output`, so `output` is whole or absent at every instant.
     pub fn finish_executable(
         &self,
         partial: &Path,
         output: &Path,
         what: &str,
     ) -> Result<(), CompileError> {
+        use std::io::{Read, Seek};
+        let not_one = || CompileError::Rejected {
+            output: what.to_string(),
+        };
+        let mut built = platform::open_no_follow(partial).map_err(|_| not_one())?;
+        if !built.metadata().map_err(CompileError::Io)?.is_file() {
+            return Err(not_one());
+        }
         let mut magic = vec![0u8; platform::EXECUTABLE_MAGIC.len()];
-        let is_program = std::fs::File::open(partial)
-            .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
+        let is_program = built
+            .read_exact(&mut magic)
             .is_ok_and(|()| magic == platform::EXECUTABLE_MAGIC);
         if !is_program {
-            return Err(CompileError::Rejected {
-                output: what.to_string(),
-            });
+            return Err(not_one());
         }
-        platform::sync_file(partial).map_err(CompileError::Io)?;
+        built.rewind().map_err(CompileError::Io)?;
         if let Some(dir) = output.parent() {
             std::fs::create_dir_all(dir).map_err(CompileError::Io)?;
         }
-        if self.user.is_some() {
-            // The executable belongs to the server, not to the build user.
-            platform::give_to_user(partial, 0).map_err(CompileError::Io)?;
+        let copy = output.with_extension(format!("copy-{}", crate::ids::new_id()));
+        let copied = (|| -> io::Result<u64> {
+            let mut file = platform::create_package_file(&copy, true)?;
+            let copied = io::copy(&mut built.take(MAX_PROGRAM + 1), &mut file)?;
+            file.sync_all()?;
+            Ok(copied)
+        })();
+        let placed = match copied {
+            Ok(copied) if copied > MAX_PROGRAM => Err(CompileError::Rejected {
+                output: format!("the program is larger than {MAX_PROGRAM} bytes"),
+            }),
+            Ok(_) => platform::replace_file(&copy, output).map_err(CompileError::Io),
+            Err(err) => Err(CompileError::Io(err)),
+        };
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&copy);
         }
         // The contents are synced; the name is not: the build store is a cache, and the
         // version's own link to it (see `builds`) is what is made durable.
-        install(partial, output).map_err(CompileError::Io)
+        placed
     }
 }
 
@@ -281,25 +324,6 @@ pub fn output_text(finished: &Finished) -> String {
     let mut text = String::from_utf8_lossy(&finished.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&finished.stdout));
     text.trim_end().to_string()
-}
-
-/// Moves the finished `partial` to `output`: a rename, or (a build area outside the data
-/// dir's file system) a synced copy beside `output` renamed over it, so `output` is whole
-/// or absent at every instant.
-fn install(partial: &Path, output: &Path) -> io::Result<()> {
-    match platform::replace_file(partial, output) {
-        Err(err) if err.kind() == io::ErrorKind::CrossesDevices => {
-            let copy = output.with_extension(format!("copy-{}", crate::ids::new_id()));
-            let copied = std::fs::copy(partial, &copy)
-                .and_then(|_| platform::sync_file(&copy))
-                .and_then(|()| platform::replace_file(&copy, output));
-            if copied.is_err() {
-                let _ = std::fs::remove_file(&copy);
-            }
-            copied
-        }
-        other => other,
-    }
 }
 
 /// Copies the files and folders under `from` into `to` (which exists); anything else is
@@ -328,6 +352,11 @@ pub fn stage(code: super::Code<'_>, dir: &Path, default: &str) -> Result<String,
             default.to_string()
         }
         super::Code::Package { root, main, .. } => {
+            if root.join(TMP).exists() {
+                return Err(CompileError::Rejected {
+                    output: format!("the package may not hold a {TMP} at its top"),
+                });
+            }
             copy_tree(root, dir).map_err(CompileError::Io)?;
             main.unwrap_or(default).to_string()
         }
@@ -357,7 +386,7 @@ pub fn files_with(dir: &Path, suffixes: &[&str], skip: &[&str]) -> io::Result<Ve
             let name = entry.file_name().to_string_lossy().into_owned();
             let kind = entry.file_type()?;
             let path = format!("{prefix}{name}");
-            if kind.is_dir() && !skip.contains(&name.as_str()) && !name.starts_with(".tmp") {
+            if kind.is_dir() && !skip.contains(&name.as_str()) && name != TMP {
                 walk(&entry.path(), &format!("{path}/"), suffixes, skip, found)?;
             } else if kind.is_file() && suffixes.iter().any(|s| name.ends_with(s)) {
                 found.push(path);

@@ -221,46 +221,31 @@ pub fn cached(
     Ok(cell.get_or_init(|| identity).clone())
 }
 
-/// Every runtime of this server.
+/// Every runtime of this server. A runtime whose toolchain could not be used is looked for
+/// again each time it is asked for (a few `stat` calls), so a toolchain installed while the
+/// server runs is taken up at the next registration.
 pub struct Runtimes {
-    all: Vec<Box<dyn Runtime>>,
+    all: std::sync::RwLock<Vec<Arc<dyn Runtime>>>,
+    /// What the runtimes are made from, to make one again.
+    config: Config,
+    builder: Arc<Builder>,
+    /// The Go runtime was given (unit tests): it is never made again.
+    given_go: bool,
 }
 
 impl Runtimes {
     /// The runtimes as `config` sets them up; `go` replaces the Go toolchain (unit tests).
     /// Each toolchain is looked for now (no process is started) and a problem is logged.
     pub fn new(config: &Config, builder: Arc<Builder>, go: Option<Box<dyn Runtime>>) -> Runtimes {
-        let confined = builder.confined();
-        let tools = &config.toolchains;
-        let go = go.unwrap_or_else(|| {
-            Box::new(Compiler::new(
-                toolchain::locate(&config.go, "go", confined),
-                builder.clone(),
-                config.modules.clone(),
-            ))
-        });
-        let mut all: Vec<Box<dyn Runtime>> = vec![
-            go,
-            Box::new(python::Python::new(
-                toolchain::locate(&tools.python, "python", confined),
-                builder.clone(),
-                tools.pip_index_url.clone(),
-            )),
-            Box::new(node::Node::new(
-                toolchain::locate(&tools.node, "node", confined),
-                builder.clone(),
-                tools.npm_registry.clone(),
-            )),
-            Box::new(rust::Rust::new(
-                toolchain::locate(&tools.cargo, "cargo", confined),
-                builder.clone(),
-            )),
-        ];
-        if Kind::Sh.here() {
-            all.push(Box::new(sh::Sh::new(
-                toolchain::locate(&tools.sh, "sh", confined),
-                builder,
-            )));
+        let given_go = go.is_some();
+        let mut all: Vec<Arc<dyn Runtime>> = Vec::new();
+        if let Some(go) = go {
+            all.push(Arc::from(go));
+        }
+        for kind in Kind::ALL {
+            if kind.here() && !(kind == Kind::Go && given_go) {
+                all.push(make(kind, config, &builder));
+            }
         }
         for runtime in &all {
             if let Some(reason) = runtime.unavailable() {
@@ -276,35 +261,86 @@ impl Runtimes {
                 );
             }
         }
-        Runtimes { all }
+        Runtimes {
+            all: std::sync::RwLock::new(all),
+            config: config.clone(),
+            builder,
+            given_go,
+        }
     }
 
-    pub fn get(&self, kind: Kind) -> Option<&dyn Runtime> {
-        self.all
+    pub fn get(&self, kind: Kind) -> Option<Arc<dyn Runtime>> {
+        let current = self
+            .all
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .find(|runtime| runtime.kind() == kind)
-            .map(|runtime| &**runtime)
+            .cloned()?;
+        if current.unavailable().is_none() || (kind == Kind::Go && self.given_go) {
+            return Some(current);
+        }
+        let fresh = make(kind, &self.config, &self.builder);
+        if fresh.unavailable().is_some() {
+            return Some(current);
+        }
+        log::info!("the {} runtime is available now", kind.name());
+        let mut all = self
+            .all
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for slot in all.iter_mut().filter(|runtime| runtime.kind() == kind) {
+            *slot = fresh.clone();
+        }
+        Some(fresh)
     }
 
     /// The runtime a version's settings name.
-    pub fn named(&self, name: &str) -> Option<&dyn Runtime> {
+    pub fn named(&self, name: &str) -> Option<Arc<dyn Runtime>> {
         Kind::of(name).and_then(|kind| self.get(kind))
     }
 
-    pub fn go(&self) -> &dyn Runtime {
-        match self.get(Kind::Go) {
-            Some(go) => go,
-            None => &*self.all[0],
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &dyn Runtime> {
-        self.all.iter().map(|runtime| &**runtime)
+    /// Every runtime, as it is now.
+    pub fn all(&self) -> Vec<Arc<dyn Runtime>> {
+        Kind::ALL
+            .into_iter()
+            .filter_map(|kind| self.get(kind))
+            .collect()
     }
 
     pub fn sweep_scratch(&self) {
-        for runtime in &self.all {
-            runtime.sweep_scratch();
-        }
+        self.builder.sweep_scratch();
+    }
+}
+
+/// The runtime `kind` as `config` sets it up, its toolchain looked for now.
+fn make(kind: Kind, config: &Config, builder: &Arc<Builder>) -> Arc<dyn Runtime> {
+    let confined = builder.confined();
+    let tools = &config.toolchains;
+    let builder = builder.clone();
+    match kind {
+        Kind::Go => Arc::new(Compiler::new(
+            toolchain::locate(&config.go, "go", confined),
+            builder,
+            config.modules.clone(),
+        )),
+        Kind::Python => Arc::new(python::Python::new(
+            toolchain::locate(&tools.python, "python", confined),
+            builder,
+            tools.pip_index_url.clone(),
+        )),
+        Kind::Node => Arc::new(node::Node::new(
+            toolchain::locate(&tools.node, "node", confined),
+            builder,
+            tools.npm_registry.clone(),
+        )),
+        Kind::Rust => Arc::new(rust::Rust::new(
+            toolchain::locate(&tools.cargo, "cargo", confined),
+            builder,
+        )),
+        Kind::Sh => Arc::new(sh::Sh::new(
+            toolchain::locate(&tools.sh, "sh", confined),
+            builder,
+        )),
     }
 }

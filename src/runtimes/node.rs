@@ -8,7 +8,7 @@
 
 use super::builder::{files_with, output_text, stage, Builder};
 use super::toolchain::Toolchain;
-use super::{tree, Artifact, Code, CompileError, Kind, Launch, Runtime};
+use super::{Artifact, Code, CompileError, Kind, Launch, Runtime};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -50,11 +50,15 @@ impl Node {
             .unwrap_or_else(|| PathBuf::from("npm"))
     }
 
-    /// Installs `package-lock.json`'s packages with `npm ci` from `--npm-registry`, when the
-    /// package needs any and brought no `node_modules/`.
-    fn install(&self, dir: &Path, tmp: &Path) -> Result<String, CompileError> {
+    /// Decides, from the package in `dir` (still the server's, before the build user has
+    /// it), whether `npm ci` must install its packages: when it needs some and brought no
+    /// `node_modules/`. Every package the lock file names must come from `--npm-registry`
+    /// with its checksum; the package's own `.npmrc` is left out (it could point npm
+    /// elsewhere).
+    fn plan_install(&self, dir: &Path) -> Result<bool, CompileError> {
+        let _ = std::fs::remove_file(dir.join(".npmrc"));
         if dir.join("node_modules").is_dir() || !needs_packages(dir) {
-            return Ok(String::new());
+            return Ok(false);
         }
         let Some(registry) = &self.registry else {
             return Err(CompileError::Rejected {
@@ -64,13 +68,22 @@ impl Node {
                     .into(),
             });
         };
-        if !dir.join("package-lock.json").is_file() {
-            return Err(CompileError::Rejected {
+        let lock = std::fs::read_to_string(dir.join("package-lock.json")).map_err(|_| {
+            CompileError::Rejected {
                 output: "package.json has dependencies but no package-lock.json: run npm \
                          install and send the package with its package-lock.json"
                     .into(),
-            });
-        }
+            }
+        })?;
+        check_lock(&lock, registry).map_err(|output| CompileError::Rejected { output })?;
+        Ok(true)
+    }
+
+    /// Installs `package-lock.json`'s packages with `npm ci` from `--npm-registry`.
+    fn npm_ci(&self, dir: &Path, tmp: &Path) -> Result<String, CompileError> {
+        let Some(registry) = &self.registry else {
+            return Ok(String::new());
+        };
         let npm = self.npm();
         let mut command = self.builder.command(&npm, dir, tmp);
         command
@@ -113,9 +126,10 @@ impl Runtime for Node {
         super::cached(&self.identity, || {
             let answer = self.builder.ask(&self.node.path, &["--version"])?;
             Ok(format!(
-                "runtime=node\npath={}\nversion={}\nflags=--preserve-symlinks",
+                "runtime=node\npath={}\nversion={}\nflags=--preserve-symlinks\nregistry={}",
                 self.node.configured.display(),
-                answer.trim_start_matches('v')
+                answer.trim_start_matches('v'),
+                self.registry.as_deref().unwrap_or("off")
             ))
         })
     }
@@ -141,10 +155,14 @@ impl Runtime for Node {
             (code, _) => code,
         };
         let mut entry = stage(code, dir, "index.js")?;
+        let install = self.plan_install(dir)?;
         self.builder.give(dir)?;
-        let mut printed = self.install(dir, &tmp)?;
+        let mut printed = match install {
+            true => self.npm_ci(dir, &tmp)?,
+            false => String::new(),
+        };
         let mut refusals = Vec::new();
-        for file in files_with(dir, &[".js", ".mjs", ".cjs"], &["node_modules", ".tmp"])
+        for file in files_with(dir, &[".js", ".mjs", ".cjs"], &["node_modules"])
             .map_err(CompileError::Io)?
         {
             let Some(refused) = self.check(dir, &tmp, &file)? else {
@@ -171,7 +189,7 @@ impl Runtime for Node {
         if !printed.is_empty() {
             printed.push('\n');
         }
-        tree::finish(dir, &[".tmp"], &entry, output)?;
+        self.builder.finish_tree(dir, &entry, output)?;
         Ok(printed)
     }
     fn launch(&self, tree: &Path, entry: &str) -> Launch {
@@ -221,10 +239,52 @@ fn package_main(root: &Path) -> Result<String, CompileError> {
     let Some(main) = manifest.get("main").and_then(|m| m.as_str()) else {
         return Ok("index.js".into());
     };
-    let main = main.trim_start_matches("./");
-    crate::packages::file_of(main).map_err(|reason| CompileError::Rejected {
+    let main = main.trim_start_matches("./").trim_end_matches('/');
+    let main = crate::packages::file_of(main).map_err(|reason| CompileError::Rejected {
         output: format!("package.json's main '{main}': {reason}"),
-    })
+    })?;
+    // As node finds it: the file, else with `.js`, else the folder's `index.js`.
+    Ok([
+        main.clone(),
+        format!("{main}.js"),
+        format!("{main}/index.js"),
+    ]
+    .into_iter()
+    .find(|candidate| root.join(candidate).is_file())
+    .unwrap_or(main))
+}
+
+/// Refuses a `package-lock.json` that would have npm fetch from anywhere but `registry`:
+/// every package it installs must be resolved under the registry, with a checksum.
+fn check_lock(lock: &str, registry: &str) -> Result<(), String> {
+    let lock: serde_json::Value = serde_json::from_str(lock)
+        .map_err(|err| format!("package-lock.json is not JSON: {err}"))?;
+    let packages = lock
+        .get("packages")
+        .and_then(|p| p.as_object())
+        .ok_or("package-lock.json has no \"packages\" (lockfileVersion 2 or 3 is needed)")?;
+    let base = registry.trim_end_matches('/');
+    for (path, package) in packages.iter().filter(|(path, _)| !path.is_empty()) {
+        if package.get("link").and_then(|l| l.as_bool()) == Some(true) {
+            return Err(format!(
+                "package-lock.json: {path} is a link; only registry packages are installed"
+            ));
+        }
+        let resolved = package
+            .get("resolved")
+            .and_then(|r| r.as_str())
+            .unwrap_or("");
+        let under = resolved
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'));
+        if !under || package.get("integrity").and_then(|i| i.as_str()).is_none() {
+            return Err(format!(
+                "package-lock.json: {path} is not resolved under --npm-registry ({registry}) \
+                 with an integrity checksum (resolved: '{resolved}')"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `package.json` in `dir` lists dependencies (development ones are not installed).
@@ -235,4 +295,49 @@ fn needs_packages(dir: &Path) -> bool {
         .and_then(|manifest| manifest.get("dependencies").cloned())
         .and_then(|deps| deps.as_object().map(|d| !d.is_empty()))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_lock;
+
+    #[test]
+    fn a_lock_must_resolve_every_package_under_the_registry() {
+        let registry = "http://127.0.0.1:4873/";
+        let lock = |resolved: &str, integrity: bool| {
+            let mut package = serde_json::json!({"version": "1.0.0", "resolved": resolved});
+            if integrity {
+                package["integrity"] = "sha512-x".into();
+            }
+            serde_json::json!({"lockfileVersion": 3, "packages": {
+                "": {"name": "fn"}, "node_modules/a": package}})
+            .to_string()
+        };
+        assert_eq!(
+            check_lock(
+                &lock("http://127.0.0.1:4873/a/-/a-1.0.0.tgz", true),
+                registry
+            ),
+            Ok(())
+        );
+        for (resolved, integrity) in [
+            ("http://127.0.0.1:4873/a/-/a-1.0.0.tgz", false),
+            ("http://169.254.169.254/latest/meta-data", true),
+            ("http://127.0.0.1:48730/a.tgz", true),
+            ("git+ssh://git@example.org/a.git", true),
+            ("file:../a", true),
+            ("", true),
+        ] {
+            let refused = check_lock(&lock(resolved, integrity), registry);
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("node_modules/a")),
+                "{resolved}: {refused:?}"
+            );
+        }
+        let linked = r#"{"lockfileVersion":3,"packages":{"":{},"node_modules/a":{"link":true}}}"#;
+        assert!(check_lock(linked, registry).is_err());
+        assert!(check_lock(r#"{"lockfileVersion":1}"#, registry).is_err());
+    }
 }

@@ -7,7 +7,7 @@
 
 use super::builder::{output_text, stage, Builder};
 use super::toolchain::Toolchain;
-use super::{tree, Artifact, Code, CompileError, Kind, Launch, Runtime};
+use super::{Artifact, Code, CompileError, Kind, Launch, Runtime};
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -21,7 +21,7 @@ const CHECK: &str = r#"
 import os, sys
 bad = 0
 for top, dirs, files in os.walk("."):
-    dirs[:] = sorted(d for d in dirs if d not in (".tmp", ".deps", "wheels", "__pycache__"))
+    dirs[:] = sorted(d for d in dirs if d not in (".golambda-tmp", ".deps", "wheels", "__pycache__"))
     for name in sorted(files):
         if not name.endswith(".py"):
             continue
@@ -53,14 +53,17 @@ impl Python {
         }
     }
 
-    /// Installs `requirements.txt` into `dir/.deps` from wheels only.
-    fn install_requirements(&self, dir: &Path, tmp: &Path) -> Result<String, CompileError> {
-        let requirements =
-            std::fs::read_to_string(dir.join("requirements.txt")).map_err(|err| {
-                CompileError::Rejected {
-                    output: format!("requirements.txt cannot be read as text: {err}"),
-                }
-            })?;
+    /// Checks the package's `requirements.txt` in `dir` (still the server's, before the
+    /// build user has it) and says whether pip has wheels in `wheels/`: `None` when the
+    /// package has no requirements.
+    fn requirements(&self, dir: &Path) -> Result<Option<bool>, CompileError> {
+        let path = dir.join("requirements.txt");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let requirements = std::fs::read_to_string(path).map_err(|err| CompileError::Rejected {
+            output: format!("requirements.txt cannot be read as text: {err}"),
+        })?;
         check_requirements(&requirements).map_err(|output| CompileError::Rejected { output })?;
         let wheels = dir.join("wheels").is_dir();
         if !wheels && self.index.is_none() {
@@ -71,22 +74,32 @@ impl Python {
                     .into(),
             });
         }
+        Ok(Some(wheels))
+    }
+
+    /// Installs `requirements.txt` into `dir/.deps` from wheels only (in `wheels/` when
+    /// `wheels`).
+    fn install_requirements(
+        &self,
+        dir: &Path,
+        tmp: &Path,
+        wheels: bool,
+    ) -> Result<String, CompileError> {
         let mut command = self.builder.command(&self.python.path, dir, tmp);
-        command
-            .args(["-s", "-E", "-B", "-m", "pip", "install"])
-            .args([
-                "--isolated",
-                "--no-input",
-                "--disable-pip-version-check",
-                "--no-cache-dir",
-                "--only-binary=:all:",
-                "--no-compile",
-                "--no-warn-script-location",
-                "--target",
-                DEPS,
-                "-r",
-                "requirements.txt",
-            ]);
+        // -I: the package's folder is not on the path, so a `pip/` of its own is not run.
+        command.args(["-I", "-B", "-m", "pip", "install"]).args([
+            "--isolated",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--only-binary=:all:",
+            "--no-compile",
+            "--no-warn-script-location",
+            "--target",
+            DEPS,
+            "-r",
+            "requirements.txt",
+        ]);
         if wheels {
             command.args(["--find-links", "wheels"]);
         }
@@ -132,8 +145,9 @@ impl Runtime for Python {
             let answer = self.builder.ask(&self.python.path, &["--version"])?;
             let version = answer.trim_start_matches("Python").trim();
             Ok(format!(
-                "runtime=python\npath={}\nversion={version}\nflags=-S -s -B",
-                self.python.configured.display()
+                "runtime=python\npath={}\nversion={version}\nflags=-S -s -B\nindex={}",
+                self.python.configured.display(),
+                self.index.as_deref().unwrap_or("off")
             ))
         })
     }
@@ -145,18 +159,20 @@ impl Runtime for Python {
         let scratch = self.builder.scratch()?;
         let dir = &scratch.dir;
         let entry = stage(code, dir, "main.py")?;
+        let requirements = self.requirements(dir)?;
         self.builder.give(dir)?;
         let mut check = self.builder.command(&self.python.path, dir, &scratch.tmp());
-        check.args(["-S", "-s", "-B", "-c", CHECK]);
+        // -I: the package's folder is not on the path; nothing of it is imported.
+        check.args(["-I", "-S", "-B", "-c", CHECK]);
         let checked = self
             .builder
             .run(check, &self.python.path, true, false)
             .and_then(|finished| self.builder.succeeded(finished))?;
         let mut printed = output_text(&checked);
-        if dir.join("requirements.txt").is_file() {
-            printed.push_str(&self.install_requirements(dir, &scratch.tmp())?);
+        if let Some(wheels) = requirements {
+            printed.push_str(&self.install_requirements(dir, &scratch.tmp(), wheels)?);
         }
-        tree::finish(dir, &[".tmp"], &entry, output)?;
+        self.builder.finish_tree(dir, &entry, output)?;
         Ok(printed)
     }
     fn launch(&self, tree: &Path, entry: &str) -> Launch {

@@ -4,7 +4,7 @@
 
 use super::builder::{files_with, stage, Builder};
 use super::toolchain::Toolchain;
-use super::{tree, Artifact, Code, CompileError, Kind, Launch, Runtime};
+use super::{Artifact, Code, CompileError, Kind, Launch, Runtime};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -69,7 +69,7 @@ impl Runtime for Sh {
         let (dir, tmp) = (&scratch.dir, scratch.tmp());
         let entry = stage(code, dir, "main.sh")?;
         self.builder.give(dir)?;
-        let mut files = files_with(dir, &[".sh"], &[".tmp"]).map_err(CompileError::Io)?;
+        let mut files = files_with(dir, &[".sh"], &[]).map_err(CompileError::Io)?;
         if !files.contains(&entry) {
             files.insert(0, entry.clone());
         }
@@ -90,7 +90,7 @@ impl Runtime for Sh {
                 output: refusals.join("\n"),
             });
         }
-        tree::finish(dir, &[".tmp"], &entry, output)?;
+        self.builder.finish_tree(dir, &entry, output)?;
         Ok(String::new())
     }
     fn launch(&self, tree: &Path, entry: &str) -> Launch {

@@ -20,17 +20,31 @@ pub const STAMP: &str = ".golambda-entry";
 /// The entry point of the finished tree at `tree`; `None` when it is not a whole tree.
 pub fn entry_of(tree: &Path) -> Option<String> {
     let entry = std::fs::read_to_string(tree.join(STAMP)).ok()?;
-    let entry = entry.trim().to_string();
     (!entry.is_empty() && tree.join(&entry).is_file()).then_some(entry)
+}
+
+/// What a tree may take from a build folder: the user its files must belong to (the build
+/// user, when builds have one: a file of anyone else's got there by a link), and how many
+/// bytes in all.
+#[derive(Debug, Clone, Copy)]
+pub struct Taking {
+    pub owner: Option<u32>,
+    pub bytes: u64,
 }
 
 /// Makes `output` a tree of what `built` holds (leaving out `skip`, names at its top such
 /// as the build's temporary folder), with `entry` as its entry point.
-pub fn finish(built: &Path, skip: &[&str], entry: &str, output: &Path) -> Result<(), CompileError> {
+pub fn finish(
+    built: &Path,
+    skip: &[&str],
+    entry: &str,
+    output: &Path,
+    taking: Taking,
+) -> Result<(), CompileError> {
     let partial = beside(output, "part");
     let made = (|| -> io::Result<()> {
         std::fs::create_dir_all(&partial)?;
-        copy_shared(built, &partial, skip)?;
+        copy_shared(built, &partial, skip, taking)?;
         let stamp = partial.join(STAMP);
         std::fs::write(&stamp, entry)?;
         platform::make_shared(&stamp, false)?;
@@ -41,7 +55,16 @@ pub fn finish(built: &Path, skip: &[&str], entry: &str, output: &Path) -> Result
     if made.is_err() {
         let _ = platform::remove_tree(&partial);
     }
-    made.map_err(CompileError::Io)
+    made.map_err(|err| match err.kind() {
+        io::ErrorKind::FileTooLarge => CompileError::Rejected {
+            output: format!(
+                "the build's files come to more than {} bytes, the bound of a function's files \
+                 (8 times --max-package)",
+                taking.bytes
+            ),
+        },
+        _ => CompileError::Io(err),
+    })
 }
 
 /// Makes `to` the same tree as `from`: each file a hard link (a copy where the file system
@@ -81,10 +104,13 @@ fn place(partial: &Path, output: &Path) -> io::Result<()> {
 }
 
 /// Copies the regular files and folders under `from` into `to` (which exists), each file
-/// readable by every user; links, devices and the like are left out, and
-/// nothing is reached through a link (the build's user may still be changing `from`).
-fn copy_shared(from: &Path, to: &Path, skip: &[&str]) -> io::Result<()> {
+/// readable by every user; links, devices and the like are left out, nothing is reached
+/// through a link (the build's user may still be changing `from`), a file of another owner
+/// than `taking.owner` is left out, and past `taking.bytes` in all the copy fails with
+/// `FileTooLarge`.
+fn copy_shared(from: &Path, to: &Path, skip: &[&str], taking: Taking) -> io::Result<()> {
     let mut folders = vec![to.to_path_buf()];
+    let mut left = taking.bytes;
     platform::walk_no_follow(from, skip, &mut |path, found| {
         let target = to.join(path);
         match found {
@@ -93,11 +119,24 @@ fn copy_shared(from: &Path, to: &Path, skip: &[&str]) -> io::Result<()> {
                 folders.push(target);
             }
             platform::Found::File {
-                mut file,
+                file,
                 executable,
+                owner,
             } => {
+                if taking.owner.is_some_and(|expected| expected != owner) {
+                    log::warn!("left out of a tree: {path}, a file the build did not make");
+                    return Ok(());
+                }
                 let mut copy = std::fs::File::create_new(&target)?;
-                io::copy(&mut file, &mut copy)?;
+                // One byte past what is left tells a file too large from one that fits.
+                let copied = io::copy(&mut io::Read::take(file, left + 1), &mut copy)?;
+                if copied > left {
+                    return Err(io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        "the build's files are too large",
+                    ));
+                }
+                left -= copied;
                 platform::make_shared(&target, executable)?;
             }
         }
@@ -144,7 +183,11 @@ mod tests {
             std::os::unix::fs::symlink("/etc", built.join("linked-folder")).expect("symlink");
         }
         let output = root.join("plugins").join("v1");
-        finish(&built, &[".tmp"], "main.py", &output).expect("finished");
+        let taking = Taking {
+            owner: None,
+            bytes: 1 << 20,
+        };
+        finish(&built, &[".tmp"], "main.py", &output, taking).expect("finished");
         assert_eq!(entry_of(&output).as_deref(), Some("main.py"));
         assert!(output.join("pkg/deep/m.py").is_file());
         assert!(!output.join(".tmp").exists(), "skipped");
@@ -162,7 +205,7 @@ mod tests {
         }
         // A second finish replaces the first whole; a link mirrors it.
         std::fs::write(built.join("main.py"), b"print(2)").expect("write");
-        finish(&built, &[".tmp"], "main.py", &output).expect("again");
+        finish(&built, &[".tmp"], "main.py", &output, taking).expect("again");
         assert_eq!(
             std::fs::read(output.join("main.py")).expect("read"),
             b"print(2)"
@@ -181,6 +224,27 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+        // Files of another owner than the build's are not taken.
+        #[cfg(unix)]
+        {
+            let stranger = Taking {
+                owner: Some(platform::owner_of(&built.join("main.py")).unwrap_or(0) + 1),
+                bytes: 1 << 20,
+            };
+            let elsewhere = root.join("strange");
+            finish(&built, &[".tmp"], "main.py", &elsewhere, stranger).expect("finished");
+            assert!(!elsewhere.join("main.py").exists());
+            assert!(!elsewhere.join("pkg/deep/m.py").exists());
+            assert_eq!(entry_of(&elsewhere), None);
+        }
+        // Past the bound: refused, nothing left behind.
+        let small = Taking {
+            owner: None,
+            bytes: 8,
+        };
+        let refused = finish(&built, &[".tmp"], "main.py", &root.join("big"), small);
+        assert!(matches!(refused, Err(CompileError::Rejected { .. })));
+        assert!(!root.join("big").exists());
         // A tree without its stamp, or whose entry is gone, is not whole.
         std::fs::remove_file(linked.join("main.py")).expect("rm");
         assert_eq!(entry_of(&linked), None);

@@ -694,9 +694,16 @@ fn interpreted_functions_survive_restarts_and_a_vanished_interpreter() {
     server.restart();
     server.get("/functions/kept").expect(200);
     assert_error(&server.get("/kept"), 503, &["python"]);
+    // Installed again while the server runs: taken up without a restart.
     std::os::unix::fs::symlink(&python, &link).expect("symlink again");
-    server.restart();
     assert_eq!(message(&server.get("/kept")), "still here\n");
+    let listed = server.get("/runtimes").json();
+    assert!(
+        listed.as_array().is_some_and(|all| all
+            .iter()
+            .any(|r| r["runtime"] == "python" && r["available"] == true)),
+        "{listed}"
+    );
 }
 
 #[test]

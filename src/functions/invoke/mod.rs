@@ -191,7 +191,7 @@ pub(crate) fn parts(
 }
 
 /// The runtime of `version`.
-fn runtime_of<'a>(app: &'a App, version: &Version) -> Result<&'a dyn Runtime, ApiError> {
+fn runtime_of(app: &App, version: &Version) -> Result<Arc<dyn Runtime>, ApiError> {
     app.runtimes
         .named(&version.settings.runtime)
         .ok_or_else(|| ApiError::Internal {
@@ -226,7 +226,7 @@ fn launch_of(
     });
     if let Some(reason) = gone {
         return Err(crate::functions::register::toolchain_missing(
-            runtime, reason,
+            &*runtime, reason,
         ));
     }
     env.extend(launch.env);

@@ -195,10 +195,15 @@ impl Compiler {
             .args(["mod", "download"]);
         let finished = self.run_go(command, true, true)?;
         for (path, bytes) in kept {
-            match bytes {
-                Some(bytes) => std::fs::write(&path, bytes).map_err(CompileError::Io)?,
-                None => {
-                    let _ = std::fs::remove_file(&path);
+            // Removed first, then made anew: the build user may have left a link there,
+            // which a plain write would follow with the server's rights.
+            let _ = std::fs::remove_file(&path);
+            if let Some(bytes) = bytes {
+                std::fs::File::create_new(&path)
+                    .and_then(|mut file| std::io::Write::write_all(&mut file, &bytes))
+                    .map_err(CompileError::Io)?;
+                if let Some(uid) = self.builder.user() {
+                    platform::give_to_user(&path, uid).map_err(CompileError::Io)?;
                 }
             }
         }
