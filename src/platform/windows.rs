@@ -453,6 +453,7 @@ pub fn walk_no_follow(
                     Found::File {
                         file,
                         executable: false,
+                        owner: 0,
                     },
                 )?;
             }
