@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and the integration tests, which start the real
 # server binary with the real toolchains (Go, Python, Node.js, Rust, /bin/sh). Installs Go,
-# Debian's python3 with pip and Node.js first when they are missing, and, as root, puts a
+# Debian's python3 with pip, Node.js and npm first when they are missing, and, as root, puts a
 # copy of the Rust toolchain where the build and run users can reach it.
 # Extra arguments go to `cargo test` (for example a test name filter).
 set -euo pipefail
@@ -18,7 +18,7 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()
 for tool in /usr/bin/python3:python3 /usr/lib/python3/dist-packages/pip:python3-pip \
-    /usr/bin/node:nodejs; do
+    /usr/bin/node:nodejs /usr/bin/npm:npm; do
     [ -e "${tool%%:*}" ] || missing+=("${tool##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
