@@ -152,6 +152,16 @@ this machine (`FORK_FLOOR_PHASE=floor|fork|warm|direct` runs one load of
   log lines gathered in memory (a few per cent, but the log then lags the answers).
 - The fork floor uses 16 threads where that beats 2 threads, so the server is held to the
   better floor.
+- **Runtimes.** An interpreter's own start-up varies by milliseconds from one spawn to the
+  next, so the pairs' quartiles are wide and a run's median moves by a few tenths of a
+  millisecond between runs (Python's: +0.31 to +1.21 ms over five runs on 2026-12-01, Go's
+  +0.30 to +0.84 ms). Python reaches its files through `/proc/self/fd/N`, which cost about
+  0.2 ms in a bare A/B of the same interpreter. A cost that was real and is gone: joining
+  the run's memory cgroup (v1) took 15 ms or more when no join had happened for a while
+  (the kernel's threadgroup lock waits out an RCU grace period for its first writer); a
+  Node hello served 60 ms apart took 16 ms longer than bare. For 3 s after each run a
+  server thread now moves itself between two groups every 3 ms, which keeps joins cheap:
+  Node then added 0.5 ms. The first run after a quiet spell still pays it.
 PART
 } | tee "$draft"
 mv "$draft" "$out"
