@@ -160,7 +160,7 @@ this machine (`FORK_FLOOR_PHASE=floor|fork|warm|direct` runs one load of
   the run's memory cgroup (v1) took 15 ms or more when no join had happened for a while
   (the kernel's threadgroup lock waits out an RCU grace period for its first writer); a
   Node hello served 60 ms apart took 16 ms longer than bare. For 3 s after each run a
-  server thread now moves itself between two groups every 3 ms, which keeps joins cheap:
+  server thread now moves itself between two groups every 10 ms, which keeps joins cheap:
   Node then added 0.5 ms. The first run after a quiet spell still pays it.
 PART
 } | tee "$draft"

@@ -833,9 +833,9 @@ fn after_a_run_a_server_thread_keeps_cgroup_joins_cheap_then_rests() {
                 .is_ok_and(|tasks| tasks.lines().any(|t| threads.iter().any(|o| o == t)))
         })
     };
-    // Where the thread is, looked at 20 times 5 ms apart.
+    // Where the thread is, looked at 60 times 5 ms apart (it moves every 10 ms).
     let samples = || -> Vec<Option<&str>> {
-        (0..20)
+        (0..60)
             .map(|_| {
                 std::thread::sleep(Duration::from_millis(5));
                 group_of_ours()
