@@ -110,7 +110,11 @@ Each runtime's hello world through the server (`GET`, one keep-alive client) bes
 same program started bare by a minimal spawn loop (the interpreter on the same script, or
 the same executable, with an environment made from scratch): 400 pairs of one spawn and
 one request; what the server adds is the median of the pairs' differences, with its
-quartiles (an interpreter's own start-up varies by more than the server adds). Then 5 pairs of the toolchain's own check or build of a changed hello
+quartiles (an interpreter's own start-up varies by more than the server adds). What the
+server adds around a run grows with the run's length (its threads wait idle meanwhile and
+are woken after it), so two Go hellos that first sleep 10 ms and 40 ms, about as long as
+Python's and Node's start-ups, are measured too, and each runtime is held to the Go run
+nearest its own length. Then 5 pairs of the toolchain's own check or build of a changed hello
 (`go build -trimpath`, `python -c compile(…)`, `node --check`, `rustc --edition 2021 -O`,
 `sh -n`) and its `PUT /register`; the overhead is the median over the pairs. Registration
 also copies the checked files into the version's tree, readable by the run users, and
