@@ -2,7 +2,7 @@
 //! journal and secrets live, and creating those folders private to the server's user.
 
 use crate::platform;
-use crate::runtimes::Kind;
+use crate::runtimes::{Artifact, Kind};
 
 /// The extension a runtime's single source file is stored with.
 fn source_extension(runtime: Kind) -> &'static str {
@@ -90,9 +90,9 @@ impl DataDir {
 
     /// Where a version's build is: its executable, or its tree.
     fn built_file(name: &str, stem: &str, runtime: Kind) -> String {
-        match runtime {
-            Kind::Go | Kind::Rust => format!("plugins/{name}/{stem}{}", platform::EXE_SUFFIX),
-            Kind::Python | Kind::Node | Kind::Sh => format!("plugins/{name}/{stem}"),
+        match runtime.artifact() {
+            Artifact::Executable => format!("plugins/{name}/{stem}{}", platform::EXE_SUFFIX),
+            Artifact::Tree => format!("plugins/{name}/{stem}"),
         }
     }
 

@@ -63,6 +63,14 @@ impl Kind {
         self == Kind::Go
     }
 
+    /// What a build of the runtime makes.
+    pub fn artifact(self) -> Artifact {
+        match self {
+            Kind::Go | Kind::Rust => Artifact::Executable,
+            Kind::Python | Kind::Node | Kind::Sh => Artifact::Tree,
+        }
+    }
+
     /// Whether the runtime exists on this OS.
     pub fn here(self) -> bool {
         self != Kind::Sh || cfg!(unix)
@@ -171,7 +179,7 @@ pub trait Runtime: Send + Sync {
             .map(str::to_string)
     }
     fn artifact(&self) -> Artifact {
-        Artifact::Executable
+        self.kind().artifact()
     }
     /// Builds `code` into `output` (an executable file, or a folder for
     /// [`Artifact::Tree`]), written whole or not at all; returns what the build printed.

@@ -16,7 +16,7 @@ use crate::platform::{self, Limits, Sandbox};
 use crate::registry::{Function, ResponseMode, Version};
 use crate::reply::Reply;
 use crate::runner::{self, Ending, RunSpec};
-use crate::runtimes::{Artifact, Runtime};
+use crate::runtimes::{Artifact, Kind, Runtime};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,7 +177,7 @@ pub(crate) fn parts(
 ) -> Result<(Env, Option<Arc<std::fs::File>>), Parts> {
     let env = function_env(app, function, version).map_err(Parts::Failed)?;
     let path = app.registry.data().resolve(&version.executable);
-    let opened = match runtime_of(app, version).map_err(Parts::Failed)?.artifact() {
+    let opened = match kind_of(version).map_err(Parts::Failed)?.artifact() {
         Artifact::Executable => platform::open_program(&path),
         Artifact::Tree => platform::open_tree(&path),
     };
@@ -188,6 +188,13 @@ pub(crate) fn parts(
             context: format!("cannot open the function's executable: {err}"),
         })),
     }
+}
+
+/// The runtime `version` names (fixed facts only: no toolchain is looked at).
+fn kind_of(version: &Version) -> Result<Kind, ApiError> {
+    Kind::of(&version.settings.runtime).ok_or_else(|| ApiError::Internal {
+        context: format!("the runtime '{}' is unknown", version.settings.runtime),
+    })
 }
 
 /// The runtime of `version`.
@@ -208,9 +215,9 @@ fn launch_of(
     opened: Option<Arc<std::fs::File>>,
     env: &mut Env,
 ) -> Result<Started, ApiError> {
-    let runtime = runtime_of(app, version)?;
     let path = app.registry.data().resolve(&version.executable);
-    if runtime.artifact() == Artifact::Executable {
+    // An executable needs nothing of its toolchain to run.
+    if kind_of(version)?.artifact() == Artifact::Executable {
         return Ok(Started {
             executable: path,
             args: Vec::new(),
@@ -218,6 +225,7 @@ fn launch_of(
             tree: None,
         });
     }
+    let runtime = runtime_of(app, version)?;
     let view = platform::tree_view(opened.as_deref(), &path);
     let launch = runtime.launch(&view, version.entry.as_deref().unwrap_or_default());
     let gone = runtime.unavailable().or_else(|| {
