@@ -238,7 +238,7 @@ impl ApiError {
                 body.insert(
                     "details".into(),
                     json!(format!(
-                        "go build ran past --compile-timeout ({})",
+                        "the build ran past --compile-timeout ({})",
                         format_duration(*limit)
                     )),
                 );

@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The largest program a build may make (a tree's bound is `max_bytes`).
 const MAX_PROGRAM: u64 = 1 << 30;
@@ -50,9 +50,11 @@ pub struct Builder {
     max_bytes: u64,
 }
 
-/// One build's scratch folder, removed when dropped.
+/// One build's scratch folder, removed when dropped, and when the build must be done by
+/// (`--compile-timeout` bounds a whole build, however many steps it takes).
 pub struct Scratch {
     pub dir: PathBuf,
+    pub deadline: Instant,
 }
 
 impl Drop for Scratch {
@@ -146,6 +148,7 @@ impl Builder {
     pub fn scratch(&self) -> Result<Scratch, CompileError> {
         let scratch = Scratch {
             dir: self.area.join(format!("build-{}", crate::ids::new_id())),
+            deadline: Instant::now() + self.timeout,
         };
         std::fs::create_dir_all(scratch.tmp()).map_err(CompileError::Io)?;
         Ok(scratch)
@@ -200,10 +203,35 @@ impl Builder {
         limited: bool,
         network: bool,
     ) -> Result<Finished, CompileError> {
+        self.run_by(
+            command,
+            tool,
+            limited,
+            network,
+            Instant::now() + self.timeout,
+        )
+    }
+
+    /// [`Builder::run`] for a step of a build that must be done by `deadline` (its
+    /// [`Scratch::deadline`]): past it, the step is not started, or is stopped.
+    pub fn run_by(
+        &self,
+        command: Command,
+        tool: &Path,
+        limited: bool,
+        network: bool,
+        deadline: Instant,
+    ) -> Result<Finished, CompileError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(CompileError::TimedOut {
+                limit: self.timeout,
+            });
+        }
         child::run(ChildSpec {
             command,
             stdin: Vec::new(),
-            timeout: self.timeout,
+            timeout: left,
             stdout_limit: None,
             keep: OUTPUT_KEEP,
             sandbox: platform::Sandbox {

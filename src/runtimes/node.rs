@@ -6,9 +6,9 @@
 //! network). A run is `node --preserve-symlinks --preserve-symlinks-main <tree>/<entry>`:
 //! modules are found in the tree as the run reaches it, not through their real folders.
 
-use super::builder::{files_with, output_text, stage, Builder};
+use super::builder::{files_with, output_text, stage, Builder, Scratch};
 use super::toolchain::Toolchain;
-use super::{Artifact, Code, CompileError, Kind, Launch, Runtime};
+use super::{Code, CompileError, Kind, Launch, Runtime};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -31,10 +31,13 @@ impl Node {
     }
 
     /// `node --check` of `file` in `dir`: what it printed when it refused the file.
-    fn check(&self, dir: &Path, tmp: &Path, file: &str) -> Result<Option<String>, CompileError> {
-        let mut command = self.builder.command(&self.node.path, dir, tmp);
+    fn check(&self, scratch: &Scratch, file: &str) -> Result<Option<String>, CompileError> {
+        let dir = &scratch.dir;
+        let mut command = self.builder.command(&self.node.path, dir, &scratch.tmp());
         command.arg("--check").arg(file);
-        let finished = self.builder.run(command, &self.node.path, true, false)?;
+        let finished =
+            self.builder
+                .run_by(command, &self.node.path, true, false, scratch.deadline)?;
         match self.builder.succeeded(finished) {
             Ok(_) => Ok(None),
             Err(CompileError::Rejected { output }) => Ok(Some(readable(&output, dir))),
@@ -80,7 +83,8 @@ impl Node {
     }
 
     /// Installs `package-lock.json`'s packages with `npm ci` from `--npm-registry`.
-    fn npm_ci(&self, dir: &Path, tmp: &Path) -> Result<String, CompileError> {
+    fn npm_ci(&self, scratch: &Scratch) -> Result<String, CompileError> {
+        let (dir, tmp) = (&scratch.dir, &scratch.tmp());
         let Some(registry) = &self.registry else {
             return Ok(String::new());
         };
@@ -101,7 +105,9 @@ impl Node {
             .arg(self.builder.area().join("npm-cache"))
             .env("NPM_CONFIG_USERCONFIG", tmp.join("npmrc"))
             .env("NPM_CONFIG_GLOBALCONFIG", tmp.join("npmrc-global"));
-        let finished = self.builder.run(command, &npm, true, true)?;
+        let finished = self
+            .builder
+            .run_by(command, &npm, true, true, scratch.deadline)?;
         let finished = self.builder.succeeded(finished)?;
         Ok(output_text(&finished))
     }
@@ -133,13 +139,10 @@ impl Runtime for Node {
             ))
         })
     }
-    fn artifact(&self) -> Artifact {
-        Artifact::Tree
-    }
     fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         let _slot = self.builder.slot();
         let scratch = self.builder.scratch()?;
-        let (dir, tmp) = (&scratch.dir, scratch.tmp());
+        let dir = &scratch.dir;
         let main = match code {
             Code::Package {
                 root, main: None, ..
@@ -158,14 +161,14 @@ impl Runtime for Node {
         let install = self.plan_install(dir)?;
         self.builder.give(dir)?;
         let mut printed = match install {
-            true => self.npm_ci(dir, &tmp)?,
+            true => self.npm_ci(&scratch)?,
             false => String::new(),
         };
         let mut refusals = Vec::new();
         for file in files_with(dir, &[".js", ".mjs", ".cjs"], &["node_modules"])
             .map_err(CompileError::Io)?
         {
-            let Some(refused) = self.check(dir, &tmp, &file)? else {
+            let Some(refused) = self.check(&scratch, &file)? else {
                 continue;
             };
             // One file of ES module syntax, sent alone, is an ES module.
@@ -173,7 +176,7 @@ impl Runtime for Node {
                 std::fs::rename(dir.join(&file), dir.join("index.mjs"))
                     .map_err(CompileError::Io)?;
                 entry = "index.mjs".into();
-                match self.check(dir, &tmp, &entry)? {
+                match self.check(&scratch, &entry)? {
                     None => continue,
                     Some(refused) => refusals.push(refused),
                 }

@@ -5,9 +5,9 @@
 //! `python -S -s -B main.py` with that tree's `.deps` as its only addition to the path:
 //! nothing from the host's own site-packages, no user site, no bytecode.
 
-use super::builder::{output_text, stage, Builder};
+use super::builder::{output_text, stage, Builder, Scratch};
 use super::toolchain::Toolchain;
-use super::{Artifact, Code, CompileError, Kind, Launch, Runtime};
+use super::{Code, CompileError, Kind, Launch, Runtime};
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -81,11 +81,12 @@ impl Python {
     /// `wheels`).
     fn install_requirements(
         &self,
-        dir: &Path,
-        tmp: &Path,
+        scratch: &Scratch,
         wheels: bool,
     ) -> Result<String, CompileError> {
-        let mut command = self.builder.command(&self.python.path, dir, tmp);
+        let mut command = self
+            .builder
+            .command(&self.python.path, &scratch.dir, &scratch.tmp());
         // -I: the package's folder is not on the path, so a `pip/` of its own is not run.
         command.args(["-I", "-B", "-m", "pip", "install"]).args([
             "--isolated",
@@ -107,9 +108,13 @@ impl Python {
             Some(index) => command.arg("--index-url").arg(index),
             None => command.arg("--no-index"),
         };
-        let finished = self
-            .builder
-            .run(command, &self.python.path, true, self.index.is_some())?;
+        let finished = self.builder.run_by(
+            command,
+            &self.python.path,
+            true,
+            self.index.is_some(),
+            scratch.deadline,
+        )?;
         let text = output_text(&finished);
         if text.contains("No module named pip") {
             return Err(CompileError::ToolchainMissing {
@@ -151,9 +156,6 @@ impl Runtime for Python {
             ))
         })
     }
-    fn artifact(&self) -> Artifact {
-        Artifact::Tree
-    }
     fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         let _slot = self.builder.slot();
         let scratch = self.builder.scratch()?;
@@ -166,11 +168,11 @@ impl Runtime for Python {
         check.args(["-I", "-S", "-B", "-c", CHECK]);
         let checked = self
             .builder
-            .run(check, &self.python.path, true, false)
+            .run_by(check, &self.python.path, true, false, scratch.deadline)
             .and_then(|finished| self.builder.succeeded(finished))?;
         let mut printed = output_text(&checked);
         if let Some(wheels) = requirements {
-            printed.push_str(&self.install_requirements(dir, &scratch.tmp(), wheels)?);
+            printed.push_str(&self.install_requirements(&scratch, wheels)?);
         }
         self.builder.finish_tree(dir, &entry, output)?;
         Ok(printed)

@@ -6,7 +6,7 @@
 //! the target folder are in the build area, shared by every build. The result is one
 //! executable, kept and run as a Go one is.
 
-use super::builder::{output_text, stage, Builder};
+use super::builder::{output_text, stage, Builder, Scratch};
 use super::toolchain::{self, Toolchain};
 use super::{Code, CompileError, Kind, Runtime};
 use crate::platform;
@@ -74,8 +74,12 @@ impl Rust {
 
     /// Builds the Cargo package in `package` (a folder of `dir`); returns the executable's
     /// path in the shared target folder, and what cargo printed.
-    fn cargo_build(&self, package: &Path, tmp: &Path) -> Result<(PathBuf, String), CompileError> {
-        let mut command = self.command(&self.cargo.path, package, tmp);
+    fn cargo_build(
+        &self,
+        package: &Path,
+        scratch: &Scratch,
+    ) -> Result<(PathBuf, String), CompileError> {
+        let mut command = self.command(&self.cargo.path, package, &scratch.tmp());
         command.args([
             "build",
             "--release",
@@ -83,7 +87,9 @@ impl Rust {
             "--offline",
             "--message-format=json-render-diagnostics",
         ]);
-        let finished = self.builder.run(command, &self.cargo.path, true, false)?;
+        let finished =
+            self.builder
+                .run_by(command, &self.cargo.path, true, false, scratch.deadline)?;
         let stdout = String::from_utf8_lossy(&finished.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&finished.stderr).into_owned();
         let finished = self.builder.succeeded(finished).map_err(|err| match err {
@@ -118,8 +124,7 @@ impl Rust {
         &self,
         executable: &Path,
         partial: &Path,
-        dir: &Path,
-        tmp: &Path,
+        scratch: &Scratch,
     ) -> Result<(), CompileError> {
         if !self.builder.confined() {
             return std::fs::copy(executable, partial)
@@ -127,9 +132,11 @@ impl Rust {
                 .map_err(CompileError::Io);
         }
         let cp = Path::new("cp");
-        let mut command = self.builder.command(cp, dir, tmp);
+        let mut command = self.builder.command(cp, &scratch.dir, &scratch.tmp());
         command.arg("--").arg(executable).arg(partial);
-        let finished = self.builder.run(command, cp, false, false)?;
+        let finished = self
+            .builder
+            .run_by(command, cp, false, false, scratch.deadline)?;
         self.builder.succeeded(finished).map(|_| ())
     }
 }
@@ -208,8 +215,8 @@ impl Rust {
         let printed = if entry == "Cargo.toml" || entry.ends_with("/Cargo.toml") {
             let package = dir.join(entry.trim_end_matches("Cargo.toml"));
             let _target = crate::sync::lock(&self.target);
-            let (executable, printed) = self.cargo_build(&package, &tmp)?;
-            self.take_out(&executable, &partial, dir, &tmp)?;
+            let (executable, printed) = self.cargo_build(&package, &scratch)?;
+            self.take_out(&executable, &partial, &scratch)?;
             printed
         } else {
             let mut command = self.command(&self.rustc.path, dir, &tmp);
@@ -217,7 +224,9 @@ impl Rust {
                 .args(["--edition", "2021", "-O", "--crate-type", "bin", "-o"])
                 .arg(&partial)
                 .arg(&entry);
-            let finished = self.builder.run(command, &self.rustc.path, true, false)?;
+            let finished =
+                self.builder
+                    .run_by(command, &self.rustc.path, true, false, scratch.deadline)?;
             output_text(&self.builder.succeeded(finished)?)
         };
         self.builder.finish_executable(

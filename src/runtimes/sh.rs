@@ -4,7 +4,7 @@
 
 use super::builder::{files_with, stage, Builder};
 use super::toolchain::Toolchain;
-use super::{Artifact, Code, CompileError, Kind, Launch, Runtime};
+use super::{Code, CompileError, Kind, Launch, Runtime};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -60,9 +60,6 @@ impl Runtime for Sh {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
     }
-    fn artifact(&self) -> Artifact {
-        Artifact::Tree
-    }
     fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         let _slot = self.builder.slot();
         let scratch = self.builder.scratch()?;
@@ -77,7 +74,9 @@ impl Runtime for Sh {
         for file in &files {
             let mut command = self.builder.command(&self.sh.path, dir, &tmp);
             command.arg("-n").arg(file);
-            let finished = self.builder.run(command, &self.sh.path, true, false)?;
+            let finished =
+                self.builder
+                    .run_by(command, &self.sh.path, true, false, scratch.deadline)?;
             if let Err(err) = self.builder.succeeded(finished) {
                 match err {
                     CompileError::Rejected { output } => refusals.push(output),

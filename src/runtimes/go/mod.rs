@@ -16,7 +16,7 @@
 
 mod gomod;
 
-use super::builder::{copy_tree, output_text, Builder};
+use super::builder::{copy_tree, output_text, Builder, Scratch};
 use super::toolchain::Toolchain;
 use super::{Code, CompileError, Kind, Runtime};
 use crate::config::GoModules;
@@ -78,15 +78,17 @@ impl Compiler {
     pub fn compile(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         let _slot = self.builder.slot();
         let scratch = self.builder.scratch()?;
-        self.compile_in(&scratch.dir, code, output)
+        self.compile_in(&scratch, code, output)
     }
 
     fn compile_in(
         &self,
-        build_dir: &Path,
+        scratch: &Scratch,
         code: Code<'_>,
         output: &Path,
     ) -> Result<String, CompileError> {
+        let build_dir = &scratch.dir;
+        let deadline = Some(scratch.deadline);
         let go_mod = format!(
             "module function\n\ngo {}\n",
             language_version(&self.identity()?)
@@ -115,7 +117,7 @@ impl Compiler {
         }
         self.builder.give(build_dir)?;
         if modules == Modules::Download && self.modules.downloads() {
-            self.download(build_dir)?;
+            self.download(scratch)?;
         }
         let partial = build_dir.join(format!("function{}", platform::EXE_SUFFIX));
         let mut command = self.go_command(build_dir);
@@ -127,7 +129,7 @@ impl Compiler {
             Modules::None => &mut command,
         };
         command.arg("-o").arg(&partial).arg(&target);
-        let finished = self.run_go(command, true, false)?;
+        let finished = self.run_go(command, true, false, deadline)?;
         match finished.ending {
             Ending::Exited(0) => {}
             Ending::TimedOut => {
@@ -177,7 +179,8 @@ impl Compiler {
     /// Fetches the modules a package's `go.mod` needs into the module cache, the only step
     /// of a build that may reach the network. `go.mod` and `go.sum` are put back as they
     /// were afterwards, so the build checks the package's own `go.sum`.
-    fn download(&self, build_dir: &Path) -> Result<(), CompileError> {
+    fn download(&self, scratch: &Scratch) -> Result<(), CompileError> {
+        let build_dir = &scratch.dir;
         let kept: Vec<(PathBuf, Option<Vec<u8>>)> = ["go.mod", "go.sum"]
             .iter()
             .map(|name| {
@@ -193,7 +196,7 @@ impl Compiler {
             .env("GOPRIVATE", &self.modules.private)
             .env("GONOSUMDB", &self.modules.nosumdb)
             .args(["mod", "download"]);
-        let finished = self.run_go(command, true, true)?;
+        let finished = self.run_go(command, true, true, Some(scratch.deadline))?;
         for (path, bytes) in kept {
             // Removed first, then made anew: the build user may have left a link there,
             // which a plain write would follow with the server's rights.
@@ -244,7 +247,7 @@ impl Compiler {
         let mut command = self.go_command(self.builder.area());
         command.args(["env", "GOVERSION", "GOOS", "GOARCH"]);
         // A fixed query, not a build: `--compile-memory` bounds builds, not this.
-        let finished = self.run_go(command, false, false)?;
+        let finished = self.run_go(command, false, false, None)?;
         let text = String::from_utf8_lossy(&finished.stdout).into_owned();
         let values: Vec<&str> = text.lines().map(str::trim).collect();
         let answered = matches!(finished.ending, Ending::Exited(0))
@@ -291,14 +294,21 @@ impl Compiler {
     }
 
     /// Runs a `go` command as builds run (see [`Builder::run`]); `limited`: under
-    /// `--compile-memory`; `network`: the download step.
+    /// `--compile-memory`; `network`: the download step; `deadline`: the build's.
     fn run_go(
         &self,
         command: Command,
         limited: bool,
         network: bool,
+        deadline: Option<std::time::Instant>,
     ) -> Result<child::Finished, CompileError> {
-        self.builder.run(command, &self.go.path, limited, network)
+        match deadline {
+            Some(deadline) => {
+                self.builder
+                    .run_by(command, &self.go.path, limited, network, deadline)
+            }
+            None => self.builder.run(command, &self.go.path, limited, network),
+        }
     }
 }
 
