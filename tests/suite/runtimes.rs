@@ -855,3 +855,41 @@ fn after_a_run_a_server_thread_keeps_cgroup_joins_cheap_then_rests() {
     });
     assert!(resting, "the keeper goes on moving with no run");
 }
+
+#[test]
+fn the_compile_timeout_bounds_a_whole_build_not_each_step() {
+    // 200 scripts take node some seconds to check one by one, each check well within the
+    // limit: the build as a whole is what --compile-timeout bounds.
+    let server = Server::new().arg("--compile-timeout").arg("1s").start();
+    let names: Vec<String> = (0..200).map(|i| format!("lib/m{i}.js")).collect();
+    let mut files: Vec<(&str, &[u8])> = vec![("index.js", b"console.log('hi');\n")];
+    files.extend(
+        names
+            .iter()
+            .map(|name| (name.as_str(), &b"exports.x = 1;\n"[..])),
+    );
+    let answer = register(&server, "many", "node", &zip_of(&files), json!({}));
+    let body = assert_error(&answer, 422, &["compilation failed"]);
+    assert!(
+        body["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("--compile-timeout (1s)")),
+        "{body}"
+    );
+    server.get("/functions/many").expect(404);
+}
+
+#[test]
+fn a_run_cannot_climb_from_its_tree_to_its_function_s_other_versions() {
+    if !is_root() {
+        return;
+    }
+    let server = Server::new().start();
+    register_ok(&server, "climber", "python", b"print('v1')\n", json!({}));
+    let climb = b"import os\n\
+        up = os.path.dirname(__file__) + '/..'\n\
+        try:\n    print(sorted(os.listdir(up)))\n\
+        except PermissionError:\n    print('refused')\n";
+    register_ok(&server, "climber", "python", climb, json!({}));
+    assert_eq!(message(&server.get("/climber")), "refused\n");
+}
