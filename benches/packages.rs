@@ -5,6 +5,10 @@
 //! is measured; beside them, the floor of writing the same files plainly. Prints Markdown
 //! rows.
 
+#[path = "../tests/harness/archives.rs"]
+mod archives;
+
+use archives::noise;
 use golambda::packages::{self, Kind, Limits};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,19 +19,6 @@ const ENTRIES: usize = 10_000;
 const RUNS: usize = 5;
 /// Random bytes do not compress: 10,000 of these and their headers make about 32 MiB.
 const FILE_SIZE: usize = 3_200;
-
-/// Pseudo-random bytes (xorshift), so that the archive is as large as its files.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn files(count: usize) -> Vec<(String, Vec<u8>)> {
     (0..count)

@@ -1,5 +1,7 @@
 //! Archives the tests send as packages: zips and tar.gz files of named files, made with the
-//! same crates the server reads them with.
+//! same crates the server reads them with, and bytes that do not compress. Also included
+//! by `benches/packages.rs`.
+#![allow(dead_code)]
 
 use std::io::Write;
 
@@ -28,4 +30,18 @@ pub fn targz_of(files: &[(&str, &[u8])], mtime: u64) -> Vec<u8> {
             .expect("tar entry");
     }
     builder.into_inner().expect("tar").finish().expect("gzip")
+}
+
+/// Pseudo-random bytes (xorshift) that do not compress, so an archive is as large as its
+/// files; `seed` picks the sequence.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }

@@ -2,7 +2,7 @@
 //! HTTP, built with the real Go toolchain, run, restarted and rolled back; hostile archives
 //! refused with nothing changed.
 
-use crate::harness::archives::{targz_of, zip_of};
+use crate::harness::archives::{noise, targz_of, zip_of};
 use crate::harness::server::registration_body_of;
 use crate::harness::{eventually, Response, Server};
 use serde_json::{json, Value};
@@ -199,7 +199,7 @@ fn hostile_archives_are_refused_and_change_nothing() {
         }
     }
     assert!(patched >= 2, "declared sizes not found");
-    let oversized = zip_of(&[("main.go", main), ("noise", &noise(1_200_000))]);
+    let oversized = zip_of(&[("main.go", main), ("noise", &noise(1, 1_200_000))]);
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("escaping", escaping, 400, "'..'"),
         (
@@ -302,19 +302,6 @@ fn targz_raw(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
         builder.append(&header, data).expect("tar entry");
     }
     builder.into_inner().expect("tar").finish().expect("gzip")
-}
-
-/// Bytes that do not compress.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]
