@@ -4,7 +4,12 @@
 //! client, beside the same program (the interpreter on the same script, or the same
 //! executable) started, read and reaped by a minimal spawn loop with nothing else. The two
 //! take turns, one of each, so that both see the machine alike; the figure is the median
-//! of the pairs' differences, and the goal is that no runtime adds more than Go does.
+//! of the pairs' differences, with a 95% confidence interval of that median (from the
+//! order statistics of the pairs: no assumption on how they are spread), and the goal is
+//! that no runtime adds more than Go does. An interpreter's start-up varies by
+//! milliseconds, so the slower a runtime, the more pairs it gets (a time budget each). The
+//! runtimes are measured in rounds, a block of pairs of each in turn, so that a machine
+//! that changes pace over minutes slows them all alike.
 //!
 //! Registration: `PUT /register` of a changed hello (so that something is built) beside the
 //! toolchain's own check or build of the same source (`go build`, `python -c compile(…)`,
@@ -23,8 +28,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ANSWER: &[u8] = b"{\"message\":\"Hello, World!\\n\"}\n";
-/// Spawns and requests in turn: one of each per pair.
-const PAIRS_RUN: usize = 400;
+/// Pairs of a spawn and a request, one of each in turn: as many as fit in
+/// [`PAIRS_BUDGET`], within these bounds.
+const PAIRS_RUN: (usize, usize) = (500, 2000);
+/// About how long each runtime's pairs take.
+const PAIRS_BUDGET: Duration = Duration::from_secs(45);
+/// The pairs of each runtime are measured in this many blocks, one of each runtime in turn.
+const ROUNDS: usize = 20;
 /// Registration pairs (toolchain alone, then the server).
 const PAIRS: usize = 5;
 
@@ -221,39 +231,28 @@ fn main() {
     let work = std::env::temp_dir().join(format!("golambda-runtimes-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("temp dir");
     let server = Server::start_with(&binary, &work.join("data"), &tools.server_flags());
-    let mut rows = Vec::new();
-    for runtime in &RUNTIMES {
-        let dir = work.join(runtime.name);
-        std::fs::create_dir_all(&dir).expect("program dir");
-        let hello = runtime.source.replace("{variant}", "0");
-        std::fs::write(dir.join(runtime.file), &hello).expect("source");
-        let built = tools.check(runtime.runtime, &dir, runtime.file).status();
-        assert!(
-            built.is_ok_and(|s| s.success()),
-            "{}: the check failed",
-            runtime.name
-        );
-        let path = format!("/hello-{}", runtime.name);
-        register(&server, &path[1..], runtime.runtime, &hello);
-        let mut floor = tools.floor(runtime.runtime, &dir, runtime.file);
-        spawn_times(&mut floor, 5);
-        let mut connection = Connection::open(server.port);
-        request_times(&mut connection, &path, 5);
-        let (mut floor_times, mut server_times) = (Vec::new(), Vec::new());
-        let mut pair_adds = Vec::new();
-        for _ in 0..PAIRS_RUN {
-            let bare = spawn_times(&mut floor, 1)[0];
-            let served = request_times(&mut connection, &path, 1)[0];
-            pair_adds.push(ms(served) - ms(bare));
-            floor_times.push(bare);
-            server_times.push(served);
+    // Every runtime set up first, then measured in rounds, a block of pairs of each in
+    // turn: what the machine does over minutes (other tenants, its caches) falls on all of
+    // them alike.
+    let mut subjects: Vec<Subject> = RUNTIMES
+        .iter()
+        .map(|runtime| Subject::set_up(runtime, &tools, &server, &work))
+        .collect();
+    for _ in 0..ROUNDS {
+        for subject in &mut subjects {
+            subject.measure_block();
         }
+    }
+    let mut rows = Vec::new();
+    for mut subject in subjects {
+        let runtime = subject.runtime;
+        let dir = &subject.dir;
         let (mut own, mut registered, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
         for pair in 1..=PAIRS {
             let source = runtime.source.replace("{variant}", &pair.to_string());
             std::fs::write(dir.join(runtime.file), &source).expect("source");
             let started = Instant::now();
-            let checked = tools.check(runtime.runtime, &dir, runtime.file).status();
+            let checked = tools.check(runtime.runtime, dir, runtime.file).status();
             let alone = started.elapsed();
             assert!(checked.is_ok_and(|s| s.success()));
             let started = Instant::now();
@@ -268,14 +267,14 @@ fn main() {
             registered.push(through);
             overheads.push(ms(through) - ms(alone));
         }
-        let adds = median(&mut pair_adds);
-        let quartile = |q: usize| pair_adds[(pair_adds.len() - 1) * q / 4];
+        let adds = median(&mut subject.pair_adds);
         rows.push(Row {
             name: runtime.name,
-            floor: median(&mut floor_times),
-            served: median(&mut server_times),
+            pairs: subject.pair_adds.len(),
+            floor: median(&mut subject.floor_times),
+            served: median(&mut subject.server_times),
             adds,
-            adds_range: (quartile(1), quartile(3)),
+            adds_range: median_interval(&subject.pair_adds),
             own: median(&mut own),
             registered: median(&mut registered),
             overhead: median(&mut overheads),
@@ -287,37 +286,29 @@ fn main() {
         .iter()
         .filter(|row| row.name.starts_with("go"))
         .collect();
+    let hello = go_rows.first().copied();
     println!(
-        "| runtime | bare program p50 | through the server p50 | server adds (quartiles) | goal: ≤ what it adds to a Go run as long | check or build alone | `PUT /register` | registration adds |"
+        "| runtime | pairs | bare program p50 | through the server p50 | server adds (95% CI) | goal: ≤ what it adds to Go's hello | ≤ what it adds to a Go run as long | check or build alone | `PUT /register` | registration adds |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
-        // The Go run nearest in length is the reference.
-        let reference = go_rows.iter().min_by(|a, b| {
+        // The Go run nearest in length.
+        let as_long = go_rows.iter().copied().min_by(|a, b| {
             let distance = |r: &Row| (ms(r.floor) - ms(row.floor)).abs();
             distance(a).total_cmp(&distance(b))
         });
-        let verdict = match reference {
-            _ if row.name.starts_with("go") => "(a reference)".to_string(),
-            None => "no Go run".to_string(),
-            Some(go) if row.adds - go.adds < 0.005 => {
-                format!("met ({} {:+.2} ms)", go.name, go.adds)
-            }
-            Some(go) => format!(
-                "missed by {:.2} ms ({} {:+.2} ms)",
-                row.adds - go.adds,
-                go.name,
-                go.adds
-            ),
-        };
+        let is_go = row.name.starts_with("go");
         println!(
-            "| {} | {:.2} ms | {:.2} ms | {:+.2} ms ({:+.2}, {:+.2}) | {verdict} | {:.1} ms | {:.1} ms | {:+.1} ms |",
+            "| {} | {} | {:.2} ms | {:.2} ms | {:+.2} ms ({:+.2} to {:+.2}) | {} | {} | {:.1} ms | {:.1} ms | {:+.1} ms |",
             row.name,
+            row.pairs,
             ms(row.floor),
             ms(row.served),
             row.adds,
             row.adds_range.0,
             row.adds_range.1,
+            verdict(row, hello),
+            if is_go { "(a reference)".to_string() } else { verdict(row, as_long) },
             ms(row.own),
             ms(row.registered),
             row.overhead,
@@ -325,12 +316,114 @@ fn main() {
     }
 }
 
+/// Whether `row` adds no more than `reference` does: met; not told apart (the median is
+/// higher, but the confidence interval of `row`'s median reaches the reference's); missed.
+fn verdict(row: &Row, reference: Option<&Row>) -> String {
+    match reference {
+        None => "no Go run".to_string(),
+        Some(go) if std::ptr::eq(go, row) => "(the reference)".to_string(),
+        Some(go) if row.adds - go.adds < 0.005 => format!("met ({} {:+.2} ms)", go.name, go.adds),
+        Some(go) if row.adds_range.0 <= go.adds => format!(
+            "within the noise: {:+.2} ms more ({} {:+.2} ms)",
+            row.adds - go.adds,
+            go.name,
+            go.adds
+        ),
+        Some(go) => format!(
+            "missed by {:.2} ms ({} {:+.2} ms)",
+            row.adds - go.adds,
+            go.name,
+            go.adds
+        ),
+    }
+}
+
+/// A 95% confidence interval of the median of `sorted` (ascending): the order statistics
+/// n/2 ∓ 1.96·√n/2, which hold whatever the distribution.
+fn median_interval(sorted: &[f64]) -> (f64, f64) {
+    let n = sorted.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let half = 0.98 * (n as f64).sqrt();
+    let low = ((n as f64 / 2.0 - half).floor().max(0.0)) as usize;
+    let high = ((n as f64 / 2.0 + half).ceil() as usize).min(n - 1);
+    (sorted[low], sorted[high])
+}
+
+/// One runtime's hello, registered and started bare, and what was measured of it so far.
+struct Subject {
+    runtime: &'static Runtime,
+    dir: PathBuf,
+    path: String,
+    floor: Command,
+    connection: Connection,
+    port: u16,
+    /// Pairs per round.
+    block: usize,
+    floor_times: Vec<Duration>,
+    server_times: Vec<Duration>,
+    pair_adds: Vec<f64>,
+}
+
+impl Subject {
+    fn set_up(runtime: &'static Runtime, tools: &Tools, server: &Server, work: &Path) -> Subject {
+        let dir = work.join(runtime.name);
+        std::fs::create_dir_all(&dir).expect("program dir");
+        let hello = runtime.source.replace("{variant}", "0");
+        std::fs::write(dir.join(runtime.file), &hello).expect("source");
+        let built = tools.check(runtime.runtime, &dir, runtime.file).status();
+        assert!(
+            built.is_ok_and(|s| s.success()),
+            "{}: the check failed",
+            runtime.name
+        );
+        let path = format!("/hello-{}", runtime.name);
+        register(server, &path[1..], runtime.runtime, &hello);
+        let mut floor = tools.floor(runtime.runtime, &dir, runtime.file);
+        spawn_times(&mut floor, 5);
+        let mut connection = Connection::open(server.port);
+        request_times(&mut connection, &path, 5);
+        let pair = spawn_times(&mut floor, 5).into_iter().sum::<Duration>() * 2 / 5;
+        let pairs = usize::try_from(PAIRS_BUDGET.as_micros() / pair.as_micros().max(1))
+            .unwrap_or(usize::MAX)
+            .clamp(PAIRS_RUN.0, PAIRS_RUN.1);
+        Subject {
+            runtime,
+            dir,
+            path,
+            floor,
+            connection,
+            port: server.port,
+            block: pairs.div_ceil(ROUNDS),
+            floor_times: Vec::new(),
+            server_times: Vec::new(),
+            pair_adds: Vec::new(),
+        }
+    }
+
+    /// One round's pairs: a bare spawn, then a request, each time. On a new connection (the
+    /// server closes one left idle for its read timeout), after one request unmeasured.
+    fn measure_block(&mut self) {
+        self.connection = Connection::open(self.port);
+        request_times(&mut self.connection, &self.path, 1);
+        for _ in 0..self.block {
+            let bare = spawn_times(&mut self.floor, 1)[0];
+            let served = request_times(&mut self.connection, &self.path, 1)[0];
+            self.pair_adds.push(ms(served) - ms(bare));
+            self.floor_times.push(bare);
+            self.server_times.push(served);
+        }
+    }
+}
+
 struct Row {
     name: &'static str,
+    pairs: usize,
     floor: Duration,
     served: Duration,
     /// The median over pairs (a spawn, then a request) of what the request took more, and
-    /// the first and third quartiles.
+    /// its 95% confidence interval.
     adds: f64,
     adds_range: (f64, f64),
     own: Duration,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind the performance goals, in one go on this machine, and writes
 # the figures to docs/BENCHMARKS.md (also printed). Not part of the test suite; takes about
-# twelve minutes. Run it as root for the default isolation (per-run users, cgroups) and on an
+# fifteen minutes. Run it as root for the default isolation (per-run users, cgroups) and on an
 # otherwise idle machine: the fork floor is measured in the same run, so the ratios hold
 # on a busy one, the absolute figures do not.
 # Usage: scripts/bench.sh [seconds per load window, default 10]
@@ -108,20 +108,33 @@ PART
 
 Each runtime's hello world through the server (`GET`, one keep-alive client) beside the
 same program started bare by a minimal spawn loop (the interpreter on the same script, or
-the same executable, with an environment made from scratch): 400 pairs of one spawn and
-one request; what the server adds is the median of the pairs' differences, with its
-quartiles (an interpreter's own start-up varies by more than the server adds). What the
-server adds around a run grows with the run's length (its threads wait idle meanwhile and
-are woken after it), so two Go hellos that first sleep 10 ms and 40 ms, about as long as
-Python's and Node's start-ups, are measured too, and each runtime is held to the Go run
-nearest its own length. Then 5 pairs of the toolchain's own check or build of a changed hello
-(`go build -trimpath`, `python -c compile(…)`, `node --check`, `rustc --edition 2021 -O`,
-`sh -n`) and its `PUT /register`; the overhead is the median over the pairs. Registration
-also copies the checked files into the version's tree, readable by the run users, and
-syncs it.
+the same executable, with an environment made from scratch), in pairs of one spawn and one
+request: about 45 s of pairs per runtime (500 to 2,000), measured in 20 rounds of a block
+of each runtime in turn. What the server adds is the median of the pairs' differences,
+with a 95% confidence interval of that median (from the pairs' order statistics). The
+goal is that no runtime adds more than Go's hello does. What the server adds grows with a
+run's length, Go's too (see the next section: this machine's caches empty while the server
+waits), so two Go hellos that first sleep 10 ms and 40 ms, about as long as Python's and
+Node's start-ups, are measured as well, and each runtime is also held to the Go run
+nearest its own length. "Within the noise" means the median is higher but its interval
+reaches the reference. Then 5 pairs of the toolchain's own check or build of a changed
+hello (`go build -trimpath`, `python -c compile(…)`, `node --check`,
+`rustc --edition 2021 -O`, `sh -n`) and its `PUT /register`; the overhead is the median
+over the pairs. Registration also copies the checked files into the version's tree,
+readable by the run users, and syncs it.
 
 PART
   bench runtimes -- "$bin"
+  cat <<'PART'
+
+## What idling costs the work after it (`benches/idle_decay.rs`)
+
+One thread does the same fixed work (reading and writing a 2 MiB buffer) right after
+sleeping, and after the same sleep taken as 1 ms naps (so that its CPU never idles
+deeply); 300 rounds, the ways of idling in turn.
+
+PART
+  bench idle_decay
   cat <<'PART'
 
 ## Notes
@@ -156,16 +169,37 @@ this machine (`FORK_FLOOR_PHASE=floor|fork|warm|direct` runs one load of
   log lines gathered in memory (a few per cent, but the log then lags the answers).
 - The fork floor uses 16 threads where that beats 2 threads, so the server is held to the
   better floor.
-- **Runtimes.** An interpreter's own start-up varies by milliseconds from one spawn to the
-  next, so the pairs' quartiles are wide and a run's median moves by a few tenths of a
-  millisecond between runs (Python's: +0.31 to +1.21 ms over five runs on 2026-12-01, Go's
-  +0.30 to +0.84 ms). Python reaches its files through `/proc/self/fd/N`, which cost about
-  0.2 ms in a bare A/B of the same interpreter. A cost that was real and is gone: joining
-  the run's memory cgroup (v1) took 15 ms or more when no join had happened for a while
-  (the kernel's threadgroup lock waits out an RCU grace period for its first writer); a
-  Node hello served 60 ms apart took 16 ms longer than bare. For 3 s after each run a
-  server thread now moves itself between two groups every 10 ms, which keeps joins cheap:
-  Node then added 0.5 ms. The first run after a quiet spell still pays it.
+- **Runtimes.** Every runtime goes through the same run path; an interpreted one adds only
+  finding its interpreter and keeping its tree's descriptor open across the exec (about
+  10 µs, timed inside the server). What the server adds grows with how long the run
+  lasts, for Go too, and the idle table above says why: the same fixed work takes about
+  twice as long after its thread slept 10 ms and three times after 40 ms, whether it slept
+  at once or woke every millisecond, so it is the caches emptying on this shared host, not
+  the CPU's idle states, and a server that kept itself awake would gain nothing. Timed
+  inside the server with temporary probes (400 requests each, 2026-12-01), every step of
+  a request, from tiny_http's hand-off through the spawn to writing the answer, took
+  1.6-2x longer around a 10 ms run than around a 1 ms one. Python's and Node's start-ups
+  vary by milliseconds, and this machine's two CPUs start Python at different speeds (its
+  spawns fall in two modes, about 7.5 and 10.5 ms), so their medians move by a few tenths
+  of a millisecond with where the scheduler puts the child: over four runs on
+  2026-12-01, python +0.27, -0.07, -0.00, -0.08 and node +0.25, -0.10, +0.35, +0.36 ms
+  against Go's +0.17 to +0.24 ms. Rust, whose run path is exactly Go's, came out 0.00 to
+  0.09 ms from Go in the same runs: differences that small are not the server's. With the
+  server, its children and the client pinned to one CPU (`taskset -c 1 cargo bench --bench
+  runtimes -- BIN`) the figures are steady: go +0.30, go sleeping 10 ms +0.57, sleeping
+  40 ms +0.73, python +0.63, node +0.24, rust +0.32, sh +0.34 ms.
+- **Namespaces made ahead.** Each run's System V IPC namespace, and the network namespace
+  of a `"network": false` run, are made by a server thread before runs need them and joined
+  with `setns` (see docs/PERFORMANCE.md). Measured on 2026-12-01: `unshare` of a network
+  namespace took 400 µs and of an IPC one 70 µs, `setns` into a made one 8 µs; the server's
+  spawn (clone to exec) became 45-90 µs shorter, and the network namespace row of the
+  isolation table fell from +0.34 ms (the run before) to between -0.13 and +0.16 ms.
+- **A cost that was real and is gone:** joining the run's memory cgroup (v1) took 15 ms or
+  more when no join had happened for a while (the kernel's threadgroup lock waits out an
+  RCU grace period for its first writer); a Node hello served 60 ms apart took 16 ms
+  longer than bare. For 3 s after each run a server thread now moves itself between two
+  groups every 10 ms, which keeps joins cheap. The first run after a quiet spell still
+  pays it.
 PART
 } | tee "$draft"
 mv "$draft" "$out"

@@ -9,6 +9,8 @@ mod cgroup;
 #[cfg(target_os = "linux")]
 mod huge_alloc;
 #[cfg(target_os = "linux")]
+mod namespaces;
+#[cfg(target_os = "linux")]
 mod process;
 #[cfg(target_os = "linux")]
 mod scratch;

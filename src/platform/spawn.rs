@@ -6,9 +6,10 @@
 //!
 //! Between clone and exec the child applies the run's confinement with raw system calls
 //! only (no allocation, no lock, no glibc wrapper that talks to other threads): its own
-//! process group, the cgroups, an empty network namespace, the rlimits, the run's user,
-//! the parent-death signal, default signal handlers, its stdio, its directory. Everything
-//! it needs is prepared by the parent before the clone. Waiting uses a pidfd, so a time
+//! process group, the cgroups, its own System V IPC and (without network) network
+//! namespaces, joined fresh from `super::namespaces` when some are ready, the rlimits, the
+//! run's user, the parent-death signal, default signal handlers, its stdio, its directory.
+//! Everything it needs is prepared by the parent before the clone. Waiting uses a pidfd, so a time
 //! limit needs no signal handler.
 
 use super::process::Process;
@@ -122,6 +123,11 @@ struct Plan {
     stdio: [RawFd; 3],
     cgroup_fds: Vec<RawFd>,
     no_network: bool,
+    /// A fresh network namespace to join for `no_network` (see `super::namespaces`); None:
+    /// the child makes one.
+    net: Option<RawFd>,
+    /// Likewise the System V IPC namespace of a run that joins its uid's mount namespace.
+    ipc: Option<RawFd>,
     rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     user: Option<u32>,
     /// For [`Scratch::Join`]: the mount namespace to join.
@@ -301,6 +307,13 @@ fn spawn_once(
         Scratch::Join(fd, _) => Some(fd),
         _ => None,
     };
+    // Held until the child has executed (or failed): then each is the child's alone.
+    let ipc = join.and_then(|_| super::namespaces::take(super::namespaces::Kind::Ipc));
+    let net = if sandbox.no_network {
+        super::namespaces::take(super::namespaces::Kind::Net)
+    } else {
+        None
+    };
     let mut plan = Plan {
         program,
         program_fd,
@@ -318,6 +331,8 @@ fn spawn_once(
         ],
         cgroup_fds: cgroup_fds.to_vec(),
         no_network: sandbox.no_network,
+        net: net.as_ref().map(AsRawFd::as_raw_fd),
+        ipc: ipc.as_ref().map(AsRawFd::as_raw_fd),
         rlimits,
         user: sandbox.user,
         join,
@@ -436,7 +451,14 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
         step!(libc::setns(fd, libc::CLONE_NEWNS));
         // System V IPC and POSIX message queues of the run's own, gone with its last
         // process: a segment left by one run is never seen by a later one.
-        step!(libc::unshare(libc::CLONE_NEWIPC));
+        match plan.ipc {
+            Some(fresh) => {
+                step!(libc::setns(fresh, libc::CLONE_NEWIPC));
+            }
+            None => {
+                step!(libc::unshare(libc::CLONE_NEWIPC));
+            }
+        }
         if let (Some(options), Some(cwd)) = (&plan.resize, &plan.cwd) {
             step!(libc::mount(
                 std::ptr::null(),
@@ -492,7 +514,14 @@ unsafe fn confine_and_exec(plan: &Plan) -> libc::c_int {
         }
     }
     if plan.no_network {
-        step!(libc::unshare(libc::CLONE_NEWNET));
+        match plan.net {
+            Some(fresh) => {
+                step!(libc::setns(fresh, libc::CLONE_NEWNET));
+            }
+            None => {
+                step!(libc::unshare(libc::CLONE_NEWNET));
+            }
+        }
     }
     for (resource, value) in &plan.rlimits {
         let limit = libc::rlimit {

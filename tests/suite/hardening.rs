@@ -2,7 +2,7 @@
 //! lost to an escaped background process, unenforced limits are refused, failed runs still
 //! say how long they ran, and a refused request never stalls the accept loop.
 
-use crate::harness::{assert_error, go, is_root, PidReaper, Server};
+use crate::harness::{assert_error, eventually, go, http, is_root, PidReaper, Server};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -92,6 +92,86 @@ fn network_false_cuts_a_run_off_every_network() {
         let body = assert_error(&offline, 400, &["network"]);
         assert_eq!(body["field"], "network", "{body}");
         server.get("/functions/offline").expect(404);
+    }
+}
+
+/// `?listen`: listens on an abstract unix socket (scoped by network namespace), says so in
+/// `MARKER`, and waits a few seconds for a caller; else dials it.
+const ABSTRACT_SOCKET: &str = r#"package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+func main() {
+	name := "@golambda-namespace-test"
+	if os.Getenv("QUERY_STRING") != "listen" {
+		c, err := net.Dial("unix", name)
+		if err != nil {
+			fmt.Println("cut off")
+			return
+		}
+		c.Close()
+		fmt.Println("reached")
+		return
+	}
+	l, err := net.Listen("unix", name)
+	if err != nil {
+		fmt.Println("cannot listen:", err)
+		return
+	}
+	os.WriteFile(os.Getenv("MARKER"), []byte("listening"), 0o644)
+	l.(*net.UnixListener).SetDeadline(time.Now().Add(3 * time.Second))
+	c, err := l.Accept()
+	if err != nil {
+		fmt.Println("nobody came")
+		return
+	}
+	c.Close()
+	fmt.Println("accepted")
+}
+"#;
+
+#[test]
+fn runs_without_network_never_share_one() {
+    if !is_root() {
+        return; // "network": false needs root (see above)
+    }
+    let server = Server::new().start();
+    // The same two runs on the host's network reach each other: the check can see sharing.
+    for (name, network, expected) in [
+        ("together", true, ("accepted", "reached")),
+        ("apart", false, ("nobody came", "cut off")),
+    ] {
+        let marker = server.io_path(&format!("{name}.listening"));
+        let env = json!({"MARKER": marker.display().to_string()});
+        server.register_ok(
+            name,
+            ABSTRACT_SOCKET,
+            json!({"env": env, "network": network}),
+        );
+        let (port, path) = (server.port(), format!("/{name}?listen"));
+        let listener = std::thread::spawn(move || {
+            http::request(port, "GET", &path, &[], http::Body::Fixed(b""))
+        });
+        assert!(
+            eventually(Duration::from_secs(10), || marker.exists()),
+            "{name}: the listening run did not start"
+        );
+        let dialled = server.get(&format!("/{name}")).message();
+        let listened = listener
+            .join()
+            .expect("the listening request")
+            .expect("an answer")
+            .message();
+        assert_eq!(
+            (listened.trim_end(), dialled.trim_end()),
+            expected,
+            "{name}"
+        );
     }
 }
 
