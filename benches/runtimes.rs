@@ -274,7 +274,7 @@ fn main() {
             floor: median(&mut subject.floor_times),
             served: median(&mut subject.server_times),
             adds,
-            adds_range: median_interval(&subject.pair_adds),
+            adds_range: median_interval(&mut subject.pair_adds),
             own: median(&mut own),
             registered: median(&mut registered),
             overhead: median(&mut overheads),
@@ -338,9 +338,11 @@ fn verdict(row: &Row, reference: Option<&Row>) -> String {
     }
 }
 
-/// A 95% confidence interval of the median of `sorted` (ascending): the order statistics
-/// n/2 ∓ 1.96·√n/2, which hold whatever the distribution.
-fn median_interval(sorted: &[f64]) -> (f64, f64) {
+/// A 95% confidence interval of the median of `values` (sorted here): the order
+/// statistics n/2 ∓ 1.96·√n/2, which hold whatever the distribution.
+fn median_interval(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let sorted = &*values;
     let n = sorted.len();
     if n == 0 {
         return (f64::NAN, f64::NAN);
@@ -383,7 +385,7 @@ impl Subject {
         let mut floor = tools.floor(runtime.runtime, &dir, runtime.file);
         spawn_times(&mut floor, 5);
         let mut connection = Connection::open(server.port);
-        request_times(&mut connection, &path, 5);
+        connection.times(&path, ANSWER, 5);
         let pair = spawn_times(&mut floor, 5).into_iter().sum::<Duration>() * 2 / 5;
         let pairs = usize::try_from(PAIRS_BUDGET.as_micros() / pair.as_micros().max(1))
             .unwrap_or(usize::MAX)
@@ -406,10 +408,10 @@ impl Subject {
     /// server closes one left idle for its read timeout), after one request unmeasured.
     fn measure_block(&mut self) {
         self.connection = Connection::open(self.port);
-        request_times(&mut self.connection, &self.path, 1);
+        self.connection.times(&self.path, ANSWER, 1);
         for _ in 0..self.block {
             let bare = spawn_times(&mut self.floor, 1)[0];
-            let served = request_times(&mut self.connection, &self.path, 1)[0];
+            let served = self.connection.times(&self.path, ANSWER, 1)[0];
             self.pair_adds.push(ms(served) - ms(bare));
             self.floor_times.push(bare);
             self.server_times.push(served);
@@ -432,17 +434,7 @@ struct Row {
 }
 
 fn register(server: &Server, name: &str, runtime: &str, source: &str) {
-    use base64::Engine;
-    let code = base64::engine::general_purpose::STANDARD.encode(source);
-    let body =
-        format!(r#"{{"name":"{name}","trigger":"http","runtime":"{runtime}","code":"{code}"}}"#);
-    let mut connection = Connection::open(server.port);
-    let (status, answer) = connection.send("PUT", "/register", body.as_bytes());
-    assert!(
-        status == 200 || status == 201,
-        "register {name}: {status} {}",
-        String::from_utf8_lossy(&answer)
-    );
+    server.register_with(name, source, "json", &format!(r#","runtime":"{runtime}""#));
 }
 
 fn spawn_times(command: &mut Command, count: usize) -> Vec<Duration> {
@@ -450,16 +442,6 @@ fn spawn_times(command: &mut Command, count: usize) -> Vec<Duration> {
         .map(|_| {
             let started = Instant::now();
             spawn_hello(command);
-            started.elapsed()
-        })
-        .collect()
-}
-
-fn request_times(connection: &mut Connection, path: &str, count: usize) -> Vec<Duration> {
-    (0..count)
-        .map(|_| {
-            let started = Instant::now();
-            assert!(connection.get(path, ANSWER), "GET {path} failed");
             started.elapsed()
         })
         .collect()

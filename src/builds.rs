@@ -98,7 +98,7 @@ impl Builds {
                 ),
             )));
         }
-        let is_tree = runtime.artifact() == Artifact::Tree;
+        let is_tree = runtime.kind().artifact() == Artifact::Tree;
         let entry = match is_tree {
             true => self.dir.join(&key),
             false => self.dir.join(format!("{key}{}", platform::EXE_SUFFIX)),

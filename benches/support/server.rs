@@ -56,8 +56,12 @@ impl Server {
             r#"{{"name":"{name}","trigger":"http","response":"{response}","code":"{code}"{extra}}}"#
         );
         let mut connection = Connection::open(self.port);
-        let (status, _) = connection.send("PUT", "/register", body.as_bytes());
-        assert!(status == 200 || status == 201, "register {name}: {status}");
+        let (status, answer) = connection.send("PUT", "/register", body.as_bytes());
+        assert!(
+            status == 200 || status == 201,
+            "register {name}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
     }
 
     /// How long each of `count` requests on one connection took (after 20 unmeasured).
@@ -66,13 +70,7 @@ impl Server {
         for _ in 0..20 {
             connection.get(path, answer);
         }
-        (0..count)
-            .map(|_| {
-                let started = Instant::now();
-                assert!(connection.get(path, answer), "GET {path} failed");
-                started.elapsed()
-            })
-            .collect()
+        connection.times(path, answer, count)
     }
 
     pub fn p50(&self, path: &'static str, answer: &'static [u8], count: usize) -> Duration {
@@ -100,6 +98,17 @@ impl Connection {
         Connection {
             reader: BufReader::new(stream),
         }
+    }
+
+    /// How long each of `count` requests of `path` took; each must answer `answer`.
+    pub fn times(&mut self, path: &str, answer: &[u8], count: usize) -> Vec<Duration> {
+        (0..count)
+            .map(|_| {
+                let started = Instant::now();
+                assert!(self.get(path, answer), "GET {path} failed");
+                started.elapsed()
+            })
+            .collect()
     }
 
     pub fn get(&mut self, path: &str, answer: &[u8]) -> bool {

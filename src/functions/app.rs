@@ -17,7 +17,7 @@ use crate::registry::secrets::SecretStore;
 use crate::registry::trash::Trash;
 use crate::registry::{DataDir, Function, Registry, Version};
 use crate::runner::WorkDirs;
-use crate::runtimes::{tree, Artifact, Builder, Code, Runtime, Runtimes};
+use crate::runtimes::{tree, Artifact, Builder, Code, Kind, Runtime, Runtimes};
 use crate::scheduler::{CronExpr, CronHandler, CronJob, Scheduler};
 use crate::users::UserPool;
 use crate::warm::Warm;
@@ -78,7 +78,9 @@ impl App {
             build_user,
             build_area,
             config.compile_jobs,
-            config.max_package.saturating_mul(8),
+            config
+                .max_package
+                .saturating_mul(crate::packages::UNPACKED_FACTOR),
         ));
         let runtimes = Runtimes::new(&config, builder, build);
         // The last uid of the range is the build user's.
@@ -159,11 +161,11 @@ impl App {
             .ok_or_else(|| "it has no version".to_string())?;
         let data = self.registry.data();
         let exe = data.resolve(&version.executable);
-        let runtime = self
-            .runtimes
-            .named(&version.settings.runtime)
-            .ok_or_else(|| format!("its runtime '{}' is unknown", version.settings.runtime))?;
-        let is_tree = runtime.artifact() == Artifact::Tree;
+        let unknown = || format!("its runtime '{}' is unknown", version.settings.runtime);
+        // Told by the kind alone: a restart checks every function without looking for
+        // toolchains.
+        let kind = Kind::of(&version.settings.runtime).ok_or_else(unknown)?;
+        let is_tree = kind.artifact() == Artifact::Tree;
         let intact = match is_tree {
             true => {
                 tree::entry_of(&exe).is_some_and(|entry| Some(&entry) == version.entry.as_ref())
@@ -215,6 +217,7 @@ impl App {
                 version.source
             ));
         }
+        let runtime = self.runtimes.get(kind).ok_or_else(unknown)?;
         let installed = self
             .builds
             .install(

@@ -176,8 +176,10 @@ impl Keeper {
         };
         let open = |name: &str| -> io::Result<File> {
             let dir = controller.join(name);
-            if !dir.is_dir() {
-                std::fs::create_dir(&dir)?;
+            // Another server may make it at the same moment.
+            match std::fs::create_dir(&dir) {
+                Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
+                _ => {}
             }
             // `tasks` moves one thread.
             OpenOptions::new().write(true).open(dir.join("tasks"))

@@ -57,6 +57,18 @@ mod windows;
 #[cfg(windows)]
 pub use windows::*;
 
+/// What `walk_no_follow` finds: a folder, or a regular file opened for reading, with whether
+/// its owner may run it, and its owner (0 on Windows, where builds have no user of their
+/// own and owners are not compared).
+pub enum Found {
+    Folder,
+    File {
+        file: std::fs::File,
+        executable: bool,
+        owner: u32,
+    },
+}
+
 /// A started child: the process, the tree it heads (its process group, or its job on
 /// Windows), and our ends of its stdio pipes.
 pub struct Spawned {

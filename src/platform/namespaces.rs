@@ -187,6 +187,8 @@ mod tests {
                 .expect("our namespace")
                 .ino();
             let mut seen = vec![own];
+            // Kept open: a namespace freed could give its inode number to a later one.
+            let mut held = Vec::new();
             // The first take asks for the kind; wait for the thread to make some.
             let mut taken = 0;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -196,6 +198,7 @@ mod tests {
                         let ino = inode(&fd);
                         assert!(!seen.contains(&ino), "{kind:?} namespace handed out twice");
                         seen.push(ino);
+                        held.push(fd);
                         taken += 1;
                     }
                     None => std::thread::sleep(std::time::Duration::from_millis(5)),

@@ -6,7 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
-use super::Sandbox;
+use super::{Found, Sandbox};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 
@@ -566,17 +566,6 @@ pub fn make_shared(path: &Path, executable: bool) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// What [`walk_no_follow`] finds: a folder, or a regular file opened for reading, with
-/// whether its owner may run it, and its owner.
-pub enum Found {
-    Folder,
-    File {
-        file: File,
-        executable: bool,
-        owner: u32,
-    },
-}
-
 /// Opens a file for reading without following a link at its last component, and without
 /// blocking on a FIFO; the caller checks what it is by the descriptor.
 pub fn open_no_follow(path: &Path) -> io::Result<File> {
@@ -592,7 +581,9 @@ pub fn open_no_follow(path: &Path) -> io::Result<File> {
 /// contents; links, devices and the like are left out. Nothing is reached through a link:
 /// each folder is opened without following one and listed through its descriptor, and
 /// each file is opened relative to its folder's descriptor without following one, then
-/// checked by its descriptor. Names in `skip` are left out at the top.
+/// checked by its descriptor. Names in `skip` are left out at the top. A name that is not
+/// UTF-8, or folders nested deeper than [`WALK_DEPTH`] (each level holds a descriptor),
+/// fail the walk with `InvalidData`.
 pub fn walk_no_follow(
     root: &Path,
     skip: &[&str],
@@ -613,15 +604,25 @@ pub fn walk_no_follow(
     }
     // SAFETY: `fd` was just opened and is ours alone.
     let dir = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    walk_dir(&dir, "", skip, visit)
+    walk_dir(&dir, "", 0, skip, visit)
 }
+
+/// How deep [`walk_no_follow`] goes.
+pub const WALK_DEPTH: usize = 128;
 
 fn walk_dir(
     dir: &std::os::fd::OwnedFd,
     prefix: &str,
+    depth: usize,
     skip: &[&str],
     visit: &mut dyn FnMut(&str, Found) -> io::Result<()>,
 ) -> io::Result<()> {
+    if depth > WALK_DEPTH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("folders nested more than {WALK_DEPTH} deep: {prefix}"),
+        ));
+    }
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
     let listing = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
@@ -630,7 +631,15 @@ fn walk_dir(
         .collect::<io::Result<_>>()?;
     names.sort();
     for name in names {
-        let text = name.to_string_lossy().into_owned();
+        let Some(text) = name.to_str().map(str::to_string) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a file name that is not UTF-8: {prefix}{}",
+                    name.to_string_lossy()
+                ),
+            ));
+        };
         if skip.contains(&text.as_str()) {
             continue;
         }
@@ -662,7 +671,13 @@ fn walk_dir(
         let path = format!("{prefix}{text}");
         if metadata.is_dir() {
             visit(&path, Found::Folder)?;
-            walk_dir(&OwnedFd::from(file), &format!("{path}/"), &[], visit)?;
+            walk_dir(
+                &OwnedFd::from(file),
+                &format!("{path}/"),
+                depth + 1,
+                &[],
+                visit,
+            )?;
         } else if metadata.is_file() {
             let executable = metadata.mode() & 0o100 != 0;
             let owner = metadata.uid();

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::Sandbox;
+use super::{Found, Sandbox};
 use std::fs::File;
 
 /// Windows has no per-process descriptor limit to raise.
@@ -68,7 +68,6 @@ pub fn owner_of(_path: &Path) -> Option<u32> {
     None
 }
 
-/// Builds run as the server's user on Windows.
 /// Runs have no users of their own on Windows: what the server reaches, they do.
 pub fn others_can_execute(_path: &Path) -> bool {
     true
@@ -79,6 +78,7 @@ pub fn can_execute(_path: &Path) -> bool {
     true
 }
 
+/// Builds run as the server's user on Windows.
 pub fn others_can_traverse(_dir: &Path) -> bool {
     false
 }
@@ -398,21 +398,9 @@ pub fn reclaim(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Folders inherit their ACLs on Windows.
 /// Files are shared by their folder's access list on Windows: nothing to change.
 pub fn make_shared(_path: &Path, _executable: bool) -> io::Result<()> {
     Ok(())
-}
-
-/// What [`walk_no_follow`] finds: a folder, or a regular file opened for reading (owners
-/// are not compared on Windows: builds have no user of their own).
-pub enum Found {
-    Folder,
-    File {
-        file: File,
-        executable: bool,
-        owner: u32,
-    },
 }
 
 /// Opens a file for reading (builds have no user of their own to plant links on Windows).
@@ -463,6 +451,7 @@ pub fn walk_no_follow(
     walk(root, "", skip, visit)
 }
 
+/// Folders inherit their ACLs on Windows.
 pub fn make_traversable(_dir: &Path) -> io::Result<()> {
     Ok(())
 }

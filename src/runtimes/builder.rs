@@ -107,6 +107,7 @@ impl Builder {
         let taking = super::tree::Taking {
             owner: self.user,
             bytes: self.max_bytes,
+            entries: crate::packages::MAX_ENTRIES * crate::packages::UNPACKED_FACTOR,
         };
         super::tree::finish(dir, &[TMP], entry, output, taking)
     }
@@ -356,7 +357,7 @@ pub fn output_text(finished: &Finished) -> String {
 
 /// Copies the files and folders under `from` into `to` (which exists); anything else is
 /// left out (an unpacked package holds nothing else).
-pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let kind = entry.file_type()?;
@@ -371,6 +372,17 @@ pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Copies the package at `root` into the build folder `dir`, which holds the build's
+/// temporary folder already: a package may not hold one of that name at its top.
+pub fn copy_package(root: &Path, dir: &Path) -> Result<(), CompileError> {
+    if root.join(TMP).exists() {
+        return Err(CompileError::Rejected {
+            output: format!("the package may not hold a {TMP} at its top"),
+        });
+    }
+    copy_tree(root, dir).map_err(CompileError::Io)
+}
+
 /// Puts `code` in the build folder `dir`: one source file as `default`, or the package's
 /// files. Returns the entry point, `main` or `default`, which must be a file there.
 pub fn stage(code: super::Code<'_>, dir: &Path, default: &str) -> Result<String, CompileError> {
@@ -380,12 +392,7 @@ pub fn stage(code: super::Code<'_>, dir: &Path, default: &str) -> Result<String,
             default.to_string()
         }
         super::Code::Package { root, main, .. } => {
-            if root.join(TMP).exists() {
-                return Err(CompileError::Rejected {
-                    output: format!("the package may not hold a {TMP} at its top"),
-                });
-            }
-            copy_tree(root, dir).map_err(CompileError::Io)?;
+            copy_package(root, dir)?;
             main.unwrap_or(default).to_string()
         }
     };

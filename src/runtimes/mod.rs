@@ -178,9 +178,6 @@ pub trait Runtime: Send + Sync {
             .find_map(|line| line.strip_prefix("version="))
             .map(str::to_string)
     }
-    fn artifact(&self) -> Artifact {
-        self.kind().artifact()
-    }
     /// Builds `code` into `output` (an executable file, or a folder for
     /// [`Artifact::Tree`]), written whole or not at all; returns what the build printed.
     fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError>;
@@ -193,8 +190,6 @@ pub trait Runtime: Send + Sync {
             env: Vec::new(),
         }
     }
-    /// Removes the scratch folders a crash left behind.
-    fn sweep_scratch(&self) {}
     /// What `GET /runtimes` shows.
     fn status(&self) -> Status {
         let gone = (!self.tool().is_file())

@@ -290,19 +290,45 @@ fn check_lock(lock: &str, registry: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `package.json` in `dir` lists dependencies (development ones are not installed).
+/// Whether `package.json` in `dir` lists packages `npm ci --omit=dev` installs: its
+/// dependencies, optional and peer ones included (development ones are not installed).
 fn needs_packages(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("package.json"))
+    let Some(manifest) = std::fs::read_to_string(dir.join("package.json"))
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|manifest| manifest.get("dependencies").cloned())
-        .and_then(|deps| deps.as_object().map(|d| !d.is_empty()))
-        .unwrap_or(false)
+    else {
+        return false;
+    };
+    ["dependencies", "optionalDependencies", "peerDependencies"]
+        .iter()
+        .any(|key| {
+            manifest[*key]
+                .as_object()
+                .is_some_and(|deps| !deps.is_empty())
+        })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::check_lock;
+    use super::{check_lock, needs_packages};
+
+    #[test]
+    fn optional_and_peer_dependencies_are_installed_too() {
+        let dir = std::env::temp_dir().join(format!("golambda-node-{}", crate::ids::new_id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for (manifest, needs) in [
+            (r#"{"name":"f"}"#, false),
+            (r#"{"devDependencies":{"a":"1"}}"#, false),
+            (r#"{"dependencies":{}}"#, false),
+            (r#"{"dependencies":{"a":"1"}}"#, true),
+            (r#"{"optionalDependencies":{"a":"1"}}"#, true),
+            (r#"{"peerDependencies":{"a":"1"}}"#, true),
+        ] {
+            std::fs::write(dir.join("package.json"), manifest).expect("manifest");
+            assert_eq!(needs_packages(&dir), needs, "{manifest}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_lock_must_resolve_every_package_under_the_registry() {

@@ -196,10 +196,18 @@ impl Runtime for Python {
 }
 
 /// Refuses what in a `requirements.txt` could make pip run package code or look beyond
-/// the wheels: option lines (`-e`, `--index-url`, `-r other.txt`), paths and URLs. What is
-/// left is names with versions, extras, markers and `--hash` options.
+/// the wheels: option lines (`-e`, `--index-url`, `-r other.txt`), paths, archives (pip
+/// takes a name such as `x-1.0.tar.gz` that names a file for that file) and URLs (`file:`
+/// included). What is accepted is a name with extras and version specifiers, then a marker
+/// after `;`, then `--hash` options, on one line or continued with `\`.
 fn check_requirements(text: &str) -> Result<(), String> {
+    let mut logical = String::new();
+    let mut first_line = 0;
     for (number, line) in text.lines().enumerate() {
+        if logical.is_empty() {
+            first_line = number + 1;
+        }
+        // pip's comments: `#` at the start or after white space.
         let line = match line
             .find(" #")
             .or_else(|| line.starts_with('#').then_some(0))
@@ -207,31 +215,122 @@ fn check_requirements(text: &str) -> Result<(), String> {
             Some(comment) => &line[..comment],
             None => line,
         };
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let requirement = line.split(" --hash").next().unwrap_or(line).trim();
-        let named = requirement
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-        let reaches_out = requirement.contains("://")
-            || requirement.contains(" @ ")
-            || requirement.contains('@')
-            || requirement.contains('/')
-            || requirement.contains('\\');
-        if !named || reaches_out {
-            return Err(format!(
-                "requirements.txt line {}: '{}' is not accepted: only package names with \
-                 versions, extras and markers are (no options, paths or URLs), installed \
-                 from wheels",
-                number + 1,
-                line.chars().take(80).collect::<String>()
-            ));
+        match line.trim_end().strip_suffix('\\') {
+            Some(continued) => {
+                logical.push_str(continued);
+                logical.push(' ');
+            }
+            None => {
+                logical.push_str(line);
+                check_requirement(logical.trim()).map_err(|why| {
+                    format!(
+                        "requirements.txt line {first_line}: '{}' is not accepted ({why}): only \
+                         package names with versions, extras, markers and --hash are (no \
+                         options, paths, archives or URLs), installed from wheels",
+                        logical.trim().chars().take(80).collect::<String>()
+                    )
+                })?;
+                logical.clear();
+            }
         }
     }
+    check_requirement(logical.trim())
+        .map_err(|why| format!("requirements.txt ends in a continued line ({why})"))
+}
+
+/// Archive names pip installs from a file of that name.
+const ARCHIVES: [&str; 12] = [
+    ".zip",
+    ".whl",
+    ".tar",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+    ".tar.lz",
+    ".tlz",
+    ".tar.lzma",
+];
+
+/// One logical line, comments removed.
+fn check_requirement(line: &str) -> Result<(), &'static str> {
+    if line.is_empty() {
+        return Ok(());
+    }
+    let mut words = line.split_whitespace();
+    let mut requirement = Vec::new();
+    for word in words.by_ref() {
+        if word.starts_with('-') {
+            check_hash(word, &mut words)?;
+            break;
+        }
+        requirement.push(word);
+    }
+    while let Some(word) = words.next() {
+        check_hash(word, &mut words)?;
+    }
+    let requirement = requirement.join(" ");
+    let spec = requirement.split(';').next().unwrap_or_default().trim();
+    let name_end = spec
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .unwrap_or(spec.len());
+    let (name, rest) = spec.split_at(name_end);
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("no package name");
+    }
+    let lower = name.to_ascii_lowercase();
+    if ARCHIVES.iter().any(|suffix| lower.ends_with(suffix)) {
+        return Err("an archive's name");
+    }
+    let specifiers_only = rest.chars().all(|c| {
+        c.is_ascii_alphanumeric()
+            || c.is_ascii_whitespace()
+            || matches!(
+                c,
+                '[' | ']'
+                    | ','
+                    | '.'
+                    | '_'
+                    | '-'
+                    | '*'
+                    | '+'
+                    | '!'
+                    | '='
+                    | '<'
+                    | '>'
+                    | '~'
+                    | '('
+                    | ')'
+            )
+    });
+    if !specifiers_only {
+        return Err("a path, URL or option");
+    }
     Ok(())
+}
+
+/// `--hash=ALGO:HEX` or `--hash ALGO:HEX`, the one option a requirement may carry.
+fn check_hash<'a>(
+    word: &str,
+    words: &mut impl Iterator<Item = &'a str>,
+) -> Result<(), &'static str> {
+    let value = match word.strip_prefix("--hash") {
+        Some("") => words.next().unwrap_or_default(),
+        Some(joined) => joined.strip_prefix('=').unwrap_or("-"),
+        None => return Err("an option other than --hash"),
+    };
+    let well_formed = value.split_once(':').is_some_and(|(algorithm, digest)| {
+        algorithm.chars().all(|c| c.is_ascii_alphanumeric())
+            && !digest.is_empty()
+            && digest.chars().all(|c| c.is_ascii_hexdigit())
+    });
+    if well_formed {
+        Ok(())
+    } else {
+        Err("a --hash that is not ALGORITHM:HEX")
+    }
 }
 
 #[cfg(test)]
@@ -241,7 +340,8 @@ mod tests {
     #[test]
     fn requirements_are_names_and_versions_only() {
         let fine = "# pinned\nrequests==2.31.0\nidna>=3 ; python_version >= \"3.8\"\n\
-                    pkg[extra]~=1.0 --hash=sha256:abc\n\n  six  # note\n";
+                    pkg[extra]~=1.0 --hash=sha256:abc\n\n  six  # note\n\
+                    attrs==23.1.0 \\\n    --hash=sha256:1f28 \\\n    --hash sha256:99b8\n";
         assert_eq!(check_requirements(fine), Ok(()));
         for bad in [
             "-e .",
@@ -253,6 +353,14 @@ mod tests {
             "pkg@file:///tmp/x",
             "git+https://example.org/repo.git",
             "..\\up",
+            "evil-1.0.tar.gz",
+            "Evil.ZIP",
+            "file:evil.zip",
+            "git+file:x",
+            "six --hash=sha256:ab --index-url x",
+            "six -i x",
+            "six --hash=sha256:not-hex",
+            "six ; python_version > '3' --config-settings x=y",
         ] {
             let refused = check_requirements(&format!("six\n{bad}\n")).expect_err(bad);
             assert!(refused.contains("line 2"), "{refused}");

@@ -24,12 +24,13 @@ pub fn entry_of(tree: &Path) -> Option<String> {
 }
 
 /// What a tree may take from a build folder: the user its files must belong to (the build
-/// user, when builds have one: a file of anyone else's got there by a link), and how many
-/// bytes in all.
+/// user, when builds have one: a file of anyone else's got there by a link), how many
+/// bytes in all, and how many files and folders.
 #[derive(Debug, Clone, Copy)]
 pub struct Taking {
     pub owner: Option<u32>,
     pub bytes: u64,
+    pub entries: u64,
 }
 
 /// Makes `output` a tree of what `built` holds (leaving out `skip`, names at its top such
@@ -56,12 +57,9 @@ pub fn finish(
         let _ = platform::remove_tree(&partial);
     }
     made.map_err(|err| match err.kind() {
-        io::ErrorKind::FileTooLarge => CompileError::Rejected {
-            output: format!(
-                "the build's files come to more than {} bytes, the bound of a function's files \
-                 (8 times --max-package)",
-                taking.bytes
-            ),
+        // What the build made is beyond the bounds (see `copy_shared`).
+        io::ErrorKind::FileTooLarge | io::ErrorKind::InvalidData => CompileError::Rejected {
+            output: err.to_string(),
         },
         _ => CompileError::Io(err),
     })
@@ -106,12 +104,26 @@ fn place(partial: &Path, output: &Path) -> io::Result<()> {
 /// Copies the regular files and folders under `from` into `to` (which exists), each file
 /// readable by every user; links, devices and the like are left out, nothing is reached
 /// through a link (the build's user may still be changing `from`), a file of another owner
-/// than `taking.owner` is left out, and past `taking.bytes` in all the copy fails with
-/// `FileTooLarge`.
+/// than `taking.owner` is left out, and past `taking.bytes` or `taking.entries` in all the
+/// copy fails with `FileTooLarge` (a name that is not UTF-8, or folders nested too deep:
+/// `InvalidData`).
 fn copy_shared(from: &Path, to: &Path, skip: &[&str], taking: Taking) -> io::Result<()> {
     let mut folders = vec![to.to_path_buf()];
     let mut left = taking.bytes;
+    let mut entries = 0u64;
     platform::walk_no_follow(from, skip, &mut |path, found| {
+        entries += 1;
+        if entries > taking.entries {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the build made more than {} files and folders, the bound of a function's \
+                     tree ({} times a package's)",
+                    taking.entries,
+                    crate::packages::UNPACKED_FACTOR
+                ),
+            ));
+        }
         let target = to.join(path);
         match found {
             platform::Found::Folder => {
@@ -133,7 +145,12 @@ fn copy_shared(from: &Path, to: &Path, skip: &[&str], taking: Taking) -> io::Res
                 if copied > left {
                     return Err(io::Error::new(
                         io::ErrorKind::FileTooLarge,
-                        "the build's files are too large",
+                        format!(
+                            "the build's files come to more than {} bytes, the bound of a \
+                             function's files ({} times --max-package)",
+                            taking.bytes,
+                            crate::packages::UNPACKED_FACTOR
+                        ),
                     ));
                 }
                 left -= copied;
@@ -186,6 +203,7 @@ mod tests {
         let taking = Taking {
             owner: None,
             bytes: 1 << 20,
+            entries: 100,
         };
         finish(&built, &[".tmp"], "main.py", &output, taking).expect("finished");
         assert_eq!(entry_of(&output).as_deref(), Some("main.py"));
@@ -230,6 +248,7 @@ mod tests {
             let stranger = Taking {
                 owner: Some(platform::owner_of(&built.join("main.py")).unwrap_or(0) + 1),
                 bytes: 1 << 20,
+                entries: 100,
             };
             let elsewhere = root.join("strange");
             finish(&built, &[".tmp"], "main.py", &elsewhere, stranger).expect("finished");
@@ -241,10 +260,46 @@ mod tests {
         let small = Taking {
             owner: None,
             bytes: 8,
+            entries: 100,
         };
         let refused = finish(&built, &[".tmp"], "main.py", &root.join("big"), small);
         assert!(matches!(refused, Err(CompileError::Rejected { .. })));
         assert!(!root.join("big").exists());
+        // Past the bound on files and folders likewise (main.py, pkg, pkg/deep, pkg/deep/m.py).
+        let few = Taking {
+            owner: None,
+            bytes: 1 << 20,
+            entries: 3,
+        };
+        let refused = finish(&built, &[".tmp"], "main.py", &root.join("many"), few);
+        match refused {
+            Err(CompileError::Rejected { output }) => {
+                assert!(output.contains("more than 3 files"), "{output}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!root.join("many").exists());
+        // Folders nested past the walk's depth: refused (each level would hold a descriptor).
+        #[cfg(unix)]
+        {
+            let mut deep = built.join("nest");
+            for _ in 0..=platform::WALK_DEPTH {
+                deep.push("d");
+            }
+            std::fs::create_dir_all(&deep).expect("nested folders");
+            let roomy = Taking {
+                entries: 1000,
+                ..taking
+            };
+            let refused = finish(&built, &[".tmp"], "main.py", &root.join("deep"), roomy);
+            match refused {
+                Err(CompileError::Rejected { output }) => {
+                    assert!(output.contains("nested more than"), "{output}")
+                }
+                other => panic!("{other:?}"),
+            }
+            platform::remove_tree(&built.join("nest")).expect("removed");
+        }
         // A tree without its stamp, or whose entry is gone, is not whole.
         std::fs::remove_file(linked.join("main.py")).expect("rm");
         assert_eq!(entry_of(&linked), None);

@@ -642,8 +642,6 @@ impl Server {
         self.restart_as(base);
     }
 
-    /// Like `restart`, with more flags or env vars for this run only.
-    #[track_caller]
     /// Restarts with `change` made to the server's settings for good: later restarts keep it.
     pub fn reconfigure(&mut self, change: impl FnOnce(Builder) -> Builder) {
         self.base = change(self.base.clone());
@@ -651,6 +649,8 @@ impl Server {
         self.restart_as(builder);
     }
 
+    /// Like `restart`, with more flags or env vars for this run only.
+    #[track_caller]
     pub fn restart_with(&mut self, change: impl FnOnce(Builder) -> Builder) {
         let builder = change(self.base.clone());
         self.restart_as(builder);

@@ -5,7 +5,7 @@
 
 use crate::harness::archives::{targz_of, zip_of};
 use crate::harness::server::registration_body_of;
-use crate::harness::{assert_error, eventually, is_root, Response, Server};
+use crate::harness::{assert_error, eventually, is_root, snapshot, Response, Server};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -95,14 +95,6 @@ fn refused_build(answer: &Response, needles: &[&str]) {
     }
 }
 
-fn message(answer: &Response) -> String {
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    answer.json()["message"]
-        .as_str()
-        .expect("a message")
-        .to_string()
-}
-
 #[test]
 fn every_runtime_says_hello_in_every_mode() {
     let server = Server::new().start();
@@ -118,7 +110,7 @@ fn every_runtime_says_hello_in_every_mode() {
         assert_eq!(shown["runtime"], runtime, "{shown}");
         let answer = server.post(&format!("/{json_name}?x=1"), "the body");
         assert_eq!(
-            message(&answer),
+            answer.message(),
             format!("hello from {runtime} POST x=1 hi s3cret the body\n"),
             "{runtime}"
         );
@@ -263,7 +255,7 @@ fn python_requirements_come_from_the_package_s_wheels() {
     ]);
     register_ok(&server, "wheeled", "python", &code, json!({}));
     assert_eq!(
-        message(&server.post("/wheeled", "Ann")),
+        server.post("/wheeled", "Ann").message(),
         "hello Ann from a wheel\n"
     );
     let build = server.get("/functions/wheeled/versions/1/build");
@@ -309,7 +301,7 @@ fn node_modules_come_with_the_package_as_commonjs_or_es_modules() {
     ];
     common.extend(dependency);
     register_ok(&server, "common", "node", &zip_of(&common), json!({}));
-    assert_eq!(message(&server.get("/common")), "HELLO COMMONJS!\n");
+    assert_eq!(server.get("/common").message(), "HELLO COMMONJS!\n");
     let mut module: Vec<(&str, &[u8])> = vec![
         ("package.json", br#"{"name":"fn","type":"module"}"#),
         (
@@ -320,7 +312,7 @@ fn node_modules_come_with_the_package_as_commonjs_or_es_modules() {
     ];
     module.extend(dependency);
     register_ok(&server, "esm", "node", &targz_of(&module, 7), json!({}));
-    assert_eq!(message(&server.get("/esm")), "HELLO ES MODULES!\n");
+    assert_eq!(server.get("/esm").message(), "HELLO ES MODULES!\n");
     // One file with `import` is an ES module.
     register_ok(
         &server,
@@ -329,7 +321,7 @@ fn node_modules_come_with_the_package_as_commonjs_or_es_modules() {
         b"import { platform } from 'node:os';\nconsole.log(typeof platform());\n",
         json!({}),
     );
-    assert_eq!(message(&server.get("/single-esm")), "string\n");
+    assert_eq!(server.get("/single-esm").message(), "string\n");
     // Dependencies without node_modules and no registry: 422 saying what to do.
     let code = zip_of(&[
         (
@@ -382,7 +374,7 @@ fn a_cargo_package_builds_with_its_vendored_crates() {
     ];
     register_ok(&server, "crated", "rust", &targz_of(&files, 1), json!({}));
     assert_eq!(
-        message(&server.get("/crated")),
+        server.get("/crated").message(),
         "HELLO FROM A VENDORED CRATE! (by its build script)\n"
     );
     // --locked: a lock file that does not match Cargo.toml is refused, nothing fetched.
@@ -523,7 +515,7 @@ fn runs_see_none_of_the_host_s_packages_and_write_no_bytecode() {
     ]);
     register_ok(&server, "paths", "python", &code, json!({}));
     let seen: Value =
-        serde_json::from_str(&message(&server.get("/paths"))).expect("the function's JSON");
+        serde_json::from_str(&server.get("/paths").message()).expect("the function's JSON");
     assert_eq!(seen["helper"], "imported");
     assert_eq!(seen["flags"], json!([1, 1, 1]), "{seen}");
     let path = seen["path"].to_string();
@@ -532,7 +524,11 @@ fn runs_see_none_of_the_host_s_packages_and_write_no_bytecode() {
         "{path}"
     );
     let tree = server.data_dir().join("plugins").join("paths");
-    let written = walk(&tree);
+    let written: Vec<String> = snapshot(&tree).into_iter().map(|(path, _)| path).collect();
+    assert!(
+        written.iter().any(|p| p.ends_with("/helper.py")),
+        "the version's tree was not found: {written:?}"
+    );
     assert!(
         written
             .iter()
@@ -546,22 +542,8 @@ fn runs_see_none_of_the_host_s_packages_and_write_no_bytecode() {
         b"console.log(JSON.stringify(require('module').globalPaths));\n",
         json!({}),
     );
-    let globals = message(&server.get("/globals"));
+    let globals = server.get("/globals").message();
     assert!(!globals.contains("/root"), "{globals}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            found.push(path.display().to_string());
-            if path.is_dir() {
-                found.extend(walk(&path));
-            }
-        }
-    }
-    found
 }
 
 #[test]
@@ -676,18 +658,18 @@ fn interpreted_functions_survive_restarts_and_a_vanished_interpreter() {
         json!({}),
     );
     server.restart();
-    assert_eq!(message(&server.get("/kept")), "version two\n");
+    assert_eq!(server.get("/kept").message(), "version two\n");
     // The tree lost: rebuilt from the stored source at start.
     let tree = server.data_dir().join("plugins").join("kept");
     for entry in std::fs::read_dir(&tree).expect("the trees").flatten() {
         std::fs::remove_dir_all(entry.path()).expect("rm");
     }
     server.restart();
-    assert_eq!(message(&server.get("/kept")), "version two\n");
+    assert_eq!(server.get("/kept").message(), "version two\n");
     server
         .post("/functions/kept/rollback", r#"{"version":1}"#)
         .expect(200);
-    assert_eq!(message(&server.get("/kept")), "still here\n");
+    assert_eq!(server.get("/kept").message(), "still here\n");
     // The interpreter gone: runs answer 503, and the function stays.
     std::fs::remove_file(&link).expect("rm link");
     assert_error(&server.get("/kept"), 503, &["python"]);
@@ -696,7 +678,7 @@ fn interpreted_functions_survive_restarts_and_a_vanished_interpreter() {
     assert_error(&server.get("/kept"), 503, &["python"]);
     // Installed again while the server runs: taken up without a restart.
     std::os::unix::fs::symlink(&python, &link).expect("symlink again");
-    assert_eq!(message(&server.get("/kept")), "still here\n");
+    assert_eq!(server.get("/kept").message(), "still here\n");
     let listed = server.get("/runtimes").json();
     assert!(
         listed.as_array().is_some_and(|all| all
@@ -735,7 +717,7 @@ fn python_requirements_can_come_from_the_configured_index() {
     ]);
     register_ok(&server, "indexed", "python", &code, json!({}));
     assert_eq!(
-        message(&server.post("/indexed", "Bo")),
+        server.post("/indexed", "Bo").message(),
         "hello Bo from the index\n"
     );
 }
@@ -809,7 +791,7 @@ fn node_packages_can_come_from_the_configured_registry() {
     ]);
     register_ok(&server, "fetched", "node", &code, json!({}));
     assert_eq!(
-        message(&server.get("/fetched")),
+        server.get("/fetched").message(),
         "HELLO (from the registry)\n"
     );
 }
@@ -821,7 +803,7 @@ fn after_a_run_a_server_thread_keeps_cgroup_joins_cheap_then_rests() {
     }
     let server = Server::new().start();
     register_ok(&server, "once", "sh", b"echo once\n", json!({}));
-    assert_eq!(message(&server.get("/once")), "once\n");
+    assert_eq!(server.get("/once").message(), "once\n");
     let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
         .expect("the server's threads")
         .flatten()
@@ -886,10 +868,37 @@ fn a_run_cannot_climb_from_its_tree_to_its_function_s_other_versions() {
     }
     let server = Server::new().start();
     register_ok(&server, "climber", "python", b"print('v1')\n", json!({}));
+    let versions = server.data_dir().join("plugins").join("climber");
+    let first = std::fs::read_dir(&versions)
+        .expect("the function's folder")
+        .flatten()
+        .map(|entry| entry.path().join("main.py"))
+        .find(|main| main.is_file())
+        .expect("version 1's main.py");
+    // Told where version 1 is, the run can neither list its tree's parent nor open it.
     let climb = b"import os\n\
         up = os.path.dirname(__file__) + '/..'\n\
-        try:\n    print(sorted(os.listdir(up)))\n\
-        except PermissionError:\n    print('refused')\n";
-    register_ok(&server, "climber", "python", climb, json!({}));
-    assert_eq!(message(&server.get("/climber")), "refused\n");
+        seen = []\n\
+        for look in (lambda: os.listdir(up), lambda: open(os.environ['FIRST']).read()):\n\
+        \x20   try:\n        seen.append(str(look()))\n\
+        \x20   except PermissionError:\n        seen.append('refused')\n\
+        print(' '.join(seen))\n";
+    let env = json!({"env": {"FIRST": first.display().to_string()}});
+    register_ok(&server, "climber", "python", climb, env);
+    assert_eq!(server.get("/climber").message(), "refused refused\n");
+}
+
+#[test]
+fn a_package_may_not_hold_the_build_s_temporary_folder() {
+    let server = Server::new().start();
+    for (runtime, main, source) in [
+        ("go", "main.go", &b"package main\n\nfunc main() {}\n"[..]),
+        ("python", "main.py", &b"print(1)\n"[..]),
+    ] {
+        let code = zip_of(&[(main, source), (".golambda-tmp/planted", b"x")]);
+        let name = format!("planted-{runtime}");
+        let answer = register(&server, &name, runtime, &code, json!({}));
+        refused_build(&answer, &["may not hold a .golambda-tmp"]);
+        server.get(&format!("/functions/{name}")).expect(404);
+    }
 }

@@ -1,11 +1,3 @@
-//! Compiles a function's Go source into an executable with `go build`: one build directory
-//! per compilation, a shared build cache under the data dir, an environment built from
-//! scratch, a time limit, and at most `--compile-jobs` builds at once. Builds are in module
-//! mode (a `go.mod` of the build directory's own): GOPATH mode compiled relative imports
-//! (`import "../../../tmp/x"`), reaching code outside the build directory. What a build
-//! writes must be a program: `package notmain` builds an archive, refused as not one.
-//! Knows nothing of the registry or of HTTP.
-
 //! The `go` runtime: compiles a function's Go source into an executable with `go build`,
 //! in the build confinement of [`super::Builder`], with a shared build cache in the build
 //! area and an environment built from scratch. Builds are in module mode (a `go.mod` of the
@@ -16,7 +8,7 @@
 
 mod gomod;
 
-use super::builder::{copy_tree, output_text, Builder, Scratch};
+use super::builder::{copy_package, output_text, Builder, Scratch};
 use super::toolchain::Toolchain;
 use super::{Code, CompileError, Kind, Runtime};
 use crate::config::GoModules;
@@ -47,9 +39,6 @@ impl Runtime for Compiler {
     }
     fn build(&self, code: Code<'_>, output: &Path) -> Result<String, CompileError> {
         Compiler::compile(self, code, output)
-    }
-    fn sweep_scratch(&self) {
-        self.builder.sweep_scratch();
     }
 }
 
@@ -100,7 +89,7 @@ impl Compiler {
                 ("main.go".to_string(), Modules::None)
             }
             Code::Package { root, main, .. } => {
-                copy_tree(root, build_dir).map_err(CompileError::Io)?;
+                copy_package(root, build_dir)?;
                 let target = main.map_or_else(|| ".".to_string(), |main| format!("./{main}"));
                 (target, Modules::of(build_dir))
             }
